@@ -1,0 +1,25 @@
+"""The errors specscout raises: each names the input and what was wrong with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SpecscoutError(Exception):
+    """Base class of every error specscout raises on purpose."""
+
+
+class ReadError(SpecscoutError):
+    """A spectrum file that cannot be read.
+
+    ``reason`` is a short stable code (``not-fits``, ``truncated``, ``bad-gzip``, ``empty``,
+    ``no-flux``, ``missing-keyword``, ``unknown-layout``, ``io``) that ingest stores in its
+    failures table; ``detail`` says more in words.
+    """
+
+    def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        text = f"{self.path}: {reason}"
+        super().__init__(f"{text} ({detail})" if detail else text)
