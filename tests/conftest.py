@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specscout.spectrum import Meta
+from specscout.calibrate import C_KMS
+from specscout.preprocess import match_resolution, vacuum_to_air
+from specscout.spectrum import Meta, Spectrum
+from specscout.writers import lamost_wavelength
 
 SHARED_DATA = Path(os.environ.get(
     "SPECSCOUT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -32,10 +35,43 @@ def lamost_meta(**kw) -> Meta:
 
 def star_flux(n: int = 3909, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A continuum with an H-alpha absorption line on the LAMOST grid, and its ivar."""
-    from specscout.writers import lamost_wavelength
-
     wave = lamost_wavelength(n)
     rng = np.random.default_rng(seed)
     flux = 1000.0 * (1 - 0.4 * np.exp(-0.5 * ((wave - 6564.61) / 3.0) ** 2))
     sigma = 10.0
     return flux + rng.normal(0, sigma, n), np.full(n, sigma**-2)
+
+
+R_TRUE, VELOCITY = 2000.0, 30.0
+
+
+def _intrinsic(wave_vac, seed):
+    """A star's spectrum near H-alpha: a broad Balmer line and narrow metal lines."""
+    rng = np.random.default_rng(seed)
+    flux = 1 - 0.5 * np.exp(-0.5 * ((wave_vac - 6564.61) / 2.0) ** 2)
+    for centre in rng.uniform(6530, 6720, 12):
+        flux -= rng.uniform(0.1, 0.4) * np.exp(-0.5 * ((wave_vac - centre) / 0.15) ** 2)
+    return flux
+
+
+def synthetic_pair(seed: int) -> tuple[Spectrum, Spectrum]:
+    fine = np.arange(6200.0, 6850.0, 0.02)  # vacuum, rest frame
+    star = _intrinsic(fine, seed)
+    source_flux, _, _ = match_resolution(fine, star, 1e9, 13000.0)
+    target_flux, _, _ = match_resolution(fine, star, 1e9, R_TRUE)
+    # Source: Ondrejov-like, air, 0.2567 A pixels, at rest.
+    src_air = np.arange(6255.0, 6765.0, 0.2567)
+    src_vac_of_air = np.interp(src_air, vacuum_to_air(fine), fine)
+    src = np.interp(src_vac_of_air, fine, source_flux)
+    source = Spectrum(src_air, src.astype(np.float32), None, np.zeros(src_air.size, bool), "air",
+                      Meta(id=f"s{seed}", path="", instrument="Ondrejov CCD700", layout="",
+                           resolving_power=13000.0))
+    # Target: LAMOST-like, vacuum, log-linear, moving at VELOCITY, tilted, a little noise.
+    wave = lamost_wavelength()
+    shifted = np.interp(wave, fine * (1 + VELOCITY / C_KMS), target_flux)
+    rng = np.random.default_rng(100 + seed)
+    flux = np.nan_to_num(shifted) * (1 + 1e-4 * (wave - 6600)) * 500
+    flux += rng.normal(0, 1.0, wave.size)
+    target = Spectrum(wave, flux.astype(np.float32), np.ones(wave.size, np.float32),
+                      np.zeros(wave.size, bool), "vacuum", lamost_meta())
+    return source, target

@@ -7,11 +7,12 @@ import gzip
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import lamost_meta, star_flux
 
 from specscout import ReadError, read
 from specscout.preprocess import Flag, prepare
 from specscout.writers import write_lamost
+
+from conftest import lamost_meta, star_flux
 
 
 @pytest.fixture

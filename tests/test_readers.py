@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import lamost_meta, star_flux
 
 from specscout import read
 from specscout.readers import identify
 from specscout.writers import lamost_wavelength, write_lamost, write_ondrejov_raw
+
+from conftest import lamost_meta, star_flux
 
 
 def _lamost(shared_data, release):

@@ -258,7 +258,8 @@ def window_snr(flux: np.ndarray, ivar: np.ndarray | None, good: np.ndarray) -> f
 class PreprocessConfig:
     """How spectra become network inputs.
 
-    degrade_to: resolving power to degrade to (None: no resolution matching).
+    degrade_to: resolving power to degrade to (None: no resolution matching); spectra whose
+    resolving power is already at or below it are left as they are.
     degrade_from: the source's resolving power; None takes the reader's (``meta``).
     """
 
@@ -270,6 +271,10 @@ class PreprocessConfig:
     min_snr: float = 2.0
 
     def __post_init__(self) -> None:
+        if (self.degrade_from is not None and self.degrade_to is not None
+                and self.degrade_from <= self.degrade_to):
+            raise ValueError(f"degrade_from ({self.degrade_from}) must exceed degrade_to "
+                             f"({self.degrade_to}): resolution can only be lowered")
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"unknown normalisation {self.normalisation!r}; "
                              f"choose from {sorted(NORMALISATIONS)}")
@@ -338,7 +343,9 @@ def prepare(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Prepa
         r_source = config.degrade_from or spectrum.meta.resolving_power
         if not math.isfinite(r_source):
             raise ValueError(f"{spectrum.meta.path}: resolving power unknown; set degrade_from")
-        flux, ivar, mask = match_resolution(wave, flux, r_source, config.degrade_to, ivar, mask)
+        if r_source > config.degrade_to:  # spectra already at or below the target stay as they are
+            flux, ivar, mask = match_resolution(wave, flux, r_source, config.degrade_to, ivar,
+                                                mask)
 
     gflux, givar, gmask = resample(wave, flux, grid.wavelength, ivar, mask)
     if gmask.mean() > config.max_masked_fraction:
