@@ -25,7 +25,7 @@ def test_inspect_real_files(shared_data, capsys):
              shared_data / "ondrejov" / "gamma-cas.fits"]
     assert main(["inspect", *map(str, files), "--degrade-to", "1800"]) == 0
     out = capsys.readouterr().out
-    assert "lamost-coadd (LAMOST LRS DR9)" in out and "obsid 101013" in out
+    assert "lamost-coadd (LAMOST LRS, DR9)" in out and "obsid 101013" in out
     assert "ondrejov-votable" in out and "quality: ok" in out
 
 

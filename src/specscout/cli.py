@@ -42,13 +42,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             failed += 1
             continue
         m = s.meta
-        flags = describe(prepared.flags) or "ok"
-        print(f"{path}\n  layout {m.layout} ({m.instrument} {m.release}), id {m.id}\n"
+        known = [f"designation {m.designation!r}" if m.designation else "",
+                 f"ra {m.ra:.6f} dec {m.dec:.6f}" if np.isfinite(m.ra) else "",
+                 f"obsid {m.obsid}" if m.obsid is not None else "",
+                 f"snr {m.snr:.2f}" if np.isfinite(m.snr) else "",
+                 f"class {m.survey_class} {m.survey_subclass}".rstrip() if m.survey_class else ""]
+        snr = f"window snr {prepared.snr:.1f}, " if np.isfinite(prepared.snr) else ""
+        print(f"{path}\n  layout {m.layout} ({m.instrument}, {m.release}), id {m.id}\n"
               f"  {len(s)} pixels, {s.wavelength[0]:.2f}-{s.wavelength[-1]:.2f} A "
               f"{s.medium}, {int(s.mask.sum())} masked\n"
-              f"  designation {m.designation!r} ra {m.ra:.6f} dec {m.dec:.6f} "
-              f"obsid {m.obsid} snr {m.snr:.2f} class {m.survey_class} {m.survey_subclass}\n"
-              f"  window snr {prepared.snr:.1f}, quality: {flags}")
+              f"  {' '.join(k for k in known if k)}\n"
+              f"  {snr}quality: {describe(prepared.flags) or 'ok'}")
     return 1 if failed else 0
 
 
