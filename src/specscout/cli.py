@@ -77,6 +77,83 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from specscout.project import Project, ProjectConfig
+
+    config = ProjectConfig(grid=_grid(args), dtype=args.dtype,
+                           classes=tuple(args.classes) if args.classes else ProjectConfig().classes)
+    project = Project.init(args.project, config)
+    print(f"created project {project.path} (edit {project.path / 'specscout.toml'} to change it)")
+    return 0
+
+
+def _parse_label_map(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = [item.split("=", 1) for item in text.split(",")]
+    if any(len(p) != 2 for p in pairs):
+        raise SpecscoutError(f"--label-map wants FROM=TO,FROM=TO..., got {text!r}")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from specscout.ingest import ingest, load_labels
+    from specscout.project import Project
+
+    project = Project(args.project)
+    config = project.config.preprocess(args.degrade_from, args.degrade_to)
+    labels = None
+    if args.labels:
+        labels = load_labels(args.labels, project.config.classes,
+                             _parse_label_map(args.label_map))
+    store = project.store("labelled" if labels is not None else "pool")
+    summary = ingest(store, args.paths, config, workers=args.workers, scheduler=args.scheduler,
+                     part_rows=project.config.part_rows, labels=labels,
+                     progress=not args.quiet)
+    print(f"{store.path}: {summary}")
+    print(f"{store.path} now holds {len(store)} spectra from {store.files} files")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    from specscout.project import Project
+
+    project = Project(args.project)
+    c = project.config
+    print(f"project {project.path}\n  grid {c.grid.start:g}-{c.grid.stop:g} A, "
+          f"{c.grid.points} points; normalisation {c.normalisation}; store {c.dtype}\n"
+          f"  classes {', '.join(c.classes)}\n  labels {c.labels_url}")
+    for name in ("pool", "labelled"):
+        store = project.store(name)
+        all_files = store.meta(columns=["status", "release", "label"], status=None)
+        status = all_files["status"]
+        counts = {s: pc.sum(pc.equal(status, s)).as_py() or 0 for s in ("ok", "flagged",
+                                                                         "failed")}
+        print(f"{name}: {len(store)} spectra; files {store.files}: ingested {counts['ok']}, "
+              f"flagged {counts['flagged']}, failed {counts['failed']}")
+        ok = all_files.filter(pc.equal(status, "ok"))
+        if len(ok):
+            by = "label" if name == "labelled" else "release"
+            groups = ok.group_by(by).aggregate([(by, "count")]).to_pylist()
+            print("  by " + by + ": " + ", ".join(f"{g[by] or '?'} {g[by + '_count']}"
+                                                   for g in sorted(groups, key=lambda g:
+                                                                   str(g[by]))))
+        failures = store.failures()
+        if len(failures):
+            reasons = failures.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+            print("  not pooled: " + ", ".join(f"{r['reason']} {r['reason_count']}"
+                                               for r in reasons))
+            shown = failures if args.failures else failures.slice(0, 10)
+            for r in shown.to_pylist():
+                detail = f" ({r['detail']})" if r["detail"] else ""
+                print(f"    {r['status']:<8}{r['path']}: {r['reason']}{detail}")
+            if len(shown) < len(failures):
+                print(f"    ... {len(failures) - len(shown)} more (--failures lists all)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specscout",
@@ -101,6 +178,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-blur", type=float, default=7.0, metavar="PIXELS",
                    help="the fixed blur to compare with (default: the paper's %(default)s px)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("init", help="create a discovery project directory")
+    p.add_argument("project")
+    _add_grid_options(p)
+    p.add_argument("--classes", nargs="+", default=None,
+                   help="class names, background first (default: other emission double-peak)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"))
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("ingest", help="read and preprocess spectrum files into the project")
+    p.add_argument("project")
+    p.add_argument("paths", nargs="+",
+                   help="directories (recursive), glob patterns, lists of paths (.txt) or files")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: one per core)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="use an existing dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument("--degrade-from", type=float, default=None, metavar="R",
+                   help="resolving power of the files (default: the reader's)")
+    p.add_argument("--degrade-to", type=float, default=None, metavar="R",
+                   help="degrade to this resolving power (e.g. a labelled set to the survey's)")
+    p.add_argument("--labels", default=None, metavar="CSV",
+                   help="a labelled set: CSV with path or id, and label; goes to the labelled "
+                        "store, apart from the pool")
+    p.add_argument("--label-map", default=None, metavar="FROM=TO,...",
+                   help="translate the CSV's labels to class names; TO empty drops the row")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("info", help="what the project holds, and what could not be ingested")
+    p.add_argument("project")
+    p.add_argument("--failures", action="store_true", help="list every failed or flagged file")
+    p.set_defaults(func=cmd_info)
     return parser
 
 

@@ -11,6 +11,7 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -129,6 +130,27 @@ def pixel_edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate(([2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]))
 
 
+@lru_cache(maxsize=256)
+def _overlaps(in_edges: bytes, out_edges: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """For each output pixel, the input pixels it overlaps and by how much (Angstrom).
+
+    Cached by the edges' bytes: survey files share a few native grids (all LAMOST files one
+    log-linear grid), so the geometry is computed once per grid, not once per file.
+    """
+    edges, out = np.frombuffer(in_edges), np.frombuffer(out_edges)
+    n = edges.size - 1
+    first = np.searchsorted(edges, out[:-1], side="right") - 1
+    last = np.searchsorted(edges, out[1:], side="left") - 1
+    span = int(np.max(last - first)) + 1
+    idx = first[:, None] + np.arange(span)[None, :]
+    inside = (idx >= 0) & (idx < n)
+    idx = np.clip(idx, 0, n - 1)
+    overlap = np.minimum(out[1:, None], edges[idx + 1]) - np.maximum(out[:-1, None], edges[idx])
+    overlap = np.clip(overlap, 0.0, None) * inside
+    idx.flags.writeable = overlap.flags.writeable = False
+    return idx, overlap
+
+
 def resample(
     wavelength: np.ndarray,
     flux: np.ndarray,
@@ -156,17 +178,9 @@ def resample(
         nan = np.full(len(grid), np.nan, dtype=np.float32)
         return nan, None if ivar is None else np.zeros(len(grid), np.float32), np.ones(
             len(grid), dtype=bool)
-    edges = in_edges[lo : hi + 1]
     f, g = flux[lo:hi], good[lo:hi]
-    first = np.searchsorted(edges, out_edges[:-1], side="right") - 1
-    last = np.searchsorted(edges, out_edges[1:], side="left") - 1
-    span = int(np.max(last - first)) + 1
-    idx = first[:, None] + np.arange(span)[None, :]
-    inside = (idx >= 0) & (idx < f.size)
-    idx = np.clip(idx, 0, f.size - 1)
-    overlap = (np.minimum(out_edges[1:, None], edges[idx + 1])
-               - np.maximum(out_edges[:-1, None], edges[idx]))
-    weight = np.clip(overlap, 0.0, None) * inside * g[idx]
+    idx, overlap = _overlaps(in_edges[lo : hi + 1].tobytes(), out_edges.tobytes())
+    weight = overlap * g[idx]
     total = weight.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (weight * np.where(g, f, 0.0)[idx]).sum(axis=1) / total
