@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -204,8 +204,8 @@ class _Seen:
         self.pending.difference_update(hashes.tolist())
 
 
-def _batches(paths: Iterator[str], seen: _Seen, size: int,
-             summary: IngestSummary) -> Iterator[list[str]]:
+def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummary,
+             on_skip: Callable[[int], object]) -> Iterator[list[str]]:
     while chunk := list(islice(paths, size)):
         hashes = path_hash(chunk).tolist()
         batch = []
@@ -215,6 +215,8 @@ def _batches(paths: Iterator[str], seen: _Seen, size: int,
             else:
                 seen.add_pending([h])
                 batch.append(p)
+        if len(batch) < len(chunk):
+            on_skip(len(chunk) - len(batch))
         if batch:
             yield batch
 
@@ -256,15 +258,16 @@ def ingest(
     total = None
     if progress:  # a cheap first pass over the names, for the progress bar's ETA
         total = sum(1 for _ in iter_paths(sources))
-    batch_size = max(1, min(batch_size, part_rows))  # a part is at least a batch
-    batches = _batches(iter_paths(sources), seen, batch_size, summary)
-    client, cluster = _client(workers or os.cpu_count() or 1, scheduler)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="files", file=sys.stderr, smoothing=0.05,
                    dynamic_ncols=True)
+    batch_size = max(1, min(batch_size, part_rows))  # a part is at least a batch
+    batches = _batches(iter_paths(sources), seen, batch_size, summary,
+                       bar.update if bar is not None else (lambda n: None))
+    client, cluster = _client(workers or os.cpu_count() or 1, scheduler)
     buffer_flux: list[np.ndarray] = []
     buffer_records: list[dict] = []
 
@@ -304,8 +307,6 @@ def ingest(
         commit()
     finally:
         if bar is not None:
-            if summary.skipped:
-                bar.update(summary.skipped)
             bar.close()
         client.close()
         if cluster is not None:
