@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--memory", type=int, nargs="*", default=[5000, 50000],
                         help="corpus sizes for the driver memory measurement")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child-memory", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory:
@@ -104,7 +105,7 @@ def main() -> None:
         return
 
     if args.files:
-        throughput(args.data, args.files)
+        throughput(args.data, args.files, args.rounds)
     for n in args.memory:
         if n == args.memory[0]:
             print(f"\n{'files':>8}{'driver peak RSS':>18}{'files/s':>10}  (2 workers, whole run)")
@@ -115,22 +116,36 @@ def main() -> None:
         print(f"{m['files']:>8}{m['peak_mb']:>15.0f} MB{m['rate']:>10.0f}")
 
 
-def throughput(data: Path, files: int) -> None:
+def throughput(data: Path, files: int, rounds: int) -> None:
+    """The three measurements, interleaved over ``rounds`` rounds. Ratios are taken within a
+    round (the same machine conditions), and their median is reported."""
+    rates: dict[str, list[float]] = {"base": [], "one": [], "two": []}
+    startups = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = make_corpus(data, tmp / "files", files)
-        print(f"{len(paths)} LAMOST gzip files made from the real spectra of {data}")
-        base = baseline(paths, Grid())
-        one, start1, n1 = specscout_rate(tmp / "files", tmp / "store1", 1)
-        two, start2, n2 = specscout_rate(tmp / "files", tmp / "store2", 2)
-        assert n1 == n2 == len(paths)
-    print(f"{'':<36}{'files/s':>10}{'vs astropy':>12}")
-    print(f"{'astropy loop, 1 process (baseline)':<36}{base:>10.0f}{1:>11.1f}x")
-    print(f"{'specscout ingest, 1 worker':<36}{one:>10.0f}{one / base:>11.1f}x")
-    print(f"{'specscout ingest, 2 workers':<36}{two:>10.0f}{two / base:>11.1f}x")
-    print(f"scaling 1 -> 2 workers: {two / one:.2f}x  "
-          f"(cluster start-up, not timed above: {start1:.1f} s and {start2:.1f} s)")
-
+        print(f"{len(paths)} LAMOST gzip files made from the real spectra of {data}, "
+              f"{rounds} rounds")
+        for r in range(rounds):
+            rates["base"].append(baseline(paths, Grid()))
+            for key, workers in (("one", 1), ("two", 2)):
+                rate, startup, n = specscout_rate(tmp / "files", tmp / f"store-{key}-{r}",
+                                                  workers)
+                assert n == len(paths)
+                rates[key].append(rate)
+                startups.append(startup)
+    print(f"{'round':<7}{'astropy loop':>14}{'1 worker':>10}{'2 workers':>11}"
+          f"{'2 workers vs astropy':>22}{'1 -> 2 workers':>16}   (files/s)")
+    vs, scale = [], []
+    for r in range(rounds):
+        base, one, two = rates["base"][r], rates["one"][r], rates["two"][r]
+        vs.append(two / base)
+        scale.append(two / one)
+        print(f"{r + 1:<7}{base:>14.0f}{one:>10.0f}{two:>11.0f}{vs[-1]:>21.1f}x{scale[-1]:>15.2f}x")
+    print(f"{'median':<42}{np.median(vs):>21.1f}x{np.median(scale):>15.2f}x")
+    one_vs = np.median(np.divide(rates["one"], rates["base"]))
+    print(f"1 worker vs astropy loop (median): {one_vs:.1f}x; cluster start-up, not timed "
+          f"above: {min(startups):.1f}-{max(startups):.1f} s")
 
 if __name__ == "__main__":
     main()

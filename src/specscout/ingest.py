@@ -222,14 +222,19 @@ def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummar
 
 
 def _client(workers: int, scheduler: str | None):
+    import dask
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1")
-    return Client(cluster), cluster
+    # Dask keeps its last N messages per connection for debugging, and each of ours carries a
+    # batch of paths: with the default N = 1000 that is ~40 MB of the driver's memory. The
+    # setting is read when a connection opens, so it applies to this run only.
+    with dask.config.set({"distributed.admin.low-level-log-length": 20}):
+        if scheduler:
+            return Client(scheduler), None
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, host="127.0.0.1")
+        return Client(cluster), cluster
 
 
 def ingest(
@@ -239,7 +244,7 @@ def ingest(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
-    part_rows: int = 8192,
+    part_rows: int = 4096,
     batch_size: int = 256,
     labels: dict[str, str] | None = None,
     progress: bool = True,

@@ -59,7 +59,7 @@ class ProjectConfig:
     max_masked_fraction: float = 0.2
     min_snr: float = 2.0
     dtype: str = "float32"
-    part_rows: int = 8192
+    part_rows: int = 4096
     labels_url: str = "sqlite:///labels.db"
 
     def __post_init__(self) -> None:
