@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -154,6 +155,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import time
+
+    import pyarrow.parquet as pq
+
+    from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled, simulate_survey
+
+    start = time.perf_counter()
+    if args.kind == "survey":
+        fractions = {"emission": args.emission if args.emission is not None else 0.01,
+                     "double-peak": args.double_peak if args.double_peak is not None else 0.003}
+    else:
+        fractions = {"emission": args.emission if args.emission is not None
+                     else PAPER_MIX["emission"],
+                     "double-peak": args.double_peak if args.double_peak is not None
+                     else PAPER_MIX["double-peak"]}
+    config = SurveyConfig(n=args.n, seed=args.seed, fractions=fractions, snr_median=args.snr)
+    if args.kind == "survey":
+        truth = simulate_survey(args.out, config, layout=args.layout, compress=not args.no_gzip,
+                                workers=args.workers, scheduler=args.scheduler,
+                                progress=not args.quiet)
+    else:
+        truth = simulate_labelled(args.out, config, compress=args.gzip, workers=args.workers,
+                                  scheduler=args.scheduler, progress=not args.quiet)
+    classes = pq.read_table(truth, columns=["class"])["class"].value_counts().to_pylist()
+    counts = ", ".join(f"{c['values']} {c['counts']}" for c in classes)
+    print(f"wrote {args.n} spectra to {args.out} in {time.perf_counter() - start:.1f} s "
+          f"({counts}); truth in {truth}")
+    if args.kind == "labelled":
+        print(f"labels in {Path(args.out) / 'labels.csv'}: ingest them with "
+              f"'specscout ingest PROJECT {args.out} --labels {Path(args.out) / 'labels.csv'} "
+              f"--degrade-to 1531'")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specscout",
@@ -206,6 +242,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="translate the CSV's labels to class names; TO empty drops the row")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("simulate", help="write a simulated survey or labelled set with its "
+                                        "truth table (real MILES photospheres, injected H-alpha)")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=1000, help="number of spectra (default %(default)s)")
+    p.add_argument("--kind", choices=("survey", "labelled"), default="survey",
+                   help="a LAMOST-like survey, or an Ondrejov-like labelled set (R 13000, air, "
+                        "CCD700 raw layout, the paper's 47/41/12 %% class mix)")
+    p.add_argument("--layout", choices=("dr1", "dr2", "dr9"), default="dr2",
+                   help="LAMOST layout of the survey's files (default %(default)s)")
+    p.add_argument("--no-gzip", action="store_true", help="survey files not gzipped")
+    p.add_argument("--gzip", action="store_true", help="labelled-set files gzipped")
+    p.add_argument("--emission", type=float, default=None,
+                   help="fraction of emission spectra (survey default 0.01)")
+    p.add_argument("--double-peak", type=float, default=None,
+                   help="fraction of double-peak spectra (survey default 0.003)")
+    p.add_argument("--snr", type=float, default=None, help="median signal-to-noise")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("info", help="what the project holds, and what could not be ingested")
     p.add_argument("project")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import logging
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from specscout.cluster import dask_client, map_batches
 from specscout.errors import ReadError, SpecscoutError
 from specscout.preprocess import PreprocessConfig, describe, prepare
 from specscout.readers import read
@@ -221,22 +221,6 @@ def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummar
             yield batch
 
 
-def _client(workers: int, scheduler: str | None):
-    import dask
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    # Dask keeps its last N messages per connection for debugging, and each of ours carries a
-    # batch of paths: with the default N = 1000 that is ~40 MB of the driver's memory. The
-    # setting is read when a connection opens, so it applies to this run only.
-    with dask.config.set({"distributed.admin.low-level-log-length": 20}):
-        if scheduler:
-            return Client(scheduler), None
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, host="127.0.0.1")
-        return Client(cluster), cluster
-
-
 def ingest(
     store: Store,
     sources: Iterable[str | Path],
@@ -255,8 +239,6 @@ def ingest(
     existing ``dask.distributed`` scheduler to use instead. labels: for a labelled set, the
     class of each file by absolute path or id (:func:`load_labels`).
     """
-    from distributed import as_completed
-
     start = time.perf_counter()
     summary = IngestSummary()
     seen = _Seen(store.seen())
@@ -272,7 +254,6 @@ def ingest(
     batch_size = max(1, min(batch_size, part_rows))  # a part is at least a batch
     batches = _batches(iter_paths(sources), seen, batch_size, summary,
                        bar.update if bar is not None else (lambda n: None))
-    client, cluster = _client(workers or os.cpu_count() or 1, scheduler)
     buffer_flux: list[np.ndarray] = []
     buffer_records: list[dict] = []
 
@@ -286,35 +267,21 @@ def ingest(
         buffer_records.clear()
 
     try:
-        in_flight = max(2 * len(client.scheduler_info()["workers"]), 2) + 1
-        config_future = client.scatter(config, broadcast=True)
-        labels_future = client.scatter(labels, broadcast=True) if labels is not None else None
-
-        def submit(batch: list[str]):
-            return client.submit(process_batch, batch, config_future, labels_future,
-                                 store.dtype.name, pure=False)
-
-        queue = as_completed([submit(b) for b in islice(batches, in_flight)])
-        for future in queue:
-            flux, records = future.result()
-            future.release()
-            buffer_flux.append(flux)
-            buffer_records.extend(records)
-            summary.add(records)
-            if bar is not None:
-                bar.update(len(records))
-                bar.set_postfix(ok=summary.ingested, flagged=summary.flagged,
-                                failed=summary.failed, refresh=False)
-            if len(buffer_records) >= part_rows:
-                commit()
-            for batch in islice(batches, 1):
-                queue.add(submit(batch))
-        commit()
+        with dask_client(workers, scheduler) as client:
+            for flux, records in map_batches(client, process_batch, batches, config, labels,
+                                             store.dtype.name):
+                buffer_flux.append(flux)
+                buffer_records.extend(records)
+                summary.add(records)
+                if bar is not None:
+                    bar.update(len(records))
+                    bar.set_postfix(ok=summary.ingested, flagged=summary.flagged,
+                                    failed=summary.failed, refresh=False)
+                if len(buffer_records) >= part_rows:
+                    commit()
+            commit()
     finally:
         if bar is not None:
             bar.close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
     summary.seconds = time.perf_counter() - start
     return summary

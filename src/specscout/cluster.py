@@ -1,0 +1,61 @@
+"""The Dask cluster bulk work runs on: local worker processes, or an existing cluster."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator:
+    """A ``distributed.Client``: on ``scheduler`` (an address such as tcp://host:8786) when
+    given, else on a new local cluster of ``workers`` single-threaded processes (default: one
+    per core) that is closed on exit."""
+    import os
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Dask keeps its last N messages per connection for debugging, and bulk work sends large
+    # ones (a batch of paths): with the default N = 1000 that is ~40 MB of the driver's memory.
+    # The setting is read when a connection opens, so it applies to this client only.
+    with dask.config.set({"distributed.admin.low-level-log-length": 20}):
+        if scheduler:
+            client, cluster = Client(scheduler), None
+        else:
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                                   threads_per_worker=1, processes=True,
+                                   dashboard_address=None, host="127.0.0.1")
+            client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2) -> Iterator:
+    """Run ``func(batch, *args)`` on the cluster for each batch, keeping at most
+    ``per_worker`` batches per worker in flight (so memory stays bounded however many batches
+    there are), and yield the results as they complete. ``args`` are sent to the workers once.
+    """
+    from itertools import islice
+
+    from distributed import as_completed
+
+    shared = [client.scatter(a, broadcast=True) if a is not None else None for a in args]
+    in_flight = per_worker * max(len(client.scheduler_info()["workers"]), 1) + 1
+
+    def submit(batch):
+        return client.submit(func, batch, *shared, pure=False)
+
+    queue = as_completed([submit(b) for b in islice(batches, in_flight)])
+    for future in queue:
+        result = future.result()
+        future.release()
+        for batch in islice(batches, 1):
+            queue.add(submit(batch))
+        yield result
