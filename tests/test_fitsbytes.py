@@ -136,3 +136,25 @@ def test_gzip_is_transparent(tmp_path):
     two = tmp_path / "two.fits.gz"  # a multi-member gzip file
     two.write_bytes(gzip.compress(raw[:2880]) + gzip.compress(raw[2880:]))
     assert load_bytes(two) == raw
+
+
+def test_written_hdus_are_valid_fits_for_astropy(tmp_path):
+    from specscout.readers.fitsbytes import image_hdu, table_hdu
+
+    cards = [("S", "it's", "a quote"), ("EMPTY", "", ""), ("I", -7, ""), ("F", 1.5e-12, ""),
+             ("F2", 3.0, ""), ("B", False, ""), ("LONGCOM", 1, "x" * 100)]
+    data = image_hdu(np.arange(6, dtype=np.float32).reshape(2, 3), cards)
+    data += table_hdu({"A": np.arange(4, dtype=np.float64), "B": np.ones(4, np.int32)},
+                      [("EXTNAME", "T", "")])
+    path = tmp_path / "w.fits"
+    path.write_bytes(data)
+    with fits.open(path) as hdul:
+        hdul.verify("exception")
+        h = hdul[0].header
+        assert (h["S"], h["EMPTY"], h["I"], h["F"], h["F2"], h["B"]) == (
+            "it's", "", -7, 1.5e-12, 3.0, False)
+        np.testing.assert_array_equal(hdul[0].data, np.arange(6).reshape(2, 3))
+        np.testing.assert_array_equal(hdul["T"].data["A"][0], np.arange(4))
+        np.testing.assert_array_equal(hdul["T"].data["B"][0], np.ones(4))
+    ours = FitsBytes(data)
+    assert ours.hdu(0).header["S"] == "it's"
