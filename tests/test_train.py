@@ -1,0 +1,85 @@
+"""Training: balancing, validation split, early stopping, seeds, warm start, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from specscout.train import (
+    Fitted,
+    TrainConfig,
+    class_weights,
+    fit,
+    fit_temperature,
+    stratified_split,
+)
+
+CLASSES = ("other", "emission", "double-peak")
+
+
+def _data(n=360, seed=0):
+    """Spectra on 140 points: class 1 has one bump, class 2 two, class 0 none; 70/20/10 %."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, size=n, p=[0.7, 0.2, 0.1])
+    x = rng.normal(0, 0.3, (n, 140)).astype(np.float32)
+    grid = np.arange(140)
+    bump = lambda c: np.exp(-0.5 * ((grid - c) / 3.0) ** 2)  # noqa: E731
+    x[y == 1] += bump(70)
+    x[y == 2] += bump(62) + bump(78)
+    return x, y
+
+
+def test_stratified_split_and_weights():
+    y = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    train, val = stratified_split(y, 0.2, np.random.default_rng(0))
+    assert len(set(train) & set(val)) == 0 and len(train) + len(val) == 100
+    assert np.bincount(y[val]).tolist() == [16, 3, 1]
+    assert class_weights(y, 3) == pytest.approx([100 / 240, 100 / 45, 100 / 15])
+
+
+def test_fit_learns_stops_early_and_is_reproducible(tmp_path):
+    x, y = _data()
+    config = TrainConfig(model="small-cnn", max_epochs=40, patience=4, seed=3, threads=2)
+    a = fit(x, y, CLASSES, config)
+    assert a.best_epoch < len(a.history) <= 40  # stopped on the validation loss
+    with torch.inference_mode():
+        pred = a.model(torch.as_tensor(x[a.val_rows])).argmax(1).numpy()
+    assert (pred == y[a.val_rows]).mean() > 0.9
+    assert 0.05 < a.temperature < 20
+    b = fit(x, y, CLASSES, config)
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    a.save(tmp_path / "m.pt")
+    c = Fitted.load(tmp_path / "m.pt")
+    with torch.inference_mode():
+        np.testing.assert_array_equal(c.model(torch.as_tensor(x[:5])).numpy(),
+                                      a.model(torch.as_tensor(x[:5])).numpy())
+    assert c.temperature == a.temperature and c.classes == CLASSES
+    # Warm start from the fitted weights: the first epoch is already good.
+    warm = fit(x, y, CLASSES, TrainConfig(model="small-cnn", max_epochs=2, patience=1, seed=3),
+               warm_start=a.model.state_dict())
+    assert warm.history[0]["val_loss"] < a.history[0]["val_loss"]
+
+
+def test_balanced_sampling_also_learns():
+    x, y = _data(seed=1)
+    fitted = fit(x, y, CLASSES, TrainConfig(model="small-cnn", max_epochs=15, patience=3,
+                                            balance="sample", seed=0))
+    with torch.inference_mode():
+        pred = fitted.model(torch.as_tensor(x)).argmax(1).numpy()
+    assert (pred[y == 2] == 2).mean() > 0.8  # the rarest class is found
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 2000)
+    logits = rng.normal(0, 1, (2000, 3))
+    logits[np.arange(2000), y] += 1.0
+    t = fit_temperature(logits * 5.0, y)  # the same logits, made 5x overconfident
+    assert t == pytest.approx(5.0 * fit_temperature(logits, y), rel=0.05)
+
+
+def test_one_class_is_refused():
+    x, _ = _data(40)
+    with pytest.raises(ValueError, match="two classes"):
+        fit(x, np.zeros(40, int), CLASSES, TrainConfig(model="small-cnn", max_epochs=1))
