@@ -177,7 +177,7 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(rows)
+            total += loss.item() * len(rows)
         val_loss = _loss(model, xv, yv, eval_fn, 1024) if len(val_rows) else total
         history.append({"epoch": epoch, "train_loss": total / len(train_rows),
                         "val_loss": val_loss})
