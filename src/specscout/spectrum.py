@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,7 +48,6 @@ class Spectrum:
     mask: np.ndarray
     medium: str
     meta: Meta
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.medium not in MEDIA:
