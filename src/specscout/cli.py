@@ -190,6 +190,150 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace):
+    from specscout.train import TrainConfig
+
+    return TrainConfig(model=args.model, max_epochs=args.epochs, patience=args.patience,
+                       batch_size=args.batch_size, balance=args.balance, seed=args.seed,
+                       device=args.device)
+
+
+def _score_options(args: argparse.Namespace) -> dict:
+    return {"batch": args.score_batch, "precision": args.precision,
+            "mc_passes": args.mc_passes, "workers": args.workers, "scheduler": args.scheduler,
+            "device": args.device, "progress": not args.quiet}
+
+
+def _do_train(project, args) -> int:
+    from specscout.iterate import train_step
+
+    number = train_step(project, _train_config(args), warm_start=args.warm_start)
+    from specscout.iterate import status
+
+    t = status(project)[-1]["train"]
+    print(f"iteration {number}: trained {args.model} on {sum(t['per_class'].values())} labels "
+          f"({', '.join(f'{k} {v}' for k, v in t['per_class'].items())}); best epoch "
+          f"{t['best_epoch']} of {t['epochs']}, validation loss {t['val_loss']:.4f}, "
+          f"temperature {t['temperature']:.2f}, {t['seconds']:.1f} s")
+    return number
+
+
+def _do_score(project, args, number=None) -> None:
+    from specscout.iterate import score_step
+
+    scores = score_step(project, number, **_score_options(args))
+    print(f"scored {len(scores.probabilities)} spectra in {scores.seconds:.1f} s "
+          f"({scores.rate:.0f} spectra/s)")
+
+
+def _do_query(project, args, number=None) -> None:
+    from specscout.iterate import query_step
+
+    batch = query_step(project, args.strategy, args.batch, number, seed=args.seed)
+    print(f"queued {len(batch)} spectra by {args.strategy} for labelling "
+          f"(specscout serve, or a CSV for 'specscout labels import')")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from specscout.project import Project
+
+    _do_train(Project(args.project), args)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from specscout.project import Project
+
+    _do_score(Project(args.project), args, args.iteration)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from specscout.project import Project
+
+    _do_query(Project(args.project), args, args.iteration)
+    return 0
+
+
+def cmd_iterate(args: argparse.Namespace) -> int:
+    from specscout.project import Project
+
+    project = Project(args.project)
+    number = _do_train(project, args)
+    _do_score(project, args, number)
+    _do_query(project, args, number)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from specscout.iterate import label_store, status
+    from specscout.project import Project
+
+    project = Project(args.project)
+    labels = label_store(project)
+    print(f"project {project.path}: pool {len(project.store('pool'))} spectra, labelled set "
+          f"{len(project.store('labelled'))}, pool labels {len(labels.current())} "
+          f"({len(labels.disagreements())} disagreements)")
+    for it in status(project):
+        t, s, q = it.get("train", {}), it.get("score", {}), it.get("query", {})
+        line = (f"  {it['iteration']:>4}  {t.get('config', {}).get('model', '?')}: "
+                f"{sum(t.get('per_class', {}).values())} labels, val loss "
+                f"{t.get('val_loss', float('nan')):.4f}, {t.get('seconds', 0):.0f} s")
+        if s:
+            line += (f" | scored {s['rows']} at {s['spectra_per_s']:.0f}/s; predicted "
+                     + ", ".join(f"{k} {v}" for k, v in s["predicted"].items()))
+        if q:
+            line += f" | queried {q['queued']} by {q['strategy']}"
+        print(line)
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    from specscout.iterate import label_store
+    from specscout.project import Project
+
+    project = Project(args.project)
+    labels = label_store(project)
+    if args.action == "import":
+        n = labels.import_csv(args.csv, project.store("pool"), project.config.classes,
+                              annotator=args.annotator)
+        print(f"imported {n} labels from {args.csv}")
+    else:
+        n = labels.export_csv(args.csv)
+        print(f"exported {n} label rows to {args.csv}")
+    return 0
+
+
+def _add_engine_options(p: argparse.ArgumentParser, train: bool, score: bool,
+                        query: bool) -> None:
+    if train:
+        from specscout.model import MODELS
+
+        p.add_argument("--model", default="paper-cnn", choices=sorted(MODELS))
+        p.add_argument("--epochs", type=int, default=200, help="at most (default %(default)s)")
+        p.add_argument("--patience", type=int, default=10)
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--balance", default="weight", choices=("weight", "sample", "none"))
+        p.add_argument("--warm-start", action="store_true",
+                       help="start from the previous iteration's weights")
+    if score:
+        p.add_argument("--score-batch", type=int, default=4096)
+        p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+        p.add_argument("--mc-passes", type=int, default=0,
+                       help="MC-dropout passes (needed by --strategy bald)")
+        p.add_argument("--workers", type=int, default=None,
+                       help="score on this many local Dask worker processes")
+        p.add_argument("--scheduler", default=None, metavar="ADDRESS")
+    if query:
+        from specscout.strategies import STRATEGIES
+
+        p.add_argument("--strategy", default="entropy", choices=sorted(STRATEGIES))
+        p.add_argument("--batch", type=int, default=100, help="spectra to query")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specscout",
@@ -264,6 +408,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
+
+    for name, func, flags, text in (
+            ("train", cmd_train, (True, False, False), "train a new model on every label"),
+            ("score", cmd_score, (False, True, False), "score the pool with the latest model"),
+            ("query", cmd_query, (False, False, True), "choose the next spectra to label"),
+            ("iterate", cmd_iterate, (True, True, True), "train, score and query")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("project")
+        if name in ("score", "query"):
+            p.add_argument("--iteration", type=int, default=None, help="default: the latest")
+        _add_engine_options(p, *flags)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="the project's iterations")
+    p.add_argument("project")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("labels", help="import or export labels as CSV")
+    p.add_argument("action", choices=("import", "export"))
+    p.add_argument("project")
+    p.add_argument("csv")
+    p.add_argument("--annotator", default="csv")
+    p.set_defaults(func=cmd_labels)
 
     p = sub.add_parser("info", help="what the project holds, and what could not be ingested")
     p.add_argument("project")

@@ -22,7 +22,7 @@ def entropy(p: np.ndarray) -> np.ndarray:
     return -np.sum(p * np.log(np.clip(p, EPS, 1.0)), axis=-1)
 
 
-def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k highest scores (ties: lower row first), in decreasing order."""
     k = min(k, scores.size)
     if k <= 0:
@@ -38,19 +38,19 @@ def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def query_entropy(probabilities: np.ndarray, k: int, **_) -> tuple[np.ndarray, np.ndarray]:
     """Highest predictive entropy (the reference paper's strategy)."""
-    return _top(entropy(probabilities), k)
+    return top_k(entropy(probabilities), k)
 
 
 def query_margin(probabilities: np.ndarray, k: int, **_) -> tuple[np.ndarray, np.ndarray]:
     """Smallest difference between the two most probable classes."""
     p = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)
-    return _top(-(p[:, -1] - p[:, -2]), k)
+    return top_k(-(p[:, -1] - p[:, -2]), k)
 
 
 def query_least_confidence(probabilities: np.ndarray, k: int,
                            **_) -> tuple[np.ndarray, np.ndarray]:
     """Lowest probability of the predicted class."""
-    return _top(1.0 - np.max(np.asarray(probabilities, dtype=np.float64), axis=1), k)
+    return top_k(1.0 - np.max(np.asarray(probabilities, dtype=np.float64), axis=1), k)
 
 
 def query_random(probabilities: np.ndarray, k: int, *, rng: np.random.Generator,
@@ -71,7 +71,7 @@ def bald_scores(mc_probabilities: np.ndarray) -> np.ndarray:
 def query_bald(probabilities: np.ndarray, k: int, *, mc_probabilities: np.ndarray,
                **_) -> tuple[np.ndarray, np.ndarray]:
     """Highest BALD score (disagreement between MC-dropout passes)."""
-    return _top(bald_scores(mc_probabilities), k)
+    return top_k(bald_scores(mc_probabilities), k)
 
 
 def k_center_greedy(embeddings: np.ndarray, k: int, first: int = 0) -> np.ndarray:
@@ -91,7 +91,7 @@ def query_diverse(probabilities: np.ndarray, k: int, *, embeddings: np.ndarray,
                   pool_factor: int = 10, **_) -> tuple[np.ndarray, np.ndarray]:
     """Uncertain and diverse: the ``pool_factor * k`` highest-entropy spectra, thinned to
     ``k`` by k-center greedy on their embeddings (starting from the most uncertain)."""
-    rows, scores = _top(entropy(probabilities), pool_factor * k)
+    rows, scores = top_k(entropy(probabilities), pool_factor * k)
     picked = k_center_greedy(np.asarray(embeddings)[rows], k, first=0)
     return rows[picked], scores[picked]
 
@@ -103,7 +103,7 @@ def query_rare(probabilities: np.ndarray, k: int, *, target: tuple[int, ...] = (
     spectra (the bulk of an archive) and confident targets both rank low."""
     p = np.asarray(probabilities, dtype=np.float64)
     uncertainty = entropy(p) / np.log(p.shape[1])
-    return _top(p[:, list(target)].sum(axis=1) * uncertainty, k)
+    return top_k(p[:, list(target)].sum(axis=1) * uncertainty, k)
 
 
 #: Strategies by name, as ``specscout query --strategy NAME`` takes them.

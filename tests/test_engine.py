@@ -1,0 +1,101 @@
+"""The active learning loop end to end on a simulated survey, with the truth as oracle."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from specscout.cli import main
+from specscout.ingest import ingest
+from specscout.iterate import label_store, status
+from specscout.project import Project
+from specscout.score import predict, score_store
+from specscout.simulate import SurveyConfig, simulate_labelled, simulate_survey
+from specscout.train import Fitted
+
+FAST = ["--model", "small-cnn", "--epochs", "20", "--patience", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("engine")
+    simulate_labelled(tmp / "ond", SurveyConfig(n=240, seed=1, fractions={
+        "emission": 0.41, "double-peak": 0.12}))
+    simulate_survey(tmp / "survey", SurveyConfig(n=900, seed=2, fractions={
+        "emission": 0.06, "double-peak": 0.03}))
+    project = Project.init(tmp / "p")
+    ingest(project.store(), [tmp / "survey"], project.config.preprocess(), workers=2,
+           progress=False)
+    from specscout.ingest import load_labels
+
+    labels = load_labels(tmp / "ond" / "labels.csv", project.config.classes)
+    ingest(project.store("labelled"), [tmp / "ond"], project.config.preprocess(None, 1531),
+           workers=2, labels=labels, progress=False)
+    return project, tmp
+
+
+def test_iterations_with_an_oracle(project, capsys):
+    project, tmp = project
+    truth = {r["path"]: r["class"] for r in pq.read_table(tmp / "survey" / "truth.parquet")
+             .to_pylist()}
+    pool = project.store()
+    path_of = dict(zip(*pool.meta(columns=["id", "path"]).to_pydict().values(), strict=True))
+    assert main(["iterate", str(project.path), *FAST, "--batch", "40"]) == 0
+    first = [r["row"] for r in label_store(project).queue(1)]
+    assert len(first) == 40
+    # The oracle labels the query batch, through the CSV import.
+    with (tmp / "oracle.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "label"])
+        for q in label_store(project).queue(1):
+            w.writerow([q["spectrum"], truth[path_of[q["spectrum"]]]])
+    assert main(["labels", "import", str(project.path), str(tmp / "oracle.csv")]) == 0
+    assert main(["iterate", str(project.path), *FAST, "--batch", "40",
+                 "--strategy", "rare"]) == 0
+    second = [r["row"] for r in label_store(project).queue(2)]
+    assert not set(first) & set(second)  # labelled or queued spectra are not asked again
+    records = status(project)
+    assert [r["iteration"] for r in records] == [1, 2]
+    assert records[1]["train"]["pool_labels"] == 40
+    assert records[1]["train"]["labelled_set"] == 240
+    assert records[1]["query"]["strategy"] == "rare"
+    capsys.readouterr()
+    assert main(["status", str(project.path)]) == 0
+    out = capsys.readouterr().out
+    assert "pool labels 40" in out and "queried 40 by rare" in out
+
+
+def test_local_and_dask_scoring_agree(project):
+    project, _ = project
+    fitted = Fitted.load(project.path / "iterations" / "0001" / "model.pt")
+    store = project.store()
+    local = score_store(fitted, store, chunk_rows=256)
+    dask = score_store(fitted, store, chunk_rows=256, workers=2)
+    np.testing.assert_allclose(local.probabilities.astype(np.float32),
+                               dask.probabilities.astype(np.float32), atol=2e-3)
+    assert local.probabilities.shape == (len(store), 3)
+    np.testing.assert_allclose(local.probabilities.astype(np.float32).sum(1), 1, atol=5e-3)
+
+
+def test_mc_dropout_and_bald(project):
+    project, _ = project
+    fitted = Fitted.load(project.path / "iterations" / "0001" / "model.pt")
+    x = project.store().flux(np.arange(64))
+    _, bald = predict(fitted.model, x, fitted.temperature, mc_passes=8)
+    assert bald.shape == (64,) and np.all(bald >= -1e-6) and bald.max() > 0
+    det, none = predict(fitted.model, x, fitted.temperature)
+    assert none is None
+    again, _ = predict(fitted.model, x, fitted.temperature)
+    np.testing.assert_array_equal(det, again)  # dropout is off outside MC passes
+
+
+def test_bald_and_diverse_queries(project):
+    project, _ = project
+    assert main(["score", str(project.path), "--mc-passes", "4", "--quiet"]) == 0
+    for strategy in ("bald", "diverse", "margin", "random"):
+        assert main(["query", str(project.path), "--strategy", strategy, "--batch", "10",
+                     "--quiet"]) == 0
+        assert len(label_store(project).queue()) == 10

@@ -1,0 +1,99 @@
+"""The label store: append-only, provenance, derived current labels, CSV, concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from specscout.errors import SpecscoutError
+from specscout.labels import LabelStore, resolve_url
+from specscout.store import Store
+
+CLASSES = ("other", "emission", "double-peak")
+
+
+@pytest.fixture
+def labels(tmp_path):
+    return LabelStore(f"sqlite:///{tmp_path / 'labels.db'}")
+
+
+def test_current_labels_are_derived_from_append_only_rows(labels):
+    labels.add("a", 0, "emission", "ann", iteration=1, model_version="m1",
+               acquisition_score=0.9)
+    labels.add("a", 0, "double-peak", "ann", iteration=1)  # a correction
+    labels.add("b", 1, "other", "ann")
+    labels.add("b", 1, None, "ann")  # undo
+    labels.add("c", 2, "emission", "ann")
+    labels.add("c", 2, "other", "bob")  # disagreement
+    assert labels.current() == {0: "double-peak"}
+    assert labels.disagreements() == {2: {"ann": "emission", "bob": "other"}}
+    history = labels.history(0)
+    assert [h["label"] for h in history] == ["emission", "double-peak"]
+    assert history[0]["model_version"] == "m1" and history[0]["acquisition_score"] == 0.9
+    assert len(labels.history()) == 6  # nothing was updated or deleted
+
+
+def test_sqlite_is_in_wal_mode(labels):
+    with labels.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_relative_sqlite_url_lives_in_the_project(tmp_path):
+    assert resolve_url("sqlite:///labels.db", tmp_path) == f"sqlite:///{tmp_path}/labels.db"
+    assert resolve_url("postgresql://u@h/db", tmp_path) == "postgresql://u@h/db"
+
+
+def test_concurrent_annotators_lose_no_label(labels):
+    def work(who: int) -> None:
+        for i in range(50):
+            labels.add(f"s{who}-{i}", who * 1000 + i, CLASSES[i % 3], f"annotator{who}")
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(labels.history()) == 400 and len(labels.current()) == 400
+
+
+def _store(tmp_path):
+    store = Store.open_or_create(tmp_path / "pool", points=4)
+    recs = [{"path": f"/x/{i}", "status": "ok", "id": f"spec-{i}", "obsid": 100 + i,
+             "designation": f"LAMOST J{i}", "flags": 0, "reason": "", "detail": ""}
+            for i in range(5)]
+    store.commit(np.zeros((5, 4)), recs)
+    return store
+
+
+def test_csv_import_and_export(labels, tmp_path):
+    store = _store(tmp_path)
+    (tmp_path / "in.csv").write_text("id,label\nspec-1,emission\nspec-3,other\n")
+    assert labels.import_csv(tmp_path / "in.csv", store, CLASSES, annotator="me") == 2
+    assert labels.current() == {1: "emission", 3: "other"}
+    (tmp_path / "obs.csv").write_text("obsid,label,comment\n104,double-peak,nice disc\n")
+    labels.import_csv(tmp_path / "obs.csv", store, CLASSES)
+    assert labels.history(4)[0]["comment"] == "nice disc"
+    assert labels.export_csv(tmp_path / "out.csv") == 3
+    assert (tmp_path / "out.csv").read_text().count("\n") == 4
+
+
+@pytest.mark.parametrize("content, message", [
+    ("id,label\nspec-0,other\nspec-1,unicorn\n", "is not one of"),
+    ("id,label\nspec-0,other\nspec-99,other\n", "matches 0 pooled spectra"),
+    ("name,label\nx,other\n", "needs a 'label' column"),
+])
+def test_bad_csv_imports_nothing(labels, tmp_path, content, message):
+    store = _store(tmp_path)
+    (tmp_path / "bad.csv").write_text(content)
+    with pytest.raises(SpecscoutError, match=message):
+        labels.import_csv(tmp_path / "bad.csv", store, CLASSES)
+    assert labels.history() == []  # the good first line was not imported either
+
+
+def test_queue(labels):
+    labels.enqueue(1, [5, 3], ["e", "c"], [0.9, 0.8], "entropy")
+    labels.enqueue(2, [7], ["g"], [0.5], "rare")
+    assert [q["row"] for q in labels.queue(1)] == [5, 3]
+    assert labels.queue()[0]["strategy"] == "rare"
