@@ -26,6 +26,7 @@ class PaperCNN(nn.Module):
 
     def __init__(self, points: int = 140, classes: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
+        self.points = points
         self.features = nn.Sequential(
             *_conv(1, 64), *_conv(64, 64), nn.MaxPool1d(2),
             *_conv(64, 128), *_conv(128, 128), nn.MaxPool1d(2),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from specscout.fastcnn import FastPaperCNN, supports
 from specscout.store import Store
 from specscout.strategies import entropy
 from specscout.train import Fitted, device_for
@@ -50,6 +51,13 @@ def predict(model: nn.Module, x: np.ndarray, temperature: float = 1.0, batch: in
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}")
     device = torch.device(device)
+    if device.type == "cpu" and precision == "float32" and not mc_passes and supports(model):
+        fast = FastPaperCNN(model)  # the same function, 1.5x fewer products (fastcnn.py)
+        probs = np.empty((len(x), model.out.out_features), dtype=np.float32)
+        for start in range(0, len(x), batch):
+            xb = torch.as_tensor(np.asarray(x[start : start + batch], dtype=np.float32))
+            probs[start : start + len(xb)] = torch.softmax(fast(xb) / temperature, 1).numpy()
+        return probs, None
     model = model.to(device)
     passes = max(mc_passes, 1)
     if mc_passes:
