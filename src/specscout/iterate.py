@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from specscout.errors import SpecscoutError
@@ -167,8 +168,8 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
                              target=target, **inputs)
     rows = allowed[rows]
     pool = project.store("pool")
-    ids = pool.meta(columns=["row", "id"]).to_pydict()
-    id_of = dict(zip(ids["row"], ids["id"], strict=True))
+    found = pool.meta(columns=["row", "id"], filter=pc.field("row").isin(rows)).to_pydict()
+    id_of = dict(zip(found["row"], found["id"], strict=True))
     batch = [{"rank": i, "row": int(r), "id": id_of[int(r)], "acquisition_score": float(s)}
              for i, (r, s) in enumerate(zip(rows, scores, strict=True))]
     label_store(project).enqueue(number, [b["row"] for b in batch], [b["id"] for b in batch],
