@@ -25,9 +25,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         if scheduler:
             client, cluster = Client(scheduler), None
         else:
+            # silence_logs: workers otherwise log heartbeat errors while the cluster closes.
             cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
                                    threads_per_worker=1, processes=True,
-                                   dashboard_address=None, host="127.0.0.1")
+                                   dashboard_address=None, host="127.0.0.1",
+                                   silence_logs=logging.CRITICAL)
             client = Client(cluster)
     try:
         yield client

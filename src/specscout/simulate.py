@@ -339,9 +339,11 @@ def _labelled_batch(indices: list[int], out: str, config: SurveyConfig,
 
 
 def _hms(value: float) -> str:
+    """Sexagesimal text of hours or degrees, rounded to the millisecond first so that the
+    seconds never read 60."""
     sign = "-" if value < 0 else ""
-    v = abs(value)
-    return f"{sign}{int(v):02d}:{int(v * 60 % 60):02d}:{v * 3600 % 60:06.3f}"
+    ms = round(abs(value) * 3_600_000)
+    return f"{sign}{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms % 60_000 / 1000:06.3f}"
 
 
 def _chunks(n: int, size: int) -> Iterator[list[int]]:
