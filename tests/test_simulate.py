@@ -179,3 +179,10 @@ def test_simulate_command(tmp_path, capsys):
                  "--layout", "dr9", "--quiet"]) == 0
     assert "wrote 30 spectra" in capsys.readouterr().out
     assert len(list((tmp_path / "s").rglob("*.fits.gz"))) == 30
+
+
+def test_simulating_leaves_the_cached_templates_untouched(tmp_path):
+    before = load_templates().flux.copy()
+    simulate_labelled(tmp_path / "o", SurveyConfig(n=10, seed=9, fractions={}))
+    simulate_survey(tmp_path / "s", SurveyConfig(n=10, seed=9, fractions={}))
+    np.testing.assert_array_equal(load_templates().flux, before)

@@ -205,11 +205,9 @@ def _score_options(args: argparse.Namespace) -> dict:
 
 
 def _do_train(project, args) -> int:
-    from specscout.iterate import train_step
+    from specscout.iterate import status, train_step
 
     number = train_step(project, _train_config(args), warm_start=args.warm_start)
-    from specscout.iterate import status
-
     t = status(project)[-1]["train"]
     print(f"iteration {number}: trained {args.model} on {sum(t['per_class'].values())} labels "
           f"({', '.join(f'{k} {v}' for k, v in t['per_class'].items())}); best epoch "

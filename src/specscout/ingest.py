@@ -185,10 +185,11 @@ class _Seen:
 
     def __init__(self, committed: np.ndarray) -> None:
         self.blocks = [committed] if committed.size else []
-        self.pending: set[int] = set()
+        self.pending: dict[str, int] = {}  # in flight or buffered: path -> hash
+        self._pending_hashes: set[int] = set()
 
     def __contains__(self, h: int) -> bool:
-        if h in self.pending:
+        if h in self._pending_hashes:
             return True
         for block in self.blocks:
             i = np.searchsorted(block, h)
@@ -196,12 +197,15 @@ class _Seen:
                 return True
         return False
 
-    def add_pending(self, hashes: Iterable[int]) -> None:
-        self.pending.update(hashes)
+    def add_pending(self, path: str, h: int) -> None:
+        self.pending[path] = h
+        self._pending_hashes.add(h)
 
-    def commit(self, hashes: np.ndarray) -> None:
-        self.blocks.append(np.sort(hashes))
-        self.pending.difference_update(hashes.tolist())
+    def commit(self, paths: Iterable[str]) -> None:
+        """The files of a committed part join the sorted blocks."""
+        hashes = [self.pending.pop(p) for p in paths]
+        self._pending_hashes.difference_update(hashes)
+        self.blocks.append(np.sort(np.array(hashes, dtype=np.uint64)))
 
 
 def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummary,
@@ -213,7 +217,7 @@ def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummar
             if h in seen:
                 summary.skipped += 1
             else:
-                seen.add_pending([h])
+                seen.add_pending(p, h)
                 batch.append(p)
         if len(batch) < len(chunk):
             on_skip(len(chunk) - len(batch))
@@ -262,7 +266,7 @@ def ingest(
             return
         store.commit(np.concatenate(buffer_flux) if buffer_flux
                      else np.empty((0, store.points)), buffer_records)
-        seen.commit(path_hash([r["path"] for r in buffer_records]))
+        seen.commit(r["path"] for r in buffer_records)
         buffer_flux.clear()
         buffer_records.clear()
 

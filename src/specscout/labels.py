@@ -158,7 +158,7 @@ class LabelStore:
                                      f"obsid, designation; has {sorted(fields)}")
             lines = list(enumerate(reader, start=2))
         meta = store.meta(columns=["row", "id", "obsid", "designation"])
-        column = meta[key if key != "row" else "row"]
+        column = meta[key]
         out = []
         for line, rec in lines:
             label = rec["label"].strip()

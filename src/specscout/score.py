@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from specscout.fastcnn import FastPaperCNN, supports
-from specscout.store import Store
+from specscout.store import Chunk, Store
 from specscout.strategies import entropy
 from specscout.train import Fitted, device_for
 
@@ -80,27 +79,17 @@ def predict(model: nn.Module, x: np.ndarray, temperature: float = 1.0, batch: in
     return mean, bald
 
 
-def _chunks(store: Store, chunk_rows: int) -> Iterator[tuple[str, int, int, int]]:
-    """(part name, start, stop, first pool row) of each chunk of the store."""
-    for part in store.parts:
-        for start in range(0, part.rows, chunk_rows):
-            stop = min(start + chunk_rows, part.rows)
-            yield part.name, start, stop, part.first_row + start
-
-
-def _score_chunks(chunks: list[tuple[str, int, int, int]], store_path: str, model_bytes: bytes,
-                  batch: int, precision: str, mc_passes: int) -> list[tuple]:
+def _score_chunks(chunks: list[Chunk], store_path: str, model_bytes: bytes, batch: int,
+                  precision: str, mc_passes: int) -> list[tuple]:
     """Runs on a Dask worker: load the model and score the given chunks of the store."""
-    import zarr
-
     torch.set_num_threads(1)  # one thread per worker process: the cluster is the parallelism
     fitted = Fitted.load(io.BytesIO(model_bytes))
     results = []
-    for name, start, stop, first in chunks:
-        x = zarr.open_array(f"{store_path}/parts/{name}/flux.zarr", mode="r")[start:stop]
+    for chunk in chunks:
+        x = Store.read_chunk(store_path, chunk)
         probs, bald = predict(fitted.model, x, fitted.temperature, batch, "cpu", precision,
                               mc_passes)
-        results.append((first, probs.astype(np.float16),
+        results.append((chunk.first_row, probs.astype(np.float16),
                         None if bald is None else bald.astype(np.float16)))
     return results
 
@@ -142,7 +131,7 @@ def score_store(fitted: Fitted, store: Store, *, batch: int = 4096, chunk_rows: 
 
             buf = io.BytesIO()
             fitted.save(buf)
-            tasks = ([c] for c in _chunks(store, chunk_rows))
+            tasks = ([c] for c in store.chunks(chunk_rows))
             with dask_client(workers, scheduler) as client:
                 for result in map_batches(client, _score_chunks, tasks, str(store.path),
                                           buf.getvalue(), batch, precision, mc_passes):

@@ -237,11 +237,13 @@ def render(truth: dict, templates: Templates, instrument: Instrument, wavelength
                                              instrument.resolving_power)
     centre = (HALPHA_VACUUM if instrument.medium == "vacuum" else HALPHA_AIR) * doppler
     # Emission is added relative to the local continuum (a line through the sidebands).
-    cont = continuum(src, photosphere, centre)
     line = {k[5:]: v for k, v in truth.items() if k.startswith("line_")}
-    model = photosphere + cont * line_profile(src, line, centre, instrument.resolving_power)
-    model *= 1 + truth["tilt"] * (src - centre) / 100
-    model *= truth["amplitude"]
+    model = photosphere
+    if line.get("family"):
+        cont = continuum(src, photosphere, centre)
+        model = photosphere + cont * line_profile(src, line, centre, instrument.resolving_power)
+    # Not in place: without a line, model is the (cached) template itself.
+    model = model * (1 + truth["tilt"] * (src - centre) / 100) * truth["amplitude"]
     flux, _, nodata = resample(src, model, wavelength, min_coverage=0.99)
     flux = np.where(nodata, 0.0, flux)
 

@@ -70,6 +70,14 @@ def path_hash(paths: Sequence[str]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    part: str  # the part's name
+    start: int  # rows start..stop of the part
+    stop: int
+    first_row: int  # the pool row of ``start``
+
+
+@dataclass(frozen=True)
 class Part:
     name: str
     first_row: int
@@ -235,16 +243,25 @@ class Store:
             out[sel[order]] = block
         return out
 
-    def iter_chunks(self, chunk_rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream the pool: ``(row ids, spectra)`` blocks of at most ``chunk_rows``."""
+    def chunks(self, chunk_rows: int = 65536) -> Iterator[Chunk]:
+        """The store cut into blocks of at most ``chunk_rows`` rows, none across parts."""
         for part in self.parts:
-            if part.rows == 0:
-                continue
-            arr = self._array(part)
             for start in range(0, part.rows, chunk_rows):
                 stop = min(start + chunk_rows, part.rows)
-                yield (np.arange(part.first_row + start, part.first_row + stop),
-                       np.asarray(arr[start:stop]))
+                yield Chunk(part.name, start, stop, part.first_row + start)
+
+    @staticmethod
+    def read_chunk(path: str | Path, chunk: Chunk) -> np.ndarray:
+        """The spectra of ``chunk`` of the store at ``path``, without opening the whole store
+        (what a Dask worker does for each task)."""
+        arr = zarr.open_array(str(Path(path) / "parts" / chunk.part / "flux.zarr"), mode="r")
+        return np.asarray(arr[chunk.start : chunk.stop])
+
+    def iter_chunks(self, chunk_rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream the pool: ``(row ids, spectra)`` blocks of at most ``chunk_rows``."""
+        for chunk in self.chunks(chunk_rows):
+            rows = np.arange(chunk.first_row, chunk.first_row + chunk.stop - chunk.start)
+            yield rows, self.read_chunk(self.path, chunk)
 
     def to_dask(self):
         """The whole pool as one lazy Dask array (rows, points)."""

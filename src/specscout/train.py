@@ -159,7 +159,6 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
     loss_weight = torch.as_tensor(weights if config.balance == "weight" else
                                   np.ones(len(classes)), dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=loss_weight)
-    eval_fn = nn.CrossEntropyLoss(weight=loss_weight)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     xt = torch.as_tensor(x[train_rows], device=device)
     yt = torch.as_tensor(y[train_rows], device=device)
@@ -178,7 +177,7 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
             loss.backward()
             optimiser.step()
             total += loss.item() * len(rows)
-        val_loss = _loss(model, xv, yv, eval_fn, 1024) if len(val_rows) else total
+        val_loss = _loss(model, xv, yv, loss_fn, 1024) if len(val_rows) else total
         history.append({"epoch": epoch, "train_loss": total / len(train_rows),
                         "val_loss": val_loss})
         if log:
