@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -99,3 +100,30 @@ def test_bald_and_diverse_queries(project):
         assert main(["query", str(project.path), "--strategy", strategy, "--batch", "10",
                      "--quiet"]) == 0
         assert len(label_store(project).queue()) == 10
+
+
+def test_experiment_command(project, capsys):
+    project, tmp = project
+    out = tmp / "experiment"
+    assert main(["experiment", str(project.path), "--truth", str(tmp / "survey" /
+                 "truth.parquet"), "--out", str(out), "--strategies", "random,rare",
+                 "--seeds", "2", "--iterations", "2", "--batch", "30", "--epochs", "3",
+                 "--quiet"]) == 0
+    with (out / "curves.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * 2 * 3
+    assert {r["labels"] for r in rows} == {"0", "30", "60"}
+    assert (out / "curves.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pool"] == len(project.store()) and summary["labelled_set"] == 240
+    assert set(summary["to_target"]) == {"random", "rare"}
+    assert "labels needed to reach" in capsys.readouterr().out
+
+
+def test_experiment_needs_the_truth_of_every_spectrum(project, tmp_path, capsys):
+    project, tmp = project
+    truth = pq.read_table(tmp / "survey" / "truth.parquet", columns=["id", "class"])
+    pq.write_table(truth.slice(1), tmp_path / "partial.parquet")
+    assert main(["experiment", str(project.path), "--truth", str(tmp_path / "partial.parquet"),
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "are not in" in capsys.readouterr().err

@@ -186,3 +186,23 @@ def test_simulating_leaves_the_cached_templates_untouched(tmp_path):
     simulate_labelled(tmp_path / "o", SurveyConfig(n=10, seed=9, fractions={}))
     simulate_survey(tmp_path / "s", SurveyConfig(n=10, seed=9, fractions={}))
     np.testing.assert_array_equal(load_templates().flux, before)
+
+
+def test_repeat_visits_show_the_same_star(tmp_path):
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    config = SurveyConfig(n=120, seed=5, repeats=0.3, fractions={"emission": 0.2})
+    truth = pq.read_table(simulate_survey(tmp_path, config, workers=0)).to_pandas()
+    truth = truth.set_index(truth["obsid"] - 100_000_000).sort_index()  # spectrum i
+    revisits = truth[truth["object"] != truth.index]
+    assert 20 <= len(revisits) <= 50
+    for i, r in revisits.iterrows():
+        first = truth.loc[r["object"]]
+        assert first["object"] == r["object"]  # chains end at a first visit
+        for key in ("class", "template", "rv", "line_family", "line_ew"):
+            assert r[key] == first[key] or (r[key] != r[key] and first[key] != first[key])
+        assert r["snr"] != first["snr"]
+        sep = SkyCoord(r["ra"] * u.deg, r["dec"] * u.deg).separation(
+            SkyCoord(first["ra"] * u.deg, first["dec"] * u.deg))
+        assert sep < 1.5 * u.arcsec, i

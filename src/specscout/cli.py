@@ -171,7 +171,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                      else PAPER_MIX["emission"],
                      "double-peak": args.double_peak if args.double_peak is not None
                      else PAPER_MIX["double-peak"]}
-    config = SurveyConfig(n=args.n, seed=args.seed, fractions=fractions, snr_median=args.snr)
+    config = SurveyConfig(n=args.n, seed=args.seed, fractions=fractions, snr_median=args.snr,
+                          repeats=args.repeats if args.kind == "survey" else 0.0)
     if args.kind == "survey":
         truth = simulate_survey(args.out, config, layout=args.layout, compress=not args.no_gzip,
                                 workers=args.workers, scheduler=args.scheduler,
@@ -294,11 +295,120 @@ def cmd_labels(args: argparse.Namespace) -> int:
     labels = label_store(project)
     if args.action == "import":
         n = labels.import_csv(args.csv, project.store("pool"), project.config.classes,
-                              annotator=args.annotator)
+                              annotator=args.annotator, audit=args.audit)
         print(f"imported {n} labels from {args.csv}")
     else:
         n = labels.export_csv(args.csv)
         print(f"exported {n} label rows to {args.csv}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from specscout.experiment import ExperimentConfig, run_project
+    from specscout.project import Project
+    from specscout.train import TrainConfig
+
+    config = ExperimentConfig(
+        strategies=tuple(args.strategies.split(",")), seeds=tuple(range(args.seeds)),
+        iterations=args.iterations, batch=args.batch, initial=args.initial,
+        use_labelled_set=not args.no_labelled_set, test_fraction=args.test_fraction,
+        target_error=args.target_error, warm_start=not args.cold_start,
+        train=TrainConfig(model=args.model, max_epochs=args.epochs, patience=args.patience,
+                          batch_size=args.batch_size, device=args.device))
+
+    def log(row: dict) -> None:
+        if not args.quiet:
+            print(f"  {row['strategy']:<16} seed {row['seed']} round {row['round']:>2}: "
+                  f"{row['labels']:>5} labels, macro error {row['macro_error']:.3f} "
+                  f"({row['seconds']:.0f} s)", flush=True)
+
+    info = run_project(Project(args.project), args.truth, args.out, config, log)
+    print(f"{len(config.strategies)} strategies x {len(config.seeds)} seeds in "
+          f"{info['seconds']:.0f} s; curves in {args.out}/curves.csv and curves.png")
+    print(f"pool labels needed to reach macro error <= {config.target_error} on the rare "
+          f"classes (median over seeds; '-' = not reached within "
+          f"{config.initial + config.iterations * config.batch}):")
+    for strategy, reach in info["to_target"].items():
+        median = reach["median"]
+        print(f"  {strategy:<16} {'-' if median is None else f'{median:.0f}':>6}   final "
+              f"error {info['final_error'][strategy]:.3f}")
+    if "to_random_final" in info:
+        print(f"labels needed to reach random's final error ({info['random_final_error']:.3f}):")
+        for strategy, reach in info["to_random_final"].items():
+            median = reach["median"]
+            print(f"  {strategy:<16} {'-' if median is None else f'{median:.0f}':>6}")
+    return 0
+
+
+def cmd_candidates(args: argparse.Namespace) -> int:
+    from specscout.candidates import build, write
+    from specscout.project import Project
+
+    project = Project(args.project)
+    cat = build(project, threshold=args.threshold, radius_arcsec=args.radius,
+                references=tuple(args.catalogue), iteration=args.iteration,
+                classes=tuple(args.classes) if args.classes else None)
+    objects, spectra = cat.objects, cat.spectra
+    print(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
+          f"spectra of {len(objects)} objects")
+    for cls in dict.fromkeys(objects["class"]):
+        o = objects[objects["class"] == cls]
+        n_spec = int(sum(o["n_spectra"]))
+        known = int(sum(o["known"]))
+        print(f"  {cls:<14} {n_spec} spectra of {len(o)} objects: {len(o) - known} new, "
+              f"{known} known")
+    for out in args.out:
+        path = write(objects, out)
+        stem = path.with_name(path.stem + "-spectra" + path.suffix)
+        write(spectra, stem)
+        print(f"wrote {path} (objects) and {stem} (spectra)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from specscout import audit
+    from specscout.project import Project
+
+    project = Project(args.project)
+    if args.draw:
+        d = audit.draw(project, positives=args.positives, negatives=args.negatives,
+                       threshold=args.threshold, iteration=args.iteration, seed=args.seed)
+        print(f"audit draw {d['draw']} from iteration {d['iteration']}: {d['rows']} spectra "
+              f"({', '.join(f'{k} {v}' for k, v in d['strata'].items())} rows per stratum)")
+        print(f"label them in the web app's audit page, or fill {d['csv']} and run "
+              f"'specscout labels import {args.project} {d['csv']} --audit'")
+        if not args.truth:
+            return 0
+    if args.truth:
+        n = audit.label_from_truth(project, args.truth)
+        print(f"labelled {n} audit spectra from {args.truth}")
+    est = audit.estimate_project(project, level=args.level)
+    print(f"audit draw {est['draw']} (iteration {est['iteration']}): {est['labelled']} of "
+          f"{est['drawn']} labelled; {100 * est['level']:.0f} % intervals")
+    for cls, e in est["classes"].items():
+        print(f"  {cls:<14} precision {audit.show(e['precision'], e['precision_interval'])}  "
+              f"recall {audit.show(e['recall'], e['recall_interval'])}  in the archive "
+              f"{audit.show(e['count'], e['count_interval'], 0)}  ({e['listed']} listed)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from specscout.project import Project
+    from specscout.report import write
+
+    index = write(Project(args.project), args.out, threshold=args.threshold,
+                  radius_arcsec=args.radius, references=tuple(args.catalogue))
+    print(f"report: {index}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from specscout.demo import DemoConfig, run
+
+    run(args.out, DemoConfig(survey=args.survey, labelled=args.labelled,
+                             iterations=args.iterations, batch=args.batch,
+                             strategy=args.strategy, model=args.model,
+                             max_epochs=args.epochs, workers=args.workers, seed=args.seed))
     return 0
 
 
@@ -401,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--double-peak", type=float, default=None,
                    help="fraction of double-peak spectra (survey default 0.003)")
     p.add_argument("--snr", type=float, default=None, help="median signal-to-noise")
+    p.add_argument("--repeats", type=float, default=0.0,
+                   help="survey: chance that a spectrum revisits an earlier one's star")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS")
@@ -419,6 +531,86 @@ def build_parser() -> argparse.ArgumentParser:
         _add_engine_options(p, *flags)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("experiment", help="run the loop with a truth table as the oracle, "
+                       "for several strategies and seeds, and write learning curves")
+    p.add_argument("project")
+    p.add_argument("--truth", required=True,
+                   help="truth table of the pool (id, class), e.g. a simulation's truth.parquet")
+    p.add_argument("--out", required=True, help="directory for curves.csv/png, summary.json")
+    p.add_argument("--strategies", default="random,entropy,rare",
+                   help="comma-separated (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--batch", type=int, default=100, help="spectra queried per iteration")
+    p.add_argument("--initial", type=int, default=0,
+                   help="random pool labels to start from, besides the labelled set")
+    p.add_argument("--no-labelled-set", action="store_true",
+                   help="start from --initial random pool labels only")
+    p.add_argument("--test-fraction", type=float, default=0.3,
+                   help="of the pool, held out for evaluation")
+    p.add_argument("--target-error", type=float, default=0.065)
+    p.add_argument("--model", default="small-cnn")
+    p.add_argument("--epochs", type=int, default=40, help="at most, per training")
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cold-start", action="store_true",
+                   help="train a new network every round instead of fine-tuning")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("candidates", help="the candidate catalogue: objects of the target "
+                       "classes, cross-matched against reference catalogues")
+    p.add_argument("project")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="least probability of a target class (default %(default)s)")
+    p.add_argument("--radius", type=float, default=3.0,
+                   help="arcsec: spectra this close are one object; cross-match radius")
+    p.add_argument("--catalogue", action="append", default=[], metavar="FILE",
+                   help="reference catalogue (CSV, VOTable, FITS with RA/Dec); repeatable")
+    p.add_argument("--classes", nargs="+", default=None, help="default: all but the first")
+    p.add_argument("--iteration", type=int, default=None, help="default: the latest")
+    p.add_argument("--out", action="append", default=[], metavar="FILE",
+                   help="write the objects (and FILE-spectra) as .xml (VOTable), .fits, .csv, "
+                   ".ecsv or .parquet; repeatable")
+    p.set_defaults(func=cmd_candidates)
+
+    p = sub.add_parser("audit", help="estimate precision and recall from random audit samples")
+    p.add_argument("project")
+    p.add_argument("--draw", action="store_true", help="draw a new audit sample")
+    p.add_argument("--positives", type=int, default=50, help="per candidate class")
+    p.add_argument("--negatives", type=int, default=150, help="over the other strata")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--iteration", type=int, default=None, help="default: the latest")
+    p.add_argument("--truth", default=None,
+                   help="simulations: label the sample from this truth table")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("report", help="a static HTML page with figures of the project")
+    p.add_argument("project")
+    p.add_argument("--out", default=None, help="directory (default PROJECT/report)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--radius", type=float, default=3.0)
+    p.add_argument("--catalogue", action="append", default=[], metavar="FILE")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="the whole job on a simulated archive: simulate, ingest, "
+                       "iterate with a simulated annotator, audit, catalogue, report")
+    p.add_argument("out", nargs="?", default="specscout-demo",
+                   help="a new directory (default %(default)s)")
+    p.add_argument("--survey", type=int, default=20000, help="survey spectra")
+    p.add_argument("--labelled", type=int, default=1000, help="labelled-set spectra")
+    p.add_argument("--iterations", type=int, default=4)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--strategy", default="rare")
+    p.add_argument("--model", default="paper-cnn")
+    p.add_argument("--epochs", type=int, default=30, help="at most, per training")
+    p.add_argument("--workers", type=int, default=None, help="local Dask workers")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("status", help="the project's iterations")
     p.add_argument("project")
     p.set_defaults(func=cmd_status)
@@ -428,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("csv")
     p.add_argument("--annotator", default="csv")
+    p.add_argument("--audit", action="store_true",
+                   help="audit labels (kept apart from training)")
     p.set_defaults(func=cmd_labels)
 
     p = sub.add_parser("info", help="what the project holds, and what could not be ingested")

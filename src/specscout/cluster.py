@@ -25,11 +25,25 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         if scheduler:
             client, cluster = Client(scheduler), None
         else:
-            # silence_logs: workers otherwise log heartbeat errors while the cluster closes.
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
-                                   threads_per_worker=1, processes=True,
-                                   dashboard_address=None, host="127.0.0.1",
-                                   silence_logs=logging.CRITICAL)
+            # The nanny sets OMP_NUM_THREADS=1 etc. in this process's environment to pass
+            # them to its workers, and leaves them there: every later torch or BLAS call of
+            # this process, and its child processes, would run on one thread.
+            keys = set(dask.config.get("distributed.nanny.pre-spawn-environ", {})) | set(
+                dask.config.get("distributed.nanny.environ", {}))
+            saved = {k: os.environ.get(k) for k in keys}
+            try:
+                # silence_logs: workers otherwise log heartbeat errors while the cluster
+                # closes.
+                cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                                       threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1",
+                                       silence_logs=logging.CRITICAL)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             client = Client(cluster)
     try:
         yield client

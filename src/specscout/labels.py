@@ -33,6 +33,9 @@ labels_table = sa.Table(
     sa.Column("model_version", sa.String, nullable=True),
     sa.Column("acquisition_score", sa.Float, nullable=True),
     sa.Column("comment", sa.String, nullable=False, default=""),
+    # Audit labels (of random samples drawn to estimate performance) are kept apart: they
+    # never train a model, so the estimates stay honest.
+    sa.Column("audit", sa.Boolean, nullable=False, default=False),
 )
 
 queue_table = sa.Table(
@@ -45,6 +48,19 @@ queue_table = sa.Table(
     sa.Column("strategy", sa.String, nullable=False),
     sa.Column("acquisition_score", sa.Float, nullable=False),
     sa.UniqueConstraint("iteration", "row"),
+)
+
+audit_table = sa.Table(
+    "audit_sample", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("draw", sa.Integer, nullable=False, index=True),
+    sa.Column("iteration", sa.Integer, nullable=False),  # whose scores defined the strata
+    sa.Column("row", sa.BigInteger, nullable=False),
+    sa.Column("spectrum", sa.String, nullable=False),
+    sa.Column("stratum", sa.String, nullable=False),
+    sa.Column("stratum_size", sa.BigInteger, nullable=False),  # pool rows in the stratum
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("draw", "row"),
 )
 
 
@@ -75,23 +91,33 @@ class LabelStore:
                 cur.execute("PRAGMA busy_timeout=10000")
                 cur.close()
         metadata.create_all(self.engine)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns that label stores made by earlier versions lack."""
+        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("labels")}
+        if "audit" not in columns:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE labels ADD COLUMN audit BOOLEAN NOT NULL "
+                                     "DEFAULT FALSE"))
 
     # --- labels ----------------------------------------------------------------------------
 
     def add(self, spectrum: str, row: int, label: str | None, annotator: str, *,
             iteration: int | None = None, model_version: str | None = None,
-            acquisition_score: float | None = None, comment: str = "") -> int:
+            acquisition_score: float | None = None, comment: str = "",
+            audit: bool = False) -> int:
         """Append one label (``None`` retracts the annotator's current one). Returns its id."""
         with self.engine.begin() as conn:
             result = conn.execute(labels_table.insert().values(
                 spectrum=spectrum, row=int(row), label=label, annotator=annotator,
                 time=_now(), iteration=iteration, model_version=model_version,
-                acquisition_score=acquisition_score, comment=comment))
+                acquisition_score=acquisition_score, comment=comment, audit=audit))
             return int(result.inserted_primary_key[0])
 
     def add_many(self, rows: Iterable[dict]) -> int:
         """Append many labels in one transaction (dicts with the columns of ``add``)."""
-        values = [{"time": _now(), "comment": "", **r} for r in rows]
+        values = [{"time": _now(), "comment": "", "audit": False, **r} for r in rows]
         if not values:
             return 0
         with self.engine.begin() as conn:
@@ -106,27 +132,27 @@ class LabelStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def _latest_per_annotator(self) -> list[dict]:
+    def _latest_per_annotator(self, audit: bool = False) -> list[dict]:
         t = labels_table
         latest = (sa.select(t.c.row, t.c.annotator, sa.func.max(t.c.id).label("id"))
-                  .group_by(t.c.row, t.c.annotator).subquery())
+                  .where(t.c.audit == audit).group_by(t.c.row, t.c.annotator).subquery())
         q = sa.select(t).join(latest, t.c.id == latest.c.id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def current(self) -> dict[int, str]:
+    def current(self, audit: bool = False) -> dict[int, str]:
         """{pool row: label} where every annotator's latest label agrees (retractions and
-        disagreements are left out)."""
+        disagreements are left out); training labels, or with ``audit`` the audit labels."""
         votes: dict[int, set[str | None]] = {}
-        for r in self._latest_per_annotator():
+        for r in self._latest_per_annotator(audit):
             votes.setdefault(r["row"], set()).add(r["label"])
         return {row: next(iter(v)) for row, v in votes.items()
                 if len(v - {None}) == 1 and None not in v}
 
-    def disagreements(self) -> dict[int, dict[str, str]]:
+    def disagreements(self, audit: bool = False) -> dict[int, dict[str, str]]:
         """{pool row: {annotator: label}} where annotators' latest labels differ."""
         by_row: dict[int, dict[str, str | None]] = {}
-        for r in self._latest_per_annotator():
+        for r in self._latest_per_annotator(audit):
             by_row.setdefault(r["row"], {})[r["annotator"]] = r["label"]
         return {row: v for row, v in by_row.items() if len({x for x in v.values() if x}) > 1}
 
@@ -142,7 +168,7 @@ class LabelStore:
         return len(rows)
 
     def import_csv(self, path: str | Path, store, classes: Sequence[str],
-                   annotator: str = "csv") -> int:
+                   annotator: str = "csv", audit: bool = False) -> int:
         """Labels from a CSV with a ``label`` column and one of ``row``, ``id``, ``obsid`` or
         ``designation`` naming pooled spectra of ``store``. Every line must resolve to exactly
         one spectrum and a known class, or nothing is imported."""
@@ -172,7 +198,7 @@ class LabelStore:
                 raise SpecscoutError(f"{path}:{line}: {key} {value!r} matches {len(hits)} "
                                      f"pooled spectra, not one")
             out.append({"spectrum": hits["id"][0].as_py(), "row": hits["row"][0].as_py(),
-                        "label": label, "annotator": annotator,
+                        "label": label, "annotator": annotator, "audit": audit,
                         "comment": rec.get("comment", "") or ""})
         return self.add_many(out)
 
@@ -198,4 +224,29 @@ class LabelStore:
                     return []
             q = (sa.select(queue_table).where(queue_table.c.iteration == iteration)
                  .order_by(queue_table.c.rank))
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # --- audit samples ---------------------------------------------------------------------
+
+    def add_audit_sample(self, iteration: int, rows: Sequence[int], spectra: Sequence[str],
+                         strata: Sequence[str], sizes: Sequence[int]) -> int:
+        """Record a new random audit draw; returns its number."""
+        with self.engine.begin() as conn:
+            draw = (conn.execute(sa.select(sa.func.max(audit_table.c.draw))).scalar() or 0) + 1
+            now = _now()
+            conn.execute(audit_table.insert(), [
+                {"draw": draw, "iteration": iteration, "row": int(r), "spectrum": s,
+                 "stratum": h, "stratum_size": int(n), "time": now}
+                for r, s, h, n in zip(rows, spectra, strata, sizes, strict=True)])
+        return draw
+
+    def audit_sample(self, draw: int | None = None) -> list[dict]:
+        """The spectra of audit draw ``draw`` (default: the latest)."""
+        with self.engine.connect() as conn:
+            if draw is None:
+                draw = conn.execute(sa.select(sa.func.max(audit_table.c.draw))).scalar()
+                if draw is None:
+                    return []
+            q = (sa.select(audit_table).where(audit_table.c.draw == draw)
+                 .order_by(audit_table.c.id))
             return [dict(r._mapping) for r in conn.execute(q)]

@@ -116,6 +116,7 @@ class SurveyConfig:
     cosmic_rays: float = 0.3  # mean number per spectrum in the data range
     sky_residual_rate: float = 0.2  # chance of a residual at each sky line
     snr_median: float | None = None  # None: the instrument's
+    repeats: float = 0.0  # chance that a spectrum revisits an earlier spectrum's star
     resolvable_at: float = LAMOST.resolving_power  # double peaks are resolved at this R
 
     def __post_init__(self) -> None:
@@ -295,6 +296,21 @@ def _sky_position(rng: np.random.Generator) -> tuple[float, float]:
     return ra, dec
 
 
+def star_of(i: int, config: SurveyConfig) -> int:
+    """The spectrum whose star spectrum ``i`` shows: itself, or with chance ``repeats`` an
+    earlier one's (followed back to the first visit). Depends only on (seed, i)."""
+    while i > 0 and config.repeats:
+        pick = np.random.default_rng([config.seed, i, 1])
+        if pick.uniform() >= config.repeats:
+            break
+        i = int(pick.integers(0, i))
+    return i
+
+
+#: What a revisit draws anew: the observing conditions, not the star.
+VISIT_KEYS = ("snr", "amplitude", "tilt")
+
+
 def _survey_batch(indices: list[int], out: str, config: SurveyConfig, layout: str,
                   compress: bool) -> list[dict]:
     templates = load_templates()
@@ -303,8 +319,17 @@ def _survey_batch(indices: list[int], out: str, config: SurveyConfig, layout: st
     for i in indices:
         rng = np.random.default_rng([config.seed, i])
         truth = draw(rng, config, LAMOST, templates)
+        star = star_of(i, config)
+        if star != i:  # the same star again: its spectrum's star and line, new conditions
+            first = draw(np.random.default_rng([config.seed, star]), config, LAMOST, templates)
+            truth = {k: (truth[k] if k in VISIT_KEYS else v) for k, v in first.items()}
+        truth["object"] = star
         flux, ivar, andmask, noise = render(truth, templates, LAMOST, wave, rng, config)
-        ra, dec = _sky_position(rng)
+        ra, dec = _sky_position(np.random.default_rng([config.seed, star, 2]))
+        if star != i:  # astrometry of another visit: within a fraction of an arcsec
+            jitter = np.random.default_rng([config.seed, i, 2]).normal(0, 0.2 / 3600, 2)
+            ra = (ra + jitter[0] / max(math.cos(math.radians(dec)), 1e-6)) % 360
+            dec = float(np.clip(dec + jitter[1], -90, 90))
         plan = i // 4000
         name = f"spec-{55900 + plan}-SIM{plan:05d}_sp{(i // 250) % 16 + 1:02d}-{i % 250 + 1:03d}"
         path = Path(out) / f"plan{plan:05d}" / (name + (".fits.gz" if compress else ".fits"))

@@ -1,0 +1,218 @@
+"""``specscout demo``: the whole job on a simulated archive, with nothing else to set up.
+
+1. simulate an Ondrejov-like labelled set (R 13000, air, the paper's class mix) and a
+   LAMOST-like survey (1 % emission, 0.3 % double-peak, some stars observed twice);
+2. ingest both into a project (the labelled set through resolution matching to R 1531);
+3. iterate: train, score the pool, query, and let the truth table label the query batch as a
+   human would in the web app (the simulated oracle);
+4. audit: a random sample of predicted positives and negatives, labelled by the oracle, gives
+   precision and recall with intervals, which are compared with the truth;
+5. the candidate catalogue, grouped by position and cross-matched against a reference
+   catalogue (a simulated "published" list of some of the survey's emission-line stars);
+6. the report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from specscout.project import Project
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    survey: int = 20000
+    labelled: int = 1000
+    iterations: int = 4
+    batch: int = 100
+    strategy: str = "rare"
+    model: str = "paper-cnn"
+    max_epochs: int = 30
+    patience: int = 5
+    audit_positives: int = 60
+    audit_negatives: int = 240
+    repeats: float = 0.05
+    known_fraction: float = 0.4  # of the survey's emission-line objects in the reference list
+    workers: int | None = None
+    seed: int = 0
+
+
+def _say(log: Callable[[str], None] | None, text: str) -> None:
+    if log:
+        log(text)
+
+
+def reference_catalogue(truth: Path, out: Path, fraction: float, seed: int) -> int:
+    """A simulated published catalogue: ``fraction`` of the survey's emission-line objects
+    (one row per object, positions off by ~0.3 arcsec, a type column)."""
+    t = pq.read_table(truth, columns=["object", "class", "ra", "dec", "line_family"]).to_pylist()
+    firsts = {}
+    for r in t:
+        if r["class"] != "other":
+            firsts.setdefault(r["object"], r)
+    rng = np.random.default_rng(seed)
+    chosen = [r for r in firsts.values() if rng.uniform() < fraction]
+    with out.open("w") as fh:
+        fh.write("name,ra,dec,type\n")
+        for k, r in enumerate(chosen):
+            dra, ddec = rng.normal(0, 0.3 / 3600, 2)
+            kind = "Be" if r["class"] == "emission" else "Be (double-peaked)"
+            fh.write(f"REF{k:05d},{(r['ra'] + dra / np.cos(np.radians(r['dec']))) % 360:.7f},"
+                     f"{r['dec'] + ddec:.7f},{kind}\n")
+    return len(chosen)
+
+
+def oracle_labels(project: Project, y: np.ndarray, iteration: int) -> int:
+    """Label the query batch of ``iteration`` from the truth, as an annotator would."""
+    from specscout.iterate import label_store
+
+    classes = tuple(project.config.classes)
+    labels = label_store(project)
+    return labels.add_many([
+        {"spectrum": q["spectrum"], "row": q["row"], "label": classes[y[q["row"]]],
+         "annotator": "oracle", "iteration": iteration,
+         "acquisition_score": q["acquisition_score"]} for q in labels.queue(iteration)])
+
+
+def run(out: str | Path, config: DemoConfig = DemoConfig(),
+        log: Callable[[str], None] | None = print) -> dict:
+    from specscout import audit
+    from specscout.candidates import build
+    from specscout.candidates import write as write_table
+    from specscout.experiment import truth_classes
+    from specscout.ingest import ingest, load_labels
+    from specscout.iterate import label_store, query_step, score_step, train_step
+    from specscout.report import write as write_report
+    from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled, simulate_survey
+    from specscout.train import TrainConfig
+
+    out = Path(out)
+    if (out / "project").exists():
+        raise FileExistsError(f"{out / 'project'} exists: give the demo a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    start = t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        times[name] = round(now - t, 1)
+        t = now
+
+    _say(log, f"[1/6] simulating {config.labelled} labelled spectra and a survey of "
+              f"{config.survey} ...")
+    simulate_labelled(out / "data" / "ondrejov", SurveyConfig(
+        n=config.labelled, seed=config.seed + 1, fractions=PAPER_MIX), workers=config.workers)
+    truth = simulate_survey(out / "data" / "survey", SurveyConfig(
+        n=config.survey, seed=config.seed + 2, repeats=config.repeats), workers=config.workers)
+    known = reference_catalogue(truth, out / "data" / "known-emission-stars.csv",
+                                config.known_fraction, config.seed + 3)
+    lap("simulate")
+
+    _say(log, "[2/6] ingesting both into a project (labelled set matched to R 1531) ...")
+    project = Project.init(out / "project")
+    pooled = ingest(project.store("pool"), [out / "data" / "survey"],
+                    project.config.preprocess(), workers=config.workers, progress=False)
+    labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)
+    ingest(project.store("labelled"), [out / "data" / "ondrejov"],
+           project.config.preprocess(None, 1531.0), workers=config.workers, labels=labels,
+           progress=False)
+    lap("ingest")
+    y = truth_classes(project, truth)
+
+    train = TrainConfig(model=config.model, max_epochs=config.max_epochs,
+                        patience=config.patience, seed=config.seed)
+    _say(log, f"[3/6] {config.iterations} iterations: train {config.model}, score "
+              f"{len(project.store('pool'))} spectra, query {config.batch} by "
+              f"{config.strategy}, the truth labels them ...")
+    found = {c: 0 for c in project.config.classes}
+    for _ in range(config.iterations):
+        number = train_step(project, train)
+        score_step(project, number)
+        batch = query_step(project, config.strategy, config.batch, number, seed=config.seed)
+        oracle_labels(project, y, number)
+        for b in batch:
+            found[project.config.classes[y[b["row"]]]] += 1
+        _say(log, f"      iteration {number}: queried {len(batch)}; pool labels so far "
+                  + ", ".join(f"{k} {v}" for k, v in found.items()))
+    number = train_step(project, train)  # the final model, on every label
+    score_step(project, number)
+    lap("iterate")
+
+    _say(log, "[4/6] audit: random samples of predicted positives and negatives ...")
+    audit.draw(project, positives=config.audit_positives, negatives=config.audit_negatives,
+               seed=config.seed)
+    audit.label_from_truth(project, truth)
+    estimates = audit.estimate_project(project)
+    probs = np.load(project.path / "iterations" / f"{number:04d}" / "scores.npy")
+    labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
+    true = audit.truth_values(y, audit.strata(probs, tuple(project.config.classes), labelled,
+                                              estimates["threshold"]),
+                              tuple(project.config.classes))
+    lap("audit")
+
+    _say(log, "[5/6] candidate catalogue, cross-matched with the reference list ...")
+    ref = out / "data" / "known-emission-stars.csv"
+    cat = build(project, references=(ref,))
+    write_table(cat.objects, out / "candidates.xml")
+    write_table(cat.spectra, out / "candidates-spectra.xml")
+    write_table(cat.objects, out / "candidates.csv")
+    lap("candidates")
+
+    _say(log, "[6/6] report ...")
+    report = write_report(project, references=(ref,))
+    lap("report")
+    wall = time.perf_counter() - start
+
+    classes = tuple(project.config.classes)
+    summary = {
+        "wall_seconds": round(wall, 1), "steps_seconds": times,
+        "survey": config.survey, "pooled": pooled.ingested, "flagged": pooled.flagged,
+        "failed": pooled.failed, "labelled_set": config.labelled,
+        "pool_labels": int(config.iterations * config.batch),
+        "audit_labels": estimates["labelled"],
+        "truth_in_pool": {c: int(np.sum(y == i)) for i, c in enumerate(classes)},
+        "estimates": {c: {k: estimates["classes"][c][k] for k in (
+            "precision", "precision_interval", "recall", "recall_interval", "count",
+            "count_interval", "listed")} | {f"true_{k}": true[i][k]
+                                          for k in ("precision", "recall", "count")}
+            for i, c in enumerate(classes[1:])},
+        "candidates": {"spectra": len(cat.spectra), "objects": len(cat.objects),
+                       "known": int(np.sum(cat.objects["known"])),
+                       "reference_objects": known},
+        "project": str(project.path), "report": str(report),
+        "catalogue": str(out / "candidates.xml"),
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    _say(log, _describe(summary))
+    return summary
+
+
+def _describe(s: dict) -> str:
+    from specscout.audit import show
+
+    lines = [f"\ndone in {s['wall_seconds']:.0f} s ("
+             + ", ".join(f"{k} {v:.0f} s" for k, v in s["steps_seconds"].items()) + ")",
+             f"labels spent: {s['pool_labels']} pool + {s['audit_labels']} audit "
+             f"(besides the {s['labelled_set']} of the labelled set)",
+             "audit estimates (95 % intervals) vs the truth:"]
+    for c, e in s["estimates"].items():
+        lines.append(f"  {c:<12} precision {show(e['precision'], e['precision_interval'])} "
+                     f"true {e['true_precision']:.3f} | recall "
+                     f"{show(e['recall'], e['recall_interval'])} true {e['true_recall']:.3f} "
+                     f"| {e['listed']} listed")
+    c = s["candidates"]
+    lines += [f"candidates: {c['spectra']} spectra of {c['objects']} objects, {c['known']} "
+              f"known in the reference list, {c['objects'] - c['known']} new",
+              f"catalogue: {s['catalogue']} (VOTable; also .csv)",
+              f"report:    {s['report']}",
+              f"project:   {s['project']}  ('specscout status {s['project']}'; label the "
+              f"current query batch with 'specscout labels import')"]
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""The candidate catalogue: selection, human labels over the model, grouping by position,
+cross-match by position, and every export format with its units and UCDs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io.votable import parse
+from astropy.table import Table
+
+from specscout.candidates import build, group, write
+from specscout.cli import main
+from specscout.iterate import iteration_path, label_store
+from specscout.project import Project
+
+ARCSEC = 1 / 3600
+# (ra, dec, probabilities other/emission/double-peak)
+ROWS = [
+    (10.0, 20.0, (0.05, 0.90, 0.05)),  # 0: emission
+    (10.0 + 1 * ARCSEC, 20.0, (0.10, 0.80, 0.10)),  # 1: the same star, 1" away
+    (150.0, -5.0, (0.10, 0.20, 0.70)),  # 2: double-peak, in the reference list
+    (200.0, 40.0, (0.90, 0.05, 0.05)),  # 3: the model says other, a human says emission
+    (250.0, 60.0, (0.02, 0.95, 0.03)),  # 4: the model says emission, a human says other
+    (300.0, 10.0, (0.45, 0.40, 0.15)),  # 5: below the threshold
+    (10.0 + 10 * ARCSEC, 20.0, (0.60, 0.30, 0.10)),  # 6: other, 10" from 0
+]
+
+
+@pytest.fixture
+def project(tmp_path):
+    project = Project.init(tmp_path / "p")
+    flux = np.random.default_rng(0).normal(size=(len(ROWS), 140)).astype(np.float32)
+    project.store().commit(flux, [
+        {"path": f"f{i}.fits", "id": f"spec-{i}", "obsid": 1000 + i, "ra": ra, "dec": dec,
+         "designation": f"J{i}", "snr": 30.0 + i, "status": "ok", "flags": 0, "reason": "",
+         "detail": ""} for i, (ra, dec, _) in enumerate(ROWS)])
+    path = iteration_path(project, 1)
+    path.mkdir(parents=True)
+    np.save(path / "scores.npy", np.array([p for _, _, p in ROWS], dtype=np.float16))
+    labels = label_store(project)
+    labels.add("spec-3", 3, "emission", "ana")
+    labels.add("spec-4", 4, "other", "ana")
+    (tmp_path / "ref.csv").write_text(
+        "name,RAJ2000,DEJ2000,objtype\nA,150.0003,-5.0,Be\nB,0.0,0.0,CV\n")
+    return project
+
+
+def test_selection_grouping_and_crossmatch(project, tmp_path):
+    cat = build(project, references=(tmp_path / "ref.csv",))
+    s = cat.spectra
+    assert sorted(s["row"]) == [0, 1, 2, 3]
+    by_row = {int(r["row"]): r for r in s}
+    assert by_row[3]["class"] == "emission" and by_row[3]["source"] == "label"
+    assert by_row[3]["annotators"] == "ana"
+    assert by_row[0]["source"] == "model" and by_row[2]["class"] == "double-peak"
+    assert by_row[0]["object"] == by_row[1]["object"] != by_row[3]["object"]
+    o = cat.objects
+    assert len(o) == 3
+    pair = o[o["object"] == by_row[0]["object"]][0]
+    assert pair["n_spectra"] == 2 and pair["spectra"] == "spec-0,spec-1"
+    assert not pair["known"]
+    dp = o[o["object"] == by_row[2]["object"]][0]
+    assert dp["known"] and dp["catalogue"] == "ref" and dp["catalogue_type"] == "Be"
+    assert dp["separation"] == pytest.approx(0.0003 * 3600 * np.cos(np.radians(5)), rel=1e-3)
+
+
+def test_threshold_and_radius(project):
+    assert len(build(project, threshold=0.85).spectra) == 2  # rows 0 and 3 (a label)
+    # Rows 5 and 6 are never candidates: "other" is their most probable class.
+    assert sorted(build(project, threshold=0.25).spectra["row"]) == [0, 1, 2, 3]
+    assert len(build(project, radius_arcsec=0.5).objects) == 4  # rows 0 and 1 apart
+
+
+def test_group_is_friends_of_friends():
+    ra = np.array([0.0, 2 * ARCSEC, 4 * ARCSEC, 100.0])
+    # 0-2 and 2-4 arcsec are links, 0-4 is not: still one object.
+    assert group(ra, np.zeros(4), 2.5 * u.arcsec).tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("suffix", [".xml", ".fits", ".csv", ".ecsv", ".parquet"])
+def test_every_format_reads_back(project, tmp_path, suffix):
+    cat = build(project)
+    path = write(cat.objects, tmp_path / f"c{suffix}")
+    back = Table.read(path, format="ascii.csv") if suffix == ".csv" else Table.read(path)
+    assert len(back) == len(cat.objects)
+    assert sorted(back["n_spectra"]) == sorted(cat.objects["n_spectra"])
+    if suffix in (".xml", ".fits", ".ecsv"):
+        assert str(back["ra"].unit) == "deg"
+
+
+def test_votable_has_ucds(project, tmp_path):
+    write(build(project).spectra, tmp_path / "c.xml")
+    fields = {f.name: f for f in parse(tmp_path / "c.xml").get_first_table().fields}
+    assert fields["ra"].ucd == "pos.eq.ra;meta.main" and str(fields["ra"].unit) == "deg"
+    assert fields["p_emission"].ucd == "stat.probability"
+    assert fields["id"].ucd == "meta.id;meta.main"
+
+
+def test_candidates_command(project, tmp_path, capsys):
+    out = tmp_path / "cands.xml"
+    assert main(["candidates", str(project.path), "--catalogue", str(tmp_path / "ref.csv"),
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "4 candidate spectra of 3 objects" in text
+    assert out.exists() and (tmp_path / "cands-spectra.xml").exists()
+    assert main(["candidates", str(project.path), "--catalogue",
+                 str(tmp_path / "nope.csv")]) == 2
+    assert "no such catalogue" in capsys.readouterr().err

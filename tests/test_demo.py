@@ -1,0 +1,50 @@
+"""``specscout demo`` end to end (small): simulate, ingest, iterate with the simulated oracle,
+audit, catalogue, report; and the audit labels stay apart from the training labels."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from astropy.io.votable import parse
+
+from specscout.cli import main
+from specscout.iterate import label_store, status
+from specscout.project import Project
+
+
+def test_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", str(out), "--survey", "1200", "--labelled", "240", "--iterations",
+                 "1", "--batch", "40", "--model", "small-cnn", "--epochs", "5",
+                 "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "audit estimates (95 % intervals) vs the truth" in text
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["pooled"] == 1200 and summary["failed"] == 0
+    assert summary["pool_labels"] == 40 and summary["audit_labels"] > 100
+    for cls in ("emission", "double-peak"):
+        e = summary["estimates"][cls]
+        if e["listed"]:
+            lo, hi = e["precision_interval"]
+            assert 0 <= lo <= e["precision"] <= hi <= 1
+        else:
+            assert e["precision"] is None
+        lo, hi = e["recall_interval"]
+        assert 0 <= lo <= hi <= 1
+    project = Project(out / "project")
+    assert [it["iteration"] for it in status(project)] == [1, 2]
+    assert status(project)[1]["train"]["pool_labels"] == 40  # audit labels never train
+    labels = label_store(project)
+    assert len(labels.current(audit=True)) == summary["audit_labels"]
+    assert not set(labels.current()) & set(labels.current(audit=True))
+    table = parse(out / "candidates.xml").get_first_table().to_table()
+    assert len(table) == summary["candidates"]["objects"] > 0
+    assert "known" in table.colnames
+    page = (out / "project" / "report" / "index.html").read_text()
+    images = re.findall(r"src='([^']+)'", page)
+    assert {"learning.png", "labels.png", "probabilities.png", "sky.png", "gallery.png"} <= \
+        set(images)
+    for name in images:
+        assert (out / "project" / "report" / name).stat().st_size > 5000
+    assert main(["demo", str(out)]) == 2  # never overwrites a project
