@@ -68,3 +68,41 @@ def test_intervals_cover_the_truth_at_their_nominal_rate():
         for metric in ("precision", "recall", "count"):
             # At least nominal, within the +-2.5 % that 300 repeats measure a rate to.
             assert result[cls][metric]["coverage"] >= 0.925, (cls, metric, result)
+
+
+def test_audit_commands_on_a_project(tmp_path, capsys):
+    """Draw, label through the CSV the draw writes (as audit labels), estimate."""
+    import csv
+
+    from specscout.cli import main
+    from specscout.iterate import iteration_path, label_store
+    from specscout.project import Project
+
+    project = Project.init(tmp_path / "p")
+    p, truth = synthetic_archive(3000, 3)
+    project.store().commit(np.zeros((len(p), 140), np.float32), [
+        {"path": f"f{i}", "id": f"s{i}", "status": "ok", "flags": 0, "reason": "",
+         "detail": ""} for i in range(len(p))])
+    path = iteration_path(project, 1)
+    path.mkdir(parents=True)
+    np.save(path / "scores.npy", p.astype(np.float16))
+    label_store(project).add("s0", 0, CLASSES[truth[0]], "ana")  # one training label
+    assert main(["audit", str(project.path), "--draw", "--positives", "20",
+                 "--negatives", "60"]) == 0
+    drawn = path / "audit-001.csv"
+    with drawn.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len({r["row"] for r in rows}) and "0" not in {r["row"] for r in rows}
+    with (tmp_path / "done.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["row", "label"])
+        w.writerows([r["row"], CLASSES[truth[int(r["row"])]]] for r in rows)
+    assert main(["labels", "import", str(project.path), str(tmp_path / "done.csv"),
+                 "--audit", "--annotator", "ana"]) == 0
+    labels = label_store(project)
+    assert len(labels.current(audit=True)) == len(rows) and len(labels.current()) == 1
+    capsys.readouterr()
+    assert main(["audit", str(project.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(rows)} of {len(rows)} labelled" in out and "recall" in out
+    assert (path / "audit-001-estimates.json").exists()

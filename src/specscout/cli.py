@@ -226,11 +226,13 @@ def _do_score(project, args, number=None) -> None:
 
 
 def _do_query(project, args, number=None) -> None:
-    from specscout.iterate import query_step
+    from specscout.iterate import latest, query_step
 
+    number = number or latest(project)
     batch = query_step(project, args.strategy, args.batch, number, seed=args.seed)
     print(f"queued {len(batch)} spectra by {args.strategy} for labelling "
-          f"(specscout serve, or a CSV for 'specscout labels import')")
+          f"(listed in iterations/{number:04d}/query.csv; give their labels with "
+          f"'specscout labels import PROJECT CSV')")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -370,12 +372,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from specscout.project import Project
 
     project = Project(args.project)
+    if args.coverage:
+        return _audit_coverage(project, args)
     if args.draw:
         d = audit.draw(project, positives=args.positives, negatives=args.negatives,
                        threshold=args.threshold, iteration=args.iteration, seed=args.seed)
         print(f"audit draw {d['draw']} from iteration {d['iteration']}: {d['rows']} spectra "
               f"({', '.join(f'{k} {v}' for k, v in d['strata'].items())} rows per stratum)")
-        print(f"label them in the web app's audit page, or fill {d['csv']} and run "
+        print(f"fill in the label column of {d['csv']} and run "
               f"'specscout labels import {args.project} {d['csv']} --audit'")
         if not args.truth:
             return 0
@@ -409,6 +413,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
                              iterations=args.iterations, batch=args.batch,
                              strategy=args.strategy, model=args.model,
                              max_epochs=args.epochs, workers=args.workers, seed=args.seed))
+    return 0
+
+
+def _audit_coverage(project, args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from specscout import audit
+    from specscout.errors import SpecscoutError
+    from specscout.experiment import truth_classes
+    from specscout.iterate import iteration_path, label_store, latest
+
+    if not args.truth:
+        raise SpecscoutError("--coverage needs --truth: the true class of every pool spectrum")
+    number = args.iteration or latest(project)
+    probs = np.load(iteration_path(project, number) / "scores.npy", mmap_mode="r")
+    labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
+    result = audit.coverage(probs, truth_classes(project, args.truth),
+                            tuple(project.config.classes), labelled, threshold=args.threshold,
+                            positives=args.positives, negatives=args.negatives,
+                            repeats=args.coverage, level=args.level, seed=args.seed)
+    print(f"{args.coverage} independent audits of iteration {number} "
+          f"({args.positives} per candidate class, {args.negatives} others), labelled from "
+          f"the truth: how often the {100 * args.level:.0f} % intervals hold the true value")
+    print("  strata: " + ", ".join(f"{k} {v}" for k, v in result["strata"].items()))
+    for cls in project.config.classes[1:]:
+        r = result[cls]
+        print(f"  {cls:<14} " + "   ".join(
+            f"{m} {r[m]['coverage']:.3f} (true {r[m]['true']:.3g}, median width "
+            f"{r[m]['median_width']:.3g})" for m in ("precision", "recall", "count")))
     return 0
 
 
@@ -585,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", default=None,
                    help="simulations: label the sample from this truth table")
     p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--coverage", type=int, default=0, metavar="N",
+                   help="simulations: repeat N audits labelled from --truth and report how "
+                   "often the intervals hold the true values")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_audit)
 

@@ -4,7 +4,7 @@
    LAMOST-like survey (1 % emission, 0.3 % double-peak, some stars observed twice);
 2. ingest both into a project (the labelled set through resolution matching to R 1531);
 3. iterate: train, score the pool, query, and let the truth table label the query batch as a
-   human would in the web app (the simulated oracle);
+   human annotator would (the simulated oracle);
 4. audit: a random sample of predicted positives and negatives, labelled by the oracle, gives
    precision and recall with intervals, which are compared with the truth;
 5. the candidate catalogue, grouped by position and cross-matched against a reference
