@@ -29,6 +29,11 @@ ROWS = [
 
 @pytest.fixture
 def project(tmp_path):
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path) -> Project:
+    """A pool of the ROWS, scores of iteration 1, two human labels, a reference list."""
     project = Project.init(tmp_path / "p")
     flux = np.random.default_rng(0).normal(size=(len(ROWS), 140)).astype(np.float32)
     project.store().commit(flux, [

@@ -364,6 +364,15 @@ def cmd_candidates(args: argparse.Namespace) -> int:
         stem = path.with_name(path.stem + "-spectra" + path.suffix)
         write(spectra, stem)
         print(f"wrote {path} (objects) and {stem} (spectra)")
+    if args.samp:
+        from specscout.samp import send_table
+
+        votable = next((Path(o) for o in args.out if Path(o).suffix in (".xml", ".vot")),
+                       None)
+        if votable is None:
+            votable = write(objects, project.path / "candidates.xml")
+        sent = send_table(votable, name=f"specscout candidates ({project.path.name})")
+        print(f"sent {votable} by SAMP to: {', '.join(sent) or 'no client that loads tables'}")
     return 0
 
 
@@ -606,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", action="append", default=[], metavar="FILE",
                    help="write the objects (and FILE-spectra) as .xml (VOTable), .fits, .csv, "
                    ".ecsv or .parquet; repeatable")
+    p.add_argument("--samp", action="store_true",
+                   help="send the objects table to TOPCAT etc. through the running SAMP hub")
     p.set_defaults(func=cmd_candidates)
 
     p = sub.add_parser("audit", help="estimate precision and recall from random audit samples")

@@ -211,7 +211,8 @@ def _describe(s: dict) -> str:
     c = s["candidates"]
     lines += [f"candidates: {c['spectra']} spectra of {c['objects']} objects, {c['known']} "
               f"known in the reference list, {c['objects'] - c['known']} new",
-              f"catalogue: {s['catalogue']} (VOTable; also .csv)",
+              f"catalogue: {s['catalogue']} (VOTable; also .csv; to TOPCAT with "
+              f"'specscout candidates {s['project']} --samp')",
               f"report:    {s['report']}",
               f"project:   {s['project']}  ('specscout status {s['project']}'; label the "
               f"current query batch with 'specscout labels import')"]

@@ -1,0 +1,76 @@
+"""SAMP against a real hub on loopback, with a second client that checks what arrives."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from astropy.table import Table
+from pyvo.samp import SAMPHubServer, SAMPIntegratedClient
+from test_candidates import make_project
+
+from specscout.candidates import write
+from specscout.errors import SpecscoutError
+from specscout.samp import send_table
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    lockfile = tmp_path / "samp.lock"
+    server = SAMPHubServer(web_profile=False, lockfile=str(lockfile), addr="127.0.0.1")
+    server.start()
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{lockfile.as_uri()}")
+    yield server
+    server.stop()
+
+
+def test_a_table_reaches_a_listening_tool(hub, tmp_path):
+    received = []
+    tool = SAMPIntegratedClient(name="table-viewer")
+    tool.connect()
+    try:
+        tool.bind_receive_notification(
+            "table.load.votable",
+            lambda private_key, sender_id, mtype, params, extra: received.append(params))
+        table = Table({"ra": [10.0, 20.0], "dec": [1.0, 2.0], "id": ["a", "b"]})
+        path = write(table, tmp_path / "cands.xml")
+        assert send_table(path, name="candidates") == ["table-viewer"]
+        for _ in range(100):
+            if received:
+                break
+            time.sleep(0.05)
+        assert received and received[0]["name"] == "candidates"
+        assert received[0]["url"] == path.resolve().as_uri()
+        back = Table.read(received[0]["url"].removeprefix("file://"))
+        assert list(back["id"]) == ["a", "b"]
+    finally:
+        tool.disconnect()
+
+
+def test_no_hub_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{(tmp_path / 'none.lock').as_uri()}")
+    (tmp_path / "t.xml").write_text("")
+    with pytest.raises(SpecscoutError, match="no SAMP hub"):
+        send_table(tmp_path / "t.xml")
+
+
+def test_candidates_command_sends_by_samp(hub, tmp_path, capsys):
+    received = []
+    tool = SAMPIntegratedClient(name="topcat-like")
+    tool.connect()
+    try:
+        tool.bind_receive_notification(
+            "table.load.votable",
+            lambda private_key, sender_id, mtype, params, extra: received.append(params))
+        from specscout.cli import main
+
+        proj = make_project(tmp_path)
+        assert main(["candidates", str(proj.path), "--samp"]) == 0
+        assert "sent" in capsys.readouterr().out
+        for _ in range(100):
+            if received:
+                break
+            time.sleep(0.05)
+        assert len(Table.read(received[0]["url"].removeprefix("file://"))) == 3
+    finally:
+        tool.disconnect()
