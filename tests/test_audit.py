@@ -32,6 +32,9 @@ def test_strata_and_allocation():
     assert s.sizes.tolist() == [1, 1, 1, 2, 1]
     assert allocate(np.array([100, 3, 1000, 1000, 1000]), 3, 50, 100).tolist() == \
         [50, 3, 34, 33, 33]
+    assert allocate(np.array([100, 3, 1000, 1000, 1000]), 3, 50, 100,
+                    weights=np.array([9, 9, 1, 3, 0])).tolist() == [50, 3, 25, 75, 0]
+    assert s.expected[0] == pytest.approx(0.8) and s.expected[3] == pytest.approx(0.1)
     # An empty or small stratum's share goes to the others.
     assert allocate(np.array([100, 3, 0, 10, 1000]), 3, 50, 100).tolist() == [50, 3, 0, 10, 90]
 

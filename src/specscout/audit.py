@@ -4,8 +4,9 @@ audit samples of predicted positives and predicted negatives.
 The pool rows without a training label are split into strata by the model's scores: for each
 target class c the rows it proposes as candidates of c (``candidate:c``), and the rest by the
 largest target-class probability q (``rest:q<0.01``, ``rest:0.01-0.1``, ``rest:q>=0.1``). A
-simple random sample is drawn in every stratum and labelled by a human (kept apart from the
-training labels). Rows labelled for training are known exactly and enter the estimates as such.
+simple random sample is drawn in every stratum (the negatives by Neyman allocation with the
+model's expected target fraction) and labelled by a human (kept apart from the training
+labels). Rows labelled for training are known exactly and enter the estimates as such.
 
 For class c with L_c training labels of c, candidate stratum K and strata h of sizes N_h where a
 fraction p_hc of the sample is of class c:
@@ -45,6 +46,13 @@ class Strata:
     names: tuple[str, ...]
     of_row: np.ndarray  # stratum index of every pool row, -1 for rows with a training label
     sizes: np.ndarray  # rows per stratum
+    expected: np.ndarray  # the model's mean probability of a target class, per stratum
+
+    def neyman(self) -> np.ndarray:
+        """Neyman allocation weights N_h sqrt(p_h (1 - p_h)), with the model's p_h: the
+        sample goes where the count of targets is most uncertain."""
+        p = np.clip(self.expected, 1e-6, 1 - 1e-6)
+        return self.sizes * np.sqrt(p * (1 - p))
 
     def rows(self, h: int) -> np.ndarray:
         return np.nonzero(self.of_row == h)[0]
@@ -58,6 +66,7 @@ def strata(probabilities: np.ndarray, classes: tuple[str, ...], labelled: np.nda
     names += [f"rest:q<{REST_EDGES[0]}", f"rest:{REST_EDGES[0]}-{REST_EDGES[1]}",
               f"rest:q>={REST_EDGES[1]}"]
     of_row = np.empty(len(probabilities), dtype=np.int8)
+    target_p = np.empty(len(probabilities), dtype=np.float32)
     for start in range(0, len(probabilities), 1 << 20):
         p = np.asarray(probabilities[start : start + (1 << 20)], dtype=np.float32)
         best = p.argmax(1)
@@ -65,28 +74,42 @@ def strata(probabilities: np.ndarray, classes: tuple[str, ...], labelled: np.nda
         q = p[:, 1:].max(1)
         rest = len(classes) - 1 + np.digitize(q, REST_EDGES)
         of_row[start : start + len(p)] = np.where(is_cand, best - 1, rest)
+        target_p[start : start + len(p)] = p[:, 1:].sum(1)
     of_row[np.asarray(labelled, dtype=np.int64)] = -1
-    sizes = np.bincount(of_row[of_row >= 0], minlength=len(names))
-    return Strata(tuple(names), of_row, sizes)
+    keep = of_row >= 0
+    sizes = np.bincount(of_row[keep], minlength=len(names))
+    sums = np.bincount(of_row[keep], weights=target_p[keep], minlength=len(names))
+    expected = np.divide(sums, sizes, out=np.zeros(len(names)), where=sizes > 0)
+    return Strata(tuple(names), of_row, sizes, expected)
 
 
-def allocate(sizes: np.ndarray, n_classes: int, positives: int, negatives: int) -> np.ndarray:
-    """Sample size per stratum: ``positives`` in each candidate stratum, ``negatives`` split
-    equally over the rest strata (what a small stratum cannot take goes to the others)."""
+def allocate(sizes: np.ndarray, n_classes: int, positives: int, negatives: int,
+             weights: np.ndarray | None = None) -> np.ndarray:
+    """Sample size per stratum: ``positives`` in each candidate stratum, ``negatives`` over
+    the rest strata in proportion to ``weights`` (default: equal); what a small stratum cannot
+    take goes to the others."""
     sizes = np.asarray(sizes, dtype=np.int64)
-    want = np.minimum(np.array([positives] * (n_classes - 1) + [0] * (len(sizes) - n_classes
-                                                                      + 1)), sizes)
-    rest = list(range(n_classes - 1, len(sizes)))
+    k = n_classes - 1
+    want = np.minimum(np.array([positives] * k + [0] * (len(sizes) - k)), sizes)
+    w = np.ones(len(sizes)) if weights is None else np.asarray(weights, dtype=float).copy()
+    w[:k] = 0.0
     left = negatives
     while left > 0:
-        open_ = [h for h in rest if want[h] < sizes[h]]
-        if not open_:
+        open_ = (want < sizes) & (np.arange(len(sizes)) >= k)
+        if not open_.any():
             break
-        share, extra = divmod(left, len(open_))
-        for i, h in enumerate(open_):
-            take = min(share + (i < extra), sizes[h] - want[h])
-            want[h] += take
-            left -= take
+        share = np.where(open_, w, 0.0)
+        share = share / share.sum() if share.sum() > 0 else open_ / open_.sum()
+        # Largest remainders, so that the shares add up to what is left.
+        raw = share * left
+        take = np.floor(raw).astype(np.int64)
+        for h in np.argsort(-(raw - take), kind="stable")[: left - take.sum()]:
+            take[h] += 1
+        take = np.minimum(take, sizes - want)
+        if take.sum() == 0:
+            break
+        want += take
+        left -= int(take.sum())
     return want
 
 
@@ -221,7 +244,7 @@ def coverage(probabilities: np.ndarray, truth: np.ndarray, classes: tuple[str, .
     widths = {k: [] for k in hits}
     for r in range(repeats):
         sample = np.concatenate(draw_rows(s, allocate(s.sizes, len(classes), positives,
-                                                      negatives), rng))
+                                                      negatives, s.neyman()), rng))
         sampled, counts = _tally(s, sample, truth[sample], len(classes))
         for e in estimate(s.sizes, sampled, counts, lab_counts, level, draws=4000, seed=r):
             c = e["class_index"]
@@ -259,7 +282,7 @@ def draw(project: Project, *, positives: int = 50, negatives: int = 150,
     training = labels.current()
     labelled = np.array(sorted(training), dtype=np.int64)
     s = strata(probs, classes, labelled, threshold)
-    picked = draw_rows(s, allocate(s.sizes, len(classes), positives, negatives),
+    picked = draw_rows(s, allocate(s.sizes, len(classes), positives, negatives, s.neyman()),
                        np.random.default_rng(seed))
     rows = np.concatenate(picked)
     meta = project.store("pool").meta(columns=["row", "id"],
