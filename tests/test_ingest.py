@@ -195,3 +195,17 @@ def test_labels_by_id_with_a_label_map(shared_data, tmp_path):
                       "ivo://asu.cas.cz/stel/ccd700/vh130075": "other"}
     with pytest.raises(SpecscoutError, match="is not one of"):
         load_labels(csv_path, ("other", "emission"))
+
+
+def test_rows_follow_the_files_not_the_workers(tmp_path):
+    """Two runs on two workers give the same rows: results are taken in batch order."""
+    from specscout.simulate import SurveyConfig, simulate_survey
+
+    simulate_survey(tmp_path / "s", SurveyConfig(n=300, seed=3), workers=0)
+    orders = []
+    for name in ("a", "b"):
+        store = Project.init(tmp_path / name).store()
+        ingest(store, [tmp_path / "s"], PreprocessConfig(), workers=2, batch_size=16,
+               progress=False)
+        orders.append(store.meta(columns=["row", "path"]).sort_by("row")["path"].to_pylist())
+    assert orders[0] == orders[1] == sorted(orders[0])

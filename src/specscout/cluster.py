@@ -56,11 +56,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
 def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2) -> Iterator:
     """Run ``func(batch, *args)`` on the cluster for each batch, keeping at most
     ``per_worker`` batches per worker in flight (so memory stays bounded however many batches
-    there are), and yield the results as they complete. ``args`` are sent to the workers once.
+    there are), and yield the results in the order of the batches, so that a run's output
+    (e.g. the rows of a store) does not depend on which worker finished first. ``args`` are
+    sent to the workers once.
     """
+    from collections import deque
     from itertools import islice
-
-    from distributed import as_completed
 
     shared = [client.scatter(a, broadcast=True) if a is not None else None for a in args]
     in_flight = per_worker * max(len(client.scheduler_info()["workers"]), 1) + 1
@@ -68,10 +69,11 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2) -> 
     def submit(batch):
         return client.submit(func, batch, *shared, pure=False)
 
-    queue = as_completed([submit(b) for b in islice(batches, in_flight)])
-    for future in queue:
+    queue = deque(submit(b) for b in islice(batches, in_flight))
+    while queue:
+        future = queue.popleft()
         result = future.result()
         future.release()
         for batch in islice(batches, 1):
-            queue.add(submit(batch))
+            queue.append(submit(batch))
         yield result
