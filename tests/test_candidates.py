@@ -11,6 +11,7 @@ from astropy.table import Table
 
 from specscout.candidates import build, group, write
 from specscout.cli import main
+from specscout.errors import SpecscoutError
 from specscout.iterate import iteration_path, label_store
 from specscout.project import Project
 
@@ -117,3 +118,12 @@ def test_candidates_command(project, tmp_path, capsys):
     assert main(["candidates", str(project.path), "--catalogue",
                  str(tmp_path / "nope.csv")]) == 2
     assert "no such catalogue" in capsys.readouterr().err
+
+
+def test_a_reference_catalogue_without_positions_is_refused(project, tmp_path):
+    (tmp_path / "names.csv").write_text("name,objtype\nA,Be\n")
+    with pytest.raises(SpecscoutError, match="no RA/Dec columns"):
+        build(project, references=(tmp_path / "names.csv",))
+    (tmp_path / "junk.fits").write_bytes(b"not a table")
+    with pytest.raises(SpecscoutError, match="cannot read it as a table"):
+        build(project, references=(tmp_path / "junk.fits",))

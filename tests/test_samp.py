@@ -24,27 +24,37 @@ def hub(tmp_path, monkeypatch):
     server.stop()
 
 
-def test_a_table_reaches_a_listening_tool(hub, tmp_path):
+@pytest.fixture
+def viewer(hub):
+    """A second client, as TOPCAT would be: it records every table.load.votable it gets."""
     received = []
     tool = SAMPIntegratedClient(name="table-viewer")
     tool.connect()
-    try:
-        tool.bind_receive_notification(
-            "table.load.votable",
-            lambda private_key, sender_id, mtype, params, extra: received.append(params))
-        table = Table({"ra": [10.0, 20.0], "dec": [1.0, 2.0], "id": ["a", "b"]})
-        path = write(table, tmp_path / "cands.xml")
-        assert send_table(path, name="candidates") == ["table-viewer"]
-        for _ in range(100):
-            if received:
-                break
-            time.sleep(0.05)
-        assert received and received[0]["name"] == "candidates"
-        assert received[0]["url"] == path.resolve().as_uri()
-        back = Table.read(received[0]["url"].removeprefix("file://"))
-        assert list(back["id"]) == ["a", "b"]
-    finally:
-        tool.disconnect()
+    tool.bind_receive_notification(
+        "table.load.votable",
+        lambda private_key, sender_id, mtype, params, extra: received.append(params))
+    yield received
+    tool.disconnect()
+
+
+def _first(received: list) -> dict:
+    for _ in range(100):
+        if received:
+            break
+        time.sleep(0.05)
+    assert received, "nothing arrived"
+    return received[0]
+
+
+def test_a_table_reaches_a_listening_tool(viewer, tmp_path):
+    table = Table({"ra": [10.0, 20.0], "dec": [1.0, 2.0], "id": ["a", "b"]})
+    path = write(table, tmp_path / "cands.xml")
+    assert send_table(path, name="candidates") == ["table-viewer"]
+    params = _first(viewer)
+    assert params["name"] == "candidates"
+    assert params["url"] == path.resolve().as_uri()
+    back = Table.read(params["url"].removeprefix("file://"))
+    assert list(back["id"]) == ["a", "b"]
 
 
 def test_no_hub_is_a_clear_error(tmp_path, monkeypatch):
@@ -54,23 +64,10 @@ def test_no_hub_is_a_clear_error(tmp_path, monkeypatch):
         send_table(tmp_path / "t.xml")
 
 
-def test_candidates_command_sends_by_samp(hub, tmp_path, capsys):
-    received = []
-    tool = SAMPIntegratedClient(name="topcat-like")
-    tool.connect()
-    try:
-        tool.bind_receive_notification(
-            "table.load.votable",
-            lambda private_key, sender_id, mtype, params, extra: received.append(params))
-        from specscout.cli import main
+def test_candidates_command_sends_by_samp(viewer, tmp_path, capsys):
+    from specscout.cli import main
 
-        proj = make_project(tmp_path)
-        assert main(["candidates", str(proj.path), "--samp"]) == 0
-        assert "sent" in capsys.readouterr().out
-        for _ in range(100):
-            if received:
-                break
-            time.sleep(0.05)
-        assert len(Table.read(received[0]["url"].removeprefix("file://"))) == 3
-    finally:
-        tool.disconnect()
+    proj = make_project(tmp_path)
+    assert main(["candidates", str(proj.path), "--samp"]) == 0
+    assert "sent" in capsys.readouterr().out
+    assert len(Table.read(_first(viewer)["url"].removeprefix("file://"))) == 3

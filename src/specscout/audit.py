@@ -34,8 +34,9 @@ import numpy as np
 import pyarrow.compute as pc
 from scipy.stats import beta
 
+from specscout.candidates import chunks, model_candidates
 from specscout.errors import SpecscoutError
-from specscout.iterate import iteration_path, label_store, latest
+from specscout.iterate import iteration_path, label_store, load_scores
 from specscout.project import Project
 
 REST_EDGES = (0.01, 0.1)
@@ -67,10 +68,8 @@ def strata(probabilities: np.ndarray, classes: tuple[str, ...], labelled: np.nda
               f"rest:q>={REST_EDGES[1]}"]
     of_row = np.empty(len(probabilities), dtype=np.int8)
     target_p = np.empty(len(probabilities), dtype=np.float32)
-    for start in range(0, len(probabilities), 1 << 20):
-        p = np.asarray(probabilities[start : start + (1 << 20)], dtype=np.float32)
-        best = p.argmax(1)
-        is_cand = (best > 0) & (p.max(1) >= threshold)
+    for start, p in chunks(probabilities):
+        best, is_cand = model_candidates(p, threshold)
         q = p[:, 1:].max(1)
         rest = len(classes) - 1 + np.digitize(q, REST_EDGES)
         of_row[start : start + len(p)] = np.where(is_cand, best - 1, rest)
@@ -264,20 +263,12 @@ def coverage(probabilities: np.ndarray, truth: np.ndarray, classes: tuple[str, .
 # --- on a project -------------------------------------------------------------------------
 
 
-def _scores(project: Project, iteration: int | None) -> tuple[int, np.ndarray]:
-    number = iteration or latest(project)
-    path = iteration_path(project, number) / "scores.npy"
-    if not path.exists():
-        raise SpecscoutError(f"iteration {number} has no scores: run 'specscout score'")
-    return number, np.load(path, mmap_mode="r")
-
-
 def draw(project: Project, *, positives: int = 50, negatives: int = 150,
          threshold: float = 0.5, iteration: int | None = None, seed: int = 0) -> dict:
     """Draw a new audit sample from the scores of ``iteration`` and record it in the label
     store; writes it as ``audit-NNN.csv`` in the iteration's directory, too."""
     classes = tuple(project.config.classes)
-    number, probs = _scores(project, iteration)
+    number, probs = load_scores(project, iteration)
     labels = label_store(project)
     training = labels.current()
     labelled = np.array(sorted(training), dtype=np.int64)

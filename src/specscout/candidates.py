@@ -23,7 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from specscout.errors import SpecscoutError
-from specscout.iterate import iteration_path, label_store, latest
+from specscout.iterate import label_store, load_scores
 from specscout.project import Project
 from specscout.strategies import entropy
 
@@ -74,6 +74,22 @@ def _describe(table: Table) -> Table:
         table[name].meta["ucd"] = ucd
         table[name].description = text
     return table
+
+
+CHUNK = 1 << 20
+
+
+def chunks(probabilities: np.ndarray):
+    """(first row, float32 block) over a (memory-mapped) probability array."""
+    for start in range(0, len(probabilities), CHUNK):
+        yield start, np.asarray(probabilities[start : start + CHUNK], dtype=np.float32)
+
+
+def model_candidates(p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(most probable class, whether the model proposes it as a candidate) of each row of
+    ``p``: a class other than the first, whose probability is at least ``threshold``."""
+    best = p.argmax(1)
+    return best, (best > 0) & (p.max(1) >= threshold)
 
 
 def group(ra: np.ndarray, dec: np.ndarray, radius: u.Quantity) -> np.ndarray:
@@ -133,20 +149,15 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
     unknown = set(targets) - set(names)
     if unknown:
         raise SpecscoutError(f"unknown classes {sorted(unknown)}; the project has {names}")
-    number = iteration or latest(project)
-    path = iteration_path(project, number) / "scores.npy"
-    if not path.exists():
-        raise SpecscoutError(f"iteration {number} has no scores: run 'specscout score'")
-    probs = np.load(path, mmap_mode="r")
+    number, probs = load_scores(project, iteration)
     target_idx = [names.index(c) for c in targets]
     # Chunked so that a pool of millions never needs the probabilities in float32 at once.
     predicted = np.empty(len(probs), dtype=np.int8)
-    confident = np.empty(len(probs), dtype=bool)
-    for start in range(0, len(probs), 1 << 20):
-        p = np.asarray(probs[start : start + (1 << 20)], dtype=np.float32)
-        predicted[start : start + len(p)] = p.argmax(1)
-        confident[start : start + len(p)] = p.max(1) >= threshold
-    by_model = np.isin(predicted, target_idx) & confident
+    by_model = np.empty(len(probs), dtype=bool)
+    for start, p in chunks(probs):
+        best, proposed = model_candidates(p, threshold)
+        predicted[start : start + len(p)] = best
+        by_model[start : start + len(p)] = proposed & np.isin(best, target_idx)
 
     labels = label_store(project)
     current = labels.current()
@@ -190,39 +201,41 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
     obj[~has_pos] = n_pos + np.arange(int((~has_pos).sum()))
     spectra.add_column(obj, name="object", index=0)
     spectra.sort(["object", "row"])
-    objects = _objects(spectra, names, targets)
+    objects = _objects(spectra, targets)
     _crossmatch(objects, references, radius)
     spectra = _with_known(spectra, objects)
     return Catalogue(_describe(spectra), _describe(objects), number, threshold)
 
 
-def _objects(spectra: Table, names: tuple[str, ...], targets: tuple[str, ...]) -> Table:
-    rows = []
-    for obj in np.unique(np.asarray(spectra["object"])):
-        s = spectra[spectra["object"] == obj]
-        classes, counts = np.unique(np.asarray(s["class"]), return_counts=True)
-        ra, dec = np.asarray(s["ra"], float), np.asarray(s["dec"], float)
-        centre = (SkyCoord(ra * u.deg, dec * u.deg).cartesian.mean()
-                  if np.all(np.isfinite(ra)) else None)
-        if centre is not None:
-            c = SkyCoord(centre, representation_type="cartesian").spherical
-            ra0, dec0 = float(c.lon.deg), float(c.lat.deg)
-        else:
-            ra0, dec0 = float("nan"), float("nan")
-        best = int(np.argmax(np.asarray(s["snr"], float)))
-        rows.append({
-            "object": int(obj), "designation": str(s["designation"][best]),
-            "ra": ra0, "dec": dec0, "class": str(classes[np.argmax(counts)]),
-            "n_spectra": len(s), "source": "label" if "label" in s["source"] else "model",
-            **{f"p_{c}": float(np.max(s[f"p_{c}"])) for c in targets},
-            "snr": float(np.nanmax(np.asarray(s["snr"], float))) if len(s) else float("nan"),
-            "spectra": ",".join(s["id"]),
-        })
-    if not rows:
+def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
+    """One row per object of ``spectra`` (sorted by object): the mean direction of its
+    spectra, its majority class, the best signal-to-noise and probabilities."""
+    obj = np.asarray(spectra["object"])
+    if not len(obj):
         return Table(names=("object", "designation", "ra", "dec", "class", "n_spectra",
                             "source", *(f"p_{c}" for c in targets), "snr", "spectra"),
                      dtype=(int, str, float, float, str, int, str,
                             *(float for _ in targets), float, str))
+    starts = np.flatnonzero(np.r_[True, obj[1:] != obj[:-1]])
+    stops = np.r_[starts[1:], len(obj)]
+    ra, dec = np.radians(np.asarray(spectra["ra"], float)), np.radians(
+        np.asarray(spectra["dec"], float))
+    xyz = np.add.reduceat(np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra),
+                                    np.sin(dec)], axis=1), starts, axis=0)
+    ra0 = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])) % 360
+    dec0 = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
+    rows = []
+    for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
+        s = spectra[a:b]
+        classes, counts = np.unique(np.asarray(s["class"]), return_counts=True)
+        snr = np.asarray(s["snr"], float)
+        rows.append({
+            "object": int(obj[a]), "designation": str(s["designation"][int(np.argmax(snr))]),
+            "ra": float(ra0[i]), "dec": float(dec0[i]), "class": str(classes[np.argmax(counts)]),
+            "n_spectra": len(s), "source": "label" if "label" in s["source"] else "model",
+            **{f"p_{c}": float(np.max(s[f"p_{c}"])) for c in targets},
+            "snr": float(np.nanmax(snr)), "spectra": ",".join(s["id"]),
+        })
     return Table(rows=rows)
 
 

@@ -431,12 +431,11 @@ def _audit_coverage(project, args: argparse.Namespace) -> int:
     from specscout import audit
     from specscout.errors import SpecscoutError
     from specscout.experiment import truth_classes
-    from specscout.iterate import iteration_path, label_store, latest
+    from specscout.iterate import label_store, load_scores
 
     if not args.truth:
         raise SpecscoutError("--coverage needs --truth: the true class of every pool spectrum")
-    number = args.iteration or latest(project)
-    probs = np.load(iteration_path(project, number) / "scores.npy", mmap_mode="r")
+    number, probs = load_scores(project, args.iteration)
     labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
     result = audit.coverage(probs, truth_classes(project, args.truth),
                             tuple(project.config.classes), labelled, threshold=args.threshold,

@@ -88,7 +88,13 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
     from specscout.candidates import write as write_table
     from specscout.experiment import truth_classes
     from specscout.ingest import ingest, load_labels
-    from specscout.iterate import label_store, query_step, score_step, train_step
+    from specscout.iterate import (
+        label_store,
+        load_scores,
+        query_step,
+        score_step,
+        train_step,
+    )
     from specscout.report import write as write_report
     from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled, simulate_survey
     from specscout.train import TrainConfig
@@ -151,7 +157,7 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
                seed=config.seed)
     audit.label_from_truth(project, truth)
     estimates = audit.estimate_project(project)
-    probs = np.load(project.path / "iterations" / f"{number:04d}" / "scores.npy")
+    _, probs = load_scores(project, number)
     labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
     true = audit.truth_values(y, audit.strata(probs, tuple(project.config.classes), labelled,
                                               estimates["threshold"]),

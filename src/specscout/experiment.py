@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from specscout.errors import SpecscoutError
 from specscout.project import Project
-from specscout.score import predict
-from specscout.strategies import STRATEGIES, entropy, query
+from specscout.score import embed_most_uncertain, predict
+from specscout.strategies import STRATEGIES, query
 from specscout.train import Fitted, TrainConfig, fit, stratified_split
 
 
@@ -110,12 +108,7 @@ def _acquire(strategy: str, fitted: Fitted, x: np.ndarray, k: int, rng: np.rando
         return np.argsort(-bald, kind="stable")[:k]
     probs, _ = predict(fitted.model, x, fitted.temperature)
     if strategy == "diverse":
-        cand = np.argsort(-entropy(probs), kind="stable")[: 10 * k]
-        with torch.inference_mode():
-            e = fitted.model.embed(torch.as_tensor(x[cand])).numpy()
-        emb = np.zeros((len(x), e.shape[1]), dtype=np.float32)
-        emb[cand] = e
-        inputs["embeddings"] = emb
+        inputs["embeddings"] = embed_most_uncertain(fitted.model, x.__getitem__, probs, k)
     rows, _ = query(strategy, probs, k, rng=rng, **inputs)
     return rows
 
@@ -283,11 +276,6 @@ def run_project(project: Project, truth: str | Path, out: str | Path,
         **summary(results, config.target_error)}
     write_csv(results, out / "curves.csv")
     plot(results, classes, out / "curves.png", config.target_error)
-    (out / "summary.json").write_text(json.dumps(info, indent=2, default=_json))
+    (out / "summary.json").write_text(json.dumps(info, indent=2, default=str))
     return info
 
-
-def _json(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)

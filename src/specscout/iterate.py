@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import torch
 
 from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, resolve_url
 from specscout.project import Project
-from specscout.score import Scores, score_store
+from specscout.score import Scores, embed_most_uncertain, score_store
 from specscout.strategies import STRATEGIES, entropy, query, top_k
 from specscout.train import Fitted, TrainConfig, fit
 
@@ -110,6 +109,15 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     return number
 
 
+def load_scores(project: Project, number: int | None = None) -> tuple[int, np.ndarray]:
+    """(iteration, its class probabilities of every pool row, memory-mapped float16)."""
+    number = number or latest(project)
+    path = iteration_path(project, number) / "scores.npy"
+    if not path.exists():
+        raise SpecscoutError(f"iteration {number} has no scores: run 'specscout score'")
+    return number, np.load(path, mmap_mode="r")
+
+
 def score_step(project: Project, number: int | None = None, **options) -> Scores:
     """Score the pool with iteration ``number``'s model (default: the latest)."""
     number = number or latest(project)
@@ -147,12 +155,10 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
     """Choose the query batch of iteration ``number`` and put it in the label queue."""
     if strategy not in STRATEGIES:
         raise SpecscoutError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
-    number = number or latest(project)
-    path = iteration_path(project, number)
-    if not (path / "scores.npy").exists():
-        raise SpecscoutError(f"iteration {number} has no scores: run 'specscout score'")
     start = time.perf_counter()
-    probs = np.load(path / "scores.npy").astype(np.float32)
+    number, probs = load_scores(project, number)
+    path = iteration_path(project, number)
+    probs = probs.astype(np.float32)
     allowed = np.setdiff1d(np.arange(len(probs)), excluded_rows(project, number))
     inputs: dict = {}
     if strategy == "bald":
@@ -162,7 +168,10 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
         rows, scores = top_k(np.load(path / "bald.npy").astype(np.float64)[allowed], k)
     else:
         if strategy == "diverse":
-            inputs["embeddings"] = _candidate_embeddings(project, path, probs, allowed, k)
+            pool = project.store("pool")
+            inputs["embeddings"] = embed_most_uncertain(
+                Fitted.load(path / "model.pt").model, lambda i: pool.flux(allowed[i]),
+                probs[allowed], k)
         target = tuple(range(1, len(project.config.classes)))
         rows, scores = query(strategy, probs[allowed], k, rng=np.random.default_rng(seed),
                              target=target, **inputs)
@@ -182,22 +191,6 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
                          "candidates": len(allowed),
                          "seconds": round(time.perf_counter() - start, 3)})
     return batch
-
-
-def _candidate_embeddings(project: Project, path: Path, probs: np.ndarray,
-                          allowed: np.ndarray, k: int, pool_factor: int = 10) -> np.ndarray:
-    """Embeddings for the diverse strategy: only its candidates (the most uncertain) are
-    embedded, so no embedding of the whole pool is ever kept. Rows outside the candidates get
-    zeros, which the strategy never looks at."""
-    h = entropy(probs[allowed])
-    cand = np.argsort(-h, kind="stable")[: pool_factor * k]
-    fitted = Fitted.load(path / "model.pt")
-    x = project.store("pool").flux(allowed[cand]).astype(np.float32)
-    with torch.inference_mode():
-        emb = fitted.model.embed(torch.as_tensor(x)).numpy()
-    out = np.zeros((len(allowed), emb.shape[1]), dtype=np.float32)
-    out[cand] = emb
-    return out
 
 
 def status(project: Project) -> list[dict]:

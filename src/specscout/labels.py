@@ -74,6 +74,10 @@ def resolve_url(url: str, project_dir: str | Path | None = None) -> str:
     return url
 
 
+def _largest(conn, column) -> int | None:
+    return conn.execute(sa.select(sa.func.max(column))).scalar()
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -218,10 +222,9 @@ class LabelStore:
     def queue(self, iteration: int | None = None) -> list[dict]:
         """The query batch of ``iteration`` (default: the latest), by rank."""
         with self.engine.connect() as conn:
+            iteration = iteration or _largest(conn, queue_table.c.iteration)
             if iteration is None:
-                iteration = conn.execute(sa.select(sa.func.max(queue_table.c.iteration))).scalar()
-                if iteration is None:
-                    return []
+                return []
             q = (sa.select(queue_table).where(queue_table.c.iteration == iteration)
                  .order_by(queue_table.c.rank))
             return [dict(r._mapping) for r in conn.execute(q)]
@@ -232,7 +235,7 @@ class LabelStore:
                          strata: Sequence[str], sizes: Sequence[int]) -> int:
         """Record a new random audit draw; returns its number."""
         with self.engine.begin() as conn:
-            draw = (conn.execute(sa.select(sa.func.max(audit_table.c.draw))).scalar() or 0) + 1
+            draw = (_largest(conn, audit_table.c.draw) or 0) + 1
             now = _now()
             conn.execute(audit_table.insert(), [
                 {"draw": draw, "iteration": iteration, "row": int(r), "spectrum": s,
@@ -243,10 +246,9 @@ class LabelStore:
     def audit_sample(self, draw: int | None = None) -> list[dict]:
         """The spectra of audit draw ``draw`` (default: the latest)."""
         with self.engine.connect() as conn:
+            draw = draw or _largest(conn, audit_table.c.draw)
             if draw is None:
-                draw = conn.execute(sa.select(sa.func.max(audit_table.c.draw))).scalar()
-                if draw is None:
-                    return []
+                return []
             q = (sa.select(audit_table).where(audit_table.c.draw == draw)
                  .order_by(audit_table.c.id))
             return [dict(r._mapping) for r in conn.execute(q)]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from specscout.audit import show
-from specscout.candidates import Catalogue, build
-from specscout.iterate import iteration_path, label_store, status
+from specscout.candidates import Catalogue, build, chunks
+from specscout.iterate import iteration_path, label_store, load_scores, status
 from specscout.project import Project
 
 HALPHA = 6564.61
@@ -101,15 +101,15 @@ def labels_figure(project: Project, path: Path) -> None:
 def probability_figure(project: Project, number: int, path: Path) -> None:
     plt = _plt()
     classes = tuple(project.config.classes)
-    probs = np.load(iteration_path(project, number) / "scores.npy", mmap_mode="r")
+    _, probs = load_scores(project, number)
     fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
     bins = np.linspace(0, 1, 41)
+    hist = np.zeros((len(classes), len(bins) - 1))  # one pass over the pool
+    for _, p in chunks(probs):
+        for i in range(1, len(classes)):
+            hist[i] += np.histogram(p[:, i], bins)[0]
     for i, c in enumerate(classes[1:], start=1):
-        hist = np.zeros(len(bins) - 1)
-        for start in range(0, len(probs), 1 << 20):
-            hist += np.histogram(np.asarray(probs[start : start + (1 << 20), i], np.float32),
-                                 bins)[0]
-        ax.stairs(hist, bins, label=c)
+        ax.stairs(hist[i], bins, label=c)
     ax.set_yscale("log")
     ax.set_xlabel("calibrated probability")
     ax.set_ylabel("pool spectra")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,20 @@ def predict(model: nn.Module, x: np.ndarray, temperature: float = 1.0, batch: in
     mean = out.mean(axis=0)
     bald = entropy(mean) - entropy(out).mean(axis=0) if mc_passes else None
     return mean, bald
+
+
+def embed_most_uncertain(model: nn.Module, flux_of: Callable[[np.ndarray], np.ndarray],
+                         probabilities: np.ndarray, k: int, factor: int = 10) -> np.ndarray:
+    """Embeddings for the diverse strategy: only its candidates (the ``factor * k`` most
+    uncertain) are embedded, so no embedding of a whole pool is ever kept; the other rows get
+    zeros, which the strategy never looks at. ``flux_of(indices)`` gives those spectra."""
+    cand = np.argsort(-entropy(probabilities), kind="stable")[: factor * k]
+    with torch.inference_mode():
+        emb = model.eval().embed(torch.as_tensor(
+            np.asarray(flux_of(cand), dtype=np.float32))).numpy()
+    out = np.zeros((len(probabilities), emb.shape[1]), dtype=np.float32)
+    out[cand] = emb
+    return out
 
 
 def _score_chunks(chunks: list[Chunk], store_path: str, model_bytes: bytes, batch: int,
