@@ -7,10 +7,12 @@ import json
 import re
 
 from astropy.io.votable import parse
+from fastapi.testclient import TestClient
 
 from specscout.cli import main
 from specscout.iterate import label_store, status
 from specscout.project import Project
+from specscout.web import AppConfig, create_app
 
 
 def test_demo(tmp_path, capsys):
@@ -48,3 +50,14 @@ def test_demo(tmp_path, capsys):
     for name in images:
         assert (out / "project" / "report" / name).stat().st_size > 5000
     assert main(["demo", str(out)]) == 2  # never overwrites a project
+
+    # The labelling app opens on the result, as the demo says, with the next batch waiting.
+    assert f"specscout serve {out / 'project'}" in text and "http://127.0.0.1:8765/" in text
+    assert summary["queue_waiting"] == 40
+    client = TestClient(create_app(project, AppConfig(annotator="me", samp=False)),
+                        base_url="http://127.0.0.1")
+    nxt = client.get("/api/next").json()
+    assert nxt["remaining"] == 40 and nxt["spectrum"]["probabilities"] is not None
+    assert client.get("/api/queue").json()["iteration"] == 2
+    assert client.get("/api/queue", params={"audit": True}).json()["done"] == \
+        summary["audit_labels"]

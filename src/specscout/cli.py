@@ -425,6 +425,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from specscout.project import Project
+    from specscout.web import serve
+
+    serve(Project(args.project), host=args.host, port=args.port, annotator=args.annotator,
+          require_login=args.require_login, samp=not args.no_samp)
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from specscout.iterate import label_store
+    from specscout.project import Project
+
+    labels = label_store(Project(args.project))
+    if args.action == "list":
+        print("\n".join(labels.users()) or "no users")
+        return 0
+    if not args.name:
+        raise SpecscoutError(f"'user {args.action}' needs a NAME")
+    if args.action == "add":
+        token = labels.add_user(args.name)
+        print(f"user {args.name} added; their token (shown only now, keep it secret):\n{token}")
+    else:
+        labels.remove_user(args.name)
+        print(f"user {args.name} removed; their token no longer works")
+    return 0
+
+
 def _audit_coverage(project, args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -656,6 +684,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="local Dask workers")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="the labelling web app")
+    p.add_argument("project")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default %(default)s; any other address requires "
+                   "every annotator to log in)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--annotator", default=None,
+                   help="name written with labels when no one logs in (default: your login)")
+    p.add_argument("--require-login", action="store_true",
+                   help="require a user's token even on loopback")
+    p.add_argument("--no-samp", action="store_true", help="no SAMP link to VO tools")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("user", help="annotators who may label through the web app")
+    p.add_argument("action", choices=("add", "list", "remove"))
+    p.add_argument("project")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_user)
 
     p = sub.add_parser("status", help="the project's iterations")
     p.add_argument("project")

@@ -150,6 +150,8 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
                   + ", ".join(f"{k} {v}" for k, v in found.items()))
     number = train_step(project, train)  # the final model, on every label
     score_step(project, number)
+    # The next batch is left for a human, in the labelling app.
+    waiting = len(query_step(project, config.strategy, config.batch, number, seed=config.seed))
     lap("iterate")
 
     _say(log, "[4/6] audit: random samples of predicted positives and negatives ...")
@@ -193,7 +195,7 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
         "candidates": {"spectra": len(cat.spectra), "objects": len(cat.objects),
                        "known": int(np.sum(cat.objects["known"])),
                        "reference_objects": known},
-        "project": str(project.path), "report": str(report),
+        "project": str(project.path), "report": str(report), "queue_waiting": waiting,
         "catalogue": str(out / "candidates.xml"),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
@@ -220,6 +222,8 @@ def _describe(s: dict) -> str:
               f"catalogue: {s['catalogue']} (VOTable; also .csv; to TOPCAT with "
               f"'specscout candidates {s['project']} --samp')",
               f"report:    {s['report']}",
-              f"project:   {s['project']}  ('specscout status {s['project']}'; label the "
-              f"current query batch with 'specscout labels import')"]
+              f"project:   {s['project']}  ('specscout status {s['project']}')",
+              f"label:     the next query batch ({s['queue_waiting']} spectra) waits for you: "
+              f"run 'specscout serve {s['project']}' and open http://127.0.0.1:8765/ "
+              f"(keys 1-{len(s['truth_in_pool'])} label, u skip, z undo, n/p move)"]
     return "\n".join(lines)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import re
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -62,6 +65,21 @@ audit_table = sa.Table(
     sa.Column("time", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("draw", "row"),
 )
+
+#: Annotators who may write through the web app: a name and the hash of a random token.
+users_table = sa.Table(
+    "users", metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("token_hash", sa.String, nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def _token_hash(token: str) -> str:
+    # Tokens are 32 random bytes: a plain hash is enough (nothing to brute-force).
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def resolve_url(url: str, project_dir: str | Path | None = None) -> str:
@@ -159,6 +177,56 @@ class LabelStore:
         for r in self._latest_per_annotator(audit):
             by_row.setdefault(r["row"], {})[r["annotator"]] = r["label"]
         return {row: v for row, v in by_row.items() if len({x for x in v.values() if x}) > 1}
+
+    def latest(self, rows: Sequence[int], audit: bool = False
+               ) -> dict[int, dict[str, str | None]]:
+        """{pool row: {annotator: their latest label}} for those of ``rows`` that anyone has
+        labelled (``None``: retracted, or marked unsure)."""
+        t = labels_table
+        rows = [int(r) for r in rows]
+        if not rows:
+            return {}
+        ids = (sa.select(sa.func.max(t.c.id)).where(t.c.audit == audit, t.c.row.in_(rows))
+               .group_by(t.c.row, t.c.annotator).scalar_subquery())
+        q = sa.select(t.c.row, t.c.annotator, t.c.label).where(t.c.id.in_(ids))
+        out: dict[int, dict[str, str | None]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                out.setdefault(r.row, {})[r.annotator] = r.label
+        return out
+
+    # --- users -----------------------------------------------------------------------------
+
+    def add_user(self, name: str) -> str:
+        """Register an annotator; returns their token (shown once, stored only as a hash)."""
+        if not USER_NAME.fullmatch(name):
+            raise SpecscoutError(f"user name {name!r}: use letters, digits and . _ @ - "
+                                 f"(at most 64)")
+        token = secrets.token_urlsafe(32)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(users_table.insert().values(
+                    name=name, token_hash=_token_hash(token), created=_now()))
+        except sa.exc.IntegrityError:
+            raise SpecscoutError(f"user {name!r} exists; remove them first to issue a new "
+                                 f"token") from None
+        return token
+
+    def remove_user(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            if not conn.execute(users_table.delete().where(users_table.c.name == name)).rowcount:
+                raise SpecscoutError(f"no user {name!r}")
+
+    def users(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(users_table.c.name)
+                                     .order_by(users_table.c.name)).scalars())
+
+    def authenticate(self, token: str) -> str | None:
+        """The name of the user whose token this is, or None."""
+        q = sa.select(users_table.c.name).where(users_table.c.token_hash == _token_hash(token))
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()
 
     # --- CSV -------------------------------------------------------------------------------
 

@@ -1,0 +1,121 @@
+"""Latency of the labelling app: the next spectrum of the queue, and saving a label.
+
+Builds a project whose pool has N rows (default 1,000,000) in parts of the project's default
+size (4,096 rows, as ``specscout ingest`` writes them), with metadata like LAMOST's, scores of
+every row, a query batch of 1,000 and 5,000 earlier labels; the same on a 10,000-row pool as the
+baseline. Runs ``specscout serve`` on each and times, over loopback, the annotator's loop: save
+a label (POST /api/labels), then fetch the next spectrum with everything the page shows
+(GET /api/next). Round trips include the client and HTTP, so they bound the server's time.
+
+    python benchmarks/bench_serve.py [--rows 1000000] [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from specscout.iterate import iteration_path, label_store
+from specscout.project import Project
+
+QUEUE = 1000
+
+
+def build(path: Path, rows: int) -> Project:
+    project = Project.init(path)
+    store = project.store()
+    rng = np.random.default_rng(0)
+    part = project.config.part_rows
+    for start in range(0, rows, part):
+        n = min(part, rows - start)
+        flux = rng.normal(0, 0.3, (n, 140)).astype(np.float32)
+        store.commit(flux, [{
+            "path": f"/archive/dr7/spec-{55000 + k // 250}-F{k % 97:04d}_sp{k % 16 + 1:02d}-"
+                    f"{k % 250 + 1:03d}.fits.gz",
+            "id": f"spec-{k}", "obsid": 100_000_000 + k,
+            "designation": f"LAMOST J{k % 24:02d}{k % 60:02d}00.00+{k % 90:02d}0000.0",
+            "ra": float(rng.uniform(0, 360)), "dec": float(rng.uniform(-10, 80)),
+            "snr": 30.0, "status": "ok", "flags": 0, "reason": "", "detail": ""}
+            for k in range(start, start + n)])
+    it = iteration_path(project, 1)
+    it.mkdir(parents=True)
+    p = rng.dirichlet([8, 1, 1], rows).astype(np.float16)
+    np.save(it / "scores.npy", p)
+    labels = label_store(project)
+    queued = rng.choice(rows, QUEUE, replace=False)
+    labels.enqueue(1, queued, [f"spec-{r}" for r in queued], np.linspace(1, 0, QUEUE),
+                   "entropy")
+    earlier = np.setdiff1d(rng.choice(rows, 5000, replace=False), queued)
+    labels.add_many([{"spectrum": f"spec-{r}", "row": int(r), "label": "other",
+                      "annotator": "earlier", "iteration": 0} for r in earlier])
+    return project
+
+
+def measure(path: Path, requests: int, port: int) -> dict[str, np.ndarray]:
+    proc = subprocess.Popen([sys.executable, "-m", "specscout.cli", "serve", str(path),
+                             "--port", str(port), "--no-samp", "--annotator", "bench"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for _ in range(300):
+                try:
+                    csrf = client.get("/api/session").json()["csrf"]
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            headers = {"X-CSRF-Token": csrf}
+            times: dict[str, list[float]] = {"next": [], "label": []}
+            item = client.get("/api/next").json()["item"]  # warm-up
+            for k in range(requests):
+                t = time.perf_counter()
+                r = client.post("/api/labels", headers=headers, json={
+                    "row": item["row"], "label": "other", "spectrum": item["id"]})
+                times["label"].append(time.perf_counter() - t)
+                r.raise_for_status()
+                t = time.perf_counter()
+                data = client.get("/api/next", params={"after": item["rank"]}).json()
+                times["next"].append(time.perf_counter() - t)
+                item = data["item"]
+                assert item is not None and len(data["spectrum"]["flux"]) == 140, k
+        return {k: np.array(v) * 1000 for k, v in times.items()}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--baseline-rows", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for n, port in ((args.baseline_rows, 8791), (args.rows, 8792)):
+            t = time.perf_counter()
+            build(Path(tmp) / f"p{n}", n)
+            print(f"pool of {n:,} rows built in {time.perf_counter() - t:.0f} s")
+            results[n] = measure(Path(tmp) / f"p{n}", args.requests, port)
+    print(f"\n{args.requests} label + next cycles per pool; round trips over loopback (ms)")
+    print(f"{'':>22}{'p50':>8}{'p95':>8}{'max':>8}")
+    for n, t in results.items():
+        for k in ("next", "label"):
+            v = t[k]
+            print(f"{n:>10,} rows {k:>6}{np.percentile(v, 50):8.1f}"
+                  f"{np.percentile(v, 95):8.1f}{v.max():8.1f}")
+    big, small = results[args.rows]["next"], results[args.baseline_rows]["next"]
+    print(f"\nnext spectrum p95 on {args.rows:,} rows: {np.percentile(big, 95):.1f} ms "
+          f"(target < 100 ms); {np.percentile(big, 95) / np.percentile(small, 95):.2f}x the "
+          f"{args.baseline_rows:,}-row pool's")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+"""The labelling web app: a FastAPI application over a project.
+
+The page (``static/``) is one HTML file, its script and style, and uPlot for the plots; nothing
+is fetched from the internet. The API under ``/api`` serves the queue, spectra, search,
+candidates and progress, and appends labels to the label store the moment they arrive.
+
+Safety: on loopback the app is open to the local user (labels are written under
+``annotator``) unless ``require_login``; bound to any other address it requires every request to
+carry a user's token (``specscout user add``), as a cookie set by the login form or as an
+``Authorization: Bearer`` header. Writes from the page must carry the server's CSRF token in a
+header (which a cross-site form cannot set) and, when the browser sends an Origin, come from the
+app's own origin. The client never names a file: spectra are addressed by pool row only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import ipaddress
+import secrets
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from urllib.parse import urlsplit
+
+import numpy as np
+from astropy import units as u
+from astropy.table import Table
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from specscout.errors import SpecscoutError
+from specscout.iterate import iteration_path, label_store
+from specscout.labels import LabelStore
+from specscout.project import Project
+from specscout.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
+from specscout.web.archive import DEFAULT_RADIUS_ARCSEC, LINES, Archive
+
+COOKIE = "specscout_token"
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+STATIC = resources.files("specscout.web") / "static"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class AppConfig:
+    annotator: str = "local"  # who writes when no one has logged in (loopback only)
+    require_login: bool = False
+    allowed_hosts: list[str] | None = field(default_factory=lambda: list(LOOPBACK_HOSTS))
+    samp: bool = True
+
+
+class LabelIn(BaseModel):
+    row: int = Field(ge=0, description="pool row of the spectrum")
+    label: str | None = Field(description="a class of the project, or null (unsure / undo)")
+    comment: str = Field("", max_length=2000)
+    audit: bool = False
+    spectrum: str | None = Field(None, description="the spectrum's id, checked against the row")
+
+
+class LoginIn(BaseModel):
+    name: str = Field(max_length=64)
+    token: str = Field(max_length=200)
+
+
+class SampIn(BaseModel):
+    action: str = Field(pattern="^(queue|candidates|spectrum|point)$")
+    row: int | None = Field(None, ge=0)
+    threshold: float = Field(0.5, ge=0, le=1)
+
+
+class State:
+    """Everything the endpoints share."""
+
+    def __init__(self, project: Project, config: AppConfig) -> None:
+        self.project = project
+        self.config = config
+        self.classes = list(project.config.classes)
+        self.labels: LabelStore = label_store(project)
+        self.archive = Archive(project)
+        self.csrf = secrets.token_urlsafe(32)
+        self.key = secrets.token_urlsafe(24)  # in the URLs handed to SAMP tools
+        self.samp = SampLink(on_message=self.on_samp) if config.samp else None
+        self.sent_tables: dict[str, list[int]] = {}  # SAMP table-id -> pool rows
+        self._versions: dict[int, str] = {}
+        self._candidates: tuple | None = None
+        self._lock = threading.Lock()
+
+    def model_version(self, iteration: int | None) -> str | None:
+        """"NNNN:<hash of model.pt>": which network was behind a queue or a prediction."""
+        if iteration is None:
+            return None
+        if iteration not in self._versions:
+            path = iteration_path(self.project, iteration) / "model.pt"
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else ""
+            self._versions[iteration] = f"{iteration:04d}:{digest}"
+        return self._versions[iteration]
+
+    def items(self, audit: bool) -> tuple[int | None, list[dict]]:
+        """(iteration, items) of the latest query batch, or of the latest audit draw."""
+        if audit:
+            sample = self.labels.audit_sample()
+            return (sample[0]["iteration"] if sample else None,
+                    [{"rank": i, "row": s["row"], "id": s["spectrum"]}
+                     for i, s in enumerate(sample)])
+        queue = self.labels.queue()
+        return (queue[0]["iteration"] if queue else None,
+                [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
+                  "acquisition_score": q["acquisition_score"]} for q in queue])
+
+    def candidates(self, threshold: float):
+        from specscout.candidates import build
+
+        iteration, _ = self.archive.scores()
+        if iteration is None:
+            raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
+        history = self.labels.history()
+        key = (iteration, threshold, history[-1]["id"] if history else 0)
+        with self._lock:
+            if self._candidates is None or self._candidates[0] != key:
+                self._candidates = (key, build(self.project, threshold=threshold))
+            return self._candidates[1]
+
+    def on_samp(self, mtype: str, params: dict) -> dict | None:
+        """An event for the page from a SAMP message: the spectrum to show."""
+        if mtype == HIGHLIGHT:
+            rows = self.sent_tables.get(str(params.get("table-id", ""))) or \
+                self.sent_tables.get(str(params.get("url", "")))
+            try:
+                index = int(params.get("row", -1))
+            except (TypeError, ValueError):
+                return None
+            if rows is None or not 0 <= index < len(rows):
+                return None
+            return {"row": rows[index]}
+        if mtype == POINT:
+            try:
+                ra, dec = float(params["ra"]), float(params["dec"])
+            except (KeyError, TypeError, ValueError):
+                return None
+            found = self.archive.cone(ra, dec, DEFAULT_RADIUS_ARCSEC)
+            return {"row": found[0][0] if found else None, "ra": ra, "dec": dec,
+                    "separation": round(found[0][1], 3) if found else None}
+        return None
+
+
+def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
+    config = config or AppConfig()
+    state = State(project, config)
+    if config.require_login and not state.labels.users():
+        raise SpecscoutError("logins are required but there are no users: add one with "
+                             f"'specscout user add {project.path} NAME'")
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if state.samp is not None:
+            state.samp.close()
+
+    app = FastAPI(title="specscout", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.specscout = state
+    if config.allowed_hosts:  # refuses DNS-rebinding pages that call themselves 127.0.0.1
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=config.allowed_hosts)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    # --- who is asking ---------------------------------------------------------------------
+
+    def annotator(request: Request) -> str:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+        if token:
+            name = state.labels.authenticate(token)
+            if name is None:
+                raise HTTPException(401, "unknown or revoked token: log in again")
+            return name
+        if config.require_login:
+            raise HTTPException(401, "log in first (a token from 'specscout user add')")
+        return config.annotator
+
+    def writer(request: Request, who: str = Depends(annotator)) -> str:
+        """A state-changing request: from the app's own page, or with a bearer token."""
+        if not request.headers.get("authorization", "").lower().startswith("bearer "):
+            check_csrf(request)
+        return who
+
+    def check_csrf(request: Request) -> None:
+        sent = request.headers.get("x-csrf-token", "")
+        if not secrets.compare_digest(sent.encode(), state.csrf.encode()):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            raise HTTPException(403, f"cross-site request from {origin} refused")
+
+    # --- the page --------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return (STATIC / "index.html").read_text()
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/api/session")
+    def session(request: Request) -> dict:
+        try:
+            who = annotator(request)
+        except HTTPException:
+            who = None
+        iteration, _ = state.archive.scores()
+        return {"annotator": who, "login_required": config.require_login,
+                "classes": state.classes, "csrf": state.csrf, "pool": len(state.archive),
+                "iteration": iteration, "lines": LINES, "samp": config.samp,
+                "project": state.project.path.name}
+
+    @app.post("/api/login")
+    def login(body: LoginIn, request: Request, response: Response) -> dict:
+        check_csrf(request)
+        if state.labels.authenticate(body.token) != body.name:
+            raise HTTPException(401, "wrong name or token")
+        response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", max_age=30 * 86400)
+        return {"annotator": body.name}
+
+    @app.post("/api/logout")
+    def logout(request: Request, response: Response) -> dict:
+        check_csrf(request)
+        response.delete_cookie(COOKIE)
+        return {"annotator": None}
+
+    # --- the queue, the audit sample, one spectrum -----------------------------------------
+
+    def with_labels(items: list[dict], who: str, audit: bool) -> list[dict]:
+        """Each item with this annotator's label, the others' labels, and whether it is done
+        (someone labelled it; a spectrum marked unsure is not)."""
+        latest = state.labels.latest([i["row"] for i in items], audit)
+        out = []
+        for i in items:
+            votes = latest.get(i["row"], {})
+            others = {a: v for a, v in votes.items() if a != who and v is not None}
+            out.append({**i, "label": votes.get(who), "others": others,
+                        "done": any(v is not None for v in votes.values())})
+        return out
+
+    @app.get("/api/queue")
+    def queue(audit: bool = False, who: str = Depends(annotator)) -> dict:
+        iteration, items = state.items(audit)
+        items = with_labels(items, who, audit)
+        if audit:  # blind: no model output on the audit page
+            items = [{k: v for k, v in i.items() if k != "acquisition_score"} for i in items]
+        return {"audit": audit, "iteration": iteration, "items": items,
+                "done": sum(i["done"] for i in items)}
+
+    @app.get("/api/next")
+    def next_item(audit: bool = False, after: int = -1,
+                  who: str = Depends(annotator)) -> dict:
+        """The first spectrum after rank ``after`` (wrapping round) that no one has labelled
+        (a skipped one, marked unsure, comes round again), with everything the page shows."""
+        _, items = state.items(audit)
+        todo = [i for i in with_labels(items, who, audit) if not i["done"]]
+        if not todo:
+            return {"item": None, "remaining": 0}
+        item = next((i for i in todo if i["rank"] > after), todo[0])
+        return {"item": item, "remaining": len(todo),
+                "spectrum": spectrum_payload(item["row"], who, audit)}
+
+    def spectrum_payload(row: int, who: str, audit: bool) -> dict:
+        try:
+            record = state.archive.record(row)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+        flux = state.archive.flux(row)
+        history = [h for h in state.labels.history(row)
+                   if h["audit"] == audit and (not audit or h["annotator"] == who)]
+        mine = [h for h in history if h["annotator"] == who]
+        iteration, _ = state.archive.scores()
+        return {
+            "row": row,
+            "record": {k: record[k] for k in ("id", "obsid", "designation", "ra", "dec", "snr",
+                                              "window_snr", "survey_class", "survey_subclass",
+                                              "release", "instrument", "path")},
+            "wavelength": np.round(state.archive.wavelength, 3).tolist(),
+            "flux": [round(float(v), 5) for v in flux],
+            # Audit labels are given blind: no model output on that page.
+            "probabilities": None if audit else state.archive.probabilities(row),
+            "iteration": None if audit else iteration,
+            "history": [{"label": h["label"], "annotator": h["annotator"],
+                         "time": h["time"].isoformat(), "iteration": h["iteration"],
+                         "comment": h["comment"]} for h in history],
+            "label": mine[-1]["label"] if mine else None,
+        }
+
+    @app.get("/api/spectrum/{row}")
+    def spectrum(row: int, audit: bool = False, who: str = Depends(annotator)) -> dict:
+        return spectrum_payload(row, who, audit)
+
+    @app.get("/api/spectrum/{row}/original")
+    def original(row: int, who: str = Depends(annotator)) -> dict:
+        try:
+            return state.archive.original(row)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+
+    # --- labels ----------------------------------------------------------------------------
+
+    @app.post("/api/labels")
+    def add_label(body: LabelIn, who: str = Depends(writer)) -> dict:
+        if body.label is not None and body.label not in state.classes:
+            raise HTTPException(422, f"unknown class {body.label!r}: the project's classes "
+                                     f"are {state.classes}")
+        try:
+            record = state.archive.record(body.row)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+        if body.spectrum is not None and body.spectrum != record["id"]:
+            raise HTTPException(409, f"row {body.row} holds {record['id']!r}, not "
+                                     f"{body.spectrum!r}: reload the page")
+        iteration, items = state.items(body.audit)
+        score = next((i.get("acquisition_score") for i in items if i["row"] == body.row), None)
+        number = iteration if iteration is not None else state.archive.scores()[0]
+        label_id = state.labels.add(
+            record["id"], body.row, body.label, who, iteration=number,
+            model_version=None if body.audit else state.model_version(number),
+            acquisition_score=score, comment=body.comment, audit=body.audit)
+        return {"id": label_id, "row": body.row, "spectrum": record["id"], "label": body.label,
+                "annotator": who, "audit": body.audit}
+
+    @app.get("/api/progress")
+    def progress(who: str = Depends(annotator)) -> dict:
+        history = state.labels.history()
+        per_annotator: dict[str, dict[str, int]] = {}
+        per_iteration: dict[str, dict[str, int]] = {}
+        for h in history:
+            if h["label"] is None:
+                continue
+            kind = "audit" if h["audit"] else "training"
+            a = per_annotator.setdefault(h["annotator"], {"training": 0, "audit": 0})
+            a[kind] += 1
+            it = per_iteration.setdefault(str(h["iteration"] or 0), {})
+            it[h["label"]] = it.get(h["label"], 0) + 1
+        per_class = {c: {"training": 0, "audit": 0} for c in state.classes}
+        for audit in (False, True):
+            for label in state.labels.current(audit).values():
+                per_class[label]["audit" if audit else "training"] += 1
+        out = {"classes": per_class, "annotators": per_annotator, "iterations": per_iteration,
+               "disagreements": len(state.labels.disagreements()), "labels": len(history)}
+        for audit, name in ((False, "queue"), (True, "audit")):
+            iteration, items = state.items(audit)
+            items = with_labels(items, who, audit)
+            out[name] = {"iteration": iteration, "size": len(items),
+                         "done": sum(i["done"] for i in items)}
+        return out
+
+    # --- candidates and search -------------------------------------------------------------
+
+    @app.get("/api/candidates")
+    def candidates(threshold: float = Query(0.5, ge=0, le=1), limit: int = Query(500, ge=1),
+                   who: str = Depends(annotator)) -> dict:
+        cat = state.candidates(threshold)
+        s = cat.spectra
+        prob = np.array([s[f"p_{c}"][i] for i, c in enumerate(s["class"])], dtype=float) \
+            if len(s) else np.empty(0)
+        order = np.argsort(-prob, kind="stable")[:limit]
+        keys = ("row", "id", "designation", "ra", "dec", "snr", "class", "source", "object",
+                "known")
+        items = [{**{k: _plain(s[k][i]) for k in keys}, "probability": round(float(prob[i]), 4)}
+                 for i in order]
+        return {"iteration": cat.iteration, "threshold": threshold, "spectra": len(s),
+                "objects": len(cat.objects), "items": items}
+
+    @app.get("/api/search")
+    def search(q: str = Query(..., min_length=1, max_length=200),
+               who: str = Depends(annotator)) -> dict:
+        return {"query": q, "items": state.archive.search(q)}
+
+    # --- SAMP ------------------------------------------------------------------------------
+
+    def samp_url(request: Request, path: str) -> str:
+        return str(request.base_url).rstrip("/") + f"/samp/{state.key}/{path}"
+
+    @app.post("/api/samp")
+    def samp_send(body: SampIn, request: Request, who: str = Depends(writer)) -> dict:
+        if state.samp is None:
+            raise HTTPException(409, "SAMP is off (specscout serve --no-samp)")
+        if body.action in ("spectrum", "point"):
+            if body.row is None:
+                raise HTTPException(422, f"{body.action} needs a row")
+            try:
+                record = state.archive.record(body.row)
+            except KeyError as exc:
+                raise HTTPException(404, str(exc.args[0])) from None
+        try:
+            if body.action in ("queue", "candidates"):
+                table_id = f"specscout-{body.action}-{secrets.token_hex(4)}"
+                rows = table_rows(body.action, body.threshold)
+                state.sent_tables[table_id] = rows
+                url = samp_url(request, f"table/{table_id}.xml")
+                state.sent_tables[url] = rows
+                sent = state.samp.send(TABLE, {"url": url, "table-id": table_id,
+                                               "name": f"specscout {body.action}"})
+            elif body.action == "spectrum":
+                sent = state.samp.send(SPECTRUM, {
+                    "url": samp_url(request, f"spectrum/{body.row}.fits"),
+                    "spectrum-id": record["id"], "name": record["id"],
+                    "meta": {"Access.Format": "application/fits",
+                             "Target.Name": record["designation"] or record["id"]}})
+            else:
+                if record["ra"] is None or record["dec"] is None:
+                    raise HTTPException(422, f"row {body.row} has no position")
+                sent = state.samp.send(POINT, {"ra": str(record["ra"]),
+                                               "dec": str(record["dec"])})
+        except SpecscoutError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return {"sent": sent}
+
+    def table_rows(action: str, threshold: float) -> list[int]:
+        if action == "queue":
+            return [i["row"] for i in state.items(False)[1]]
+        return [int(r) for r in state.candidates(threshold).spectra["row"]]
+
+    def check_key(key: str) -> None:
+        if not secrets.compare_digest(key.encode(), state.key.encode()):
+            raise HTTPException(404, "not found")
+
+    @app.get("/samp/{key}/table/{table_id}.xml", include_in_schema=False)
+    def samp_table(key: str, table_id: str) -> Response:
+        check_key(key)
+        rows = state.sent_tables.get(table_id)
+        if rows is None:
+            raise HTTPException(404, f"no table {table_id!r}")
+        return Response(votable(rows), media_type="application/x-votable+xml")
+
+    def votable(rows: list[int]) -> bytes:
+        _, probs = state.archive.scores()
+        records = [state.archive.record(r) for r in rows]
+        table = Table({"row": np.array(rows, dtype=np.int64),
+                       **{k: [rec[k] or "" for rec in records] for k in ("id", "designation")},
+                       **{k: np.array([np.nan if rec[k] is None else rec[k] for rec in records],
+                                      dtype=float) for k in ("ra", "dec")}})
+        table["ra"].unit = table["dec"].unit = u.deg
+        table["ra"].meta["ucd"] = "pos.eq.ra;meta.main"
+        table["dec"].meta["ucd"] = "pos.eq.dec;meta.main"
+        if probs is not None:
+            p = np.asarray(probs[np.array(rows, dtype=np.int64)], dtype=np.float32)
+            for i, c in enumerate(state.classes):
+                table[f"p_{c}"] = p[:, i] if len(rows) else np.empty(0, np.float32)
+        buf = io.BytesIO()
+        table.write(buf, format="votable")
+        return buf.getvalue()
+
+    @app.get("/samp/{key}/spectrum/{row}.fits", include_in_schema=False)
+    def samp_spectrum(key: str, row: int) -> Response:
+        check_key(key)
+        try:
+            data = state.archive.original(row)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+        if "error" in data:  # the file is gone: send the preprocessed window
+            data = {"wavelength": state.archive.wavelength, "flux": state.archive.flux(row)}
+        table = Table({"WAVELENGTH": np.asarray(data["wavelength"], float) * u.AA,
+                       "FLUX": np.asarray(data["flux"], float)})
+        buf = io.BytesIO()
+        table.write(buf, format="fits")
+        return Response(buf.getvalue(), media_type="application/fits")
+
+    @app.get("/api/samp/events")
+    def samp_events(after: int = 0, who: str = Depends(annotator)) -> dict:
+        if state.samp is None:
+            return {"events": []}
+        return {"events": state.samp.since(after)}
+
+    @app.exception_handler(SpecscoutError)
+    def specscout_error(request: Request, exc: SpecscoutError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    return app
+
+
+def _plain(value):
+    """A JSON-able Python value from a numpy / astropy cell."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,499 @@
+// specscout labelling app: keyboard-first, every label saved the moment its key is pressed.
+"use strict";
+
+const S = {
+  session: null,      // /api/session
+  list: [],           // items navigated with n / p (queue, audit, candidates or search hits)
+  audit: false,       // labelling the audit sample (kept apart, blind)
+  mode: null,         // "queue", "audit" or "spectrum"
+  current: null,      // the spectrum shown: its /api/spectrum payload
+  undo: [],           // [{row, audit, before}] labels this page has written, newest last
+  sampSeen: 0,
+  plots: [],
+};
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
+  (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const fmt = (v, d = 4) => (v === null || v === undefined ? "" : Number(v).toFixed(d));
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", keepalive: true,  // a label sent as the tab closes still arrives
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": S.session.csrf },
+    body: JSON.stringify(body),
+  };
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    let detail = data.detail ?? response.statusText;
+    if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function toast(text, error = false) {
+  const t = $("#toast");
+  t.textContent = text;
+  t.className = "show" + (error ? " error" : "");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.className = error ? "error" : ""; }, error ? 6000 : 1800);
+}
+
+// --- plots --------------------------------------------------------------------------------
+
+function wheelZoomPan() {
+  // Wheel zooms around the cursor; shift+drag pans; drag selects a range; double-click resets.
+  return {
+    hooks: {
+      ready: (u) => {
+        const over = u.over;
+        over.addEventListener("wheel", (e) => {
+          e.preventDefault();
+          const { min, max } = u.scales.x;
+          const at = u.posToVal(e.offsetX, "x");
+          const f = e.deltaY < 0 ? 0.8 : 1.25;
+          u.setScale("x", { min: at - (at - min) * f, max: at + (max - at) * f });
+        }, { passive: false });
+        over.addEventListener("mousedown", (e) => {
+          if (!e.shiftKey) return;
+          e.preventDefault(); e.stopPropagation();
+          const x0 = e.clientX, { min, max } = u.scales.x;
+          const perPx = (max - min) / u.bbox.width * devicePixelRatio;
+          const move = (m) => {
+            const dx = (m.clientX - x0) * perPx;
+            u.setScale("x", { min: min - dx, max: max - dx });
+          };
+          const up = () => { removeEventListener("mousemove", move);
+                             removeEventListener("mouseup", up); };
+          addEventListener("mousemove", move); addEventListener("mouseup", up);
+        }, true);
+      },
+    },
+  };
+}
+
+function linesMarker(lines) {
+  return {
+    hooks: {
+      draw: (u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#cf222e"; ctx.fillStyle = "#cf222e";
+        ctx.setLineDash([4, 4]); ctx.lineWidth = devicePixelRatio;
+        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+        for (const [name, wave] of Object.entries(lines)) {
+          if (wave < u.scales.x.min || wave > u.scales.x.max) continue;
+          const x = Math.round(u.valToPos(wave, "x", true));
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.fillText(name, x + 3 * devicePixelRatio, u.bbox.top + 12 * devicePixelRatio);
+        }
+        ctx.restore();
+      },
+    },
+  };
+}
+
+function plot(el, wave, flux, title, lines) {
+  const width = Math.max(400, el.clientWidth || 900);
+  const opts = {
+    title, width, height: 260,
+    scales: { x: { time: false } },
+    axes: [{ label: "wavelength (Å)" }, { label: "flux" }],
+    series: [{ label: "λ (Å)", value: (u, v) => fmt(v, 2) },
+             { label: "flux", stroke: "#1f6feb", width: 1.2, value: (u, v) => fmt(v, 4) }],
+    cursor: { drag: { x: true, y: false } },
+    plugins: [wheelZoomPan(), linesMarker(lines)],
+  };
+  const u = new uPlot(opts, [wave, flux], el);
+  S.plots.push(u);
+  return u;
+}
+
+// --- the spectrum view --------------------------------------------------------------------
+
+function keyHelp() {
+  const keys = S.session.classes.map((c, i) =>
+    `<button data-label="${esc(c)}" class="label-btn"><kbd>${i + 1}</kbd> ${esc(c)}</button>`);
+  return `<div class="bar">${keys.join("")}
+    <button data-action="unsure"><kbd>u</kbd> unsure / skip</button>
+    <button data-action="undo"><kbd>z</kbd> undo</button>
+    <button data-action="prev"><kbd>p</kbd> previous</button>
+    <button data-action="next"><kbd>n</kbd> next</button>
+    <button data-action="comment"><kbd>c</kbd> comment</button></div>`;
+}
+
+function renderSpectrum(s, context) {
+  S.current = s;
+  S.plots.forEach((u) => u.destroy()); S.plots = [];
+  const r = s.record;
+  const probs = s.probabilities ? Object.entries(s.probabilities).map(([c, p]) =>
+    `<div>${esc(c)}</div><div><div class="fill" style="width:${(100 * p).toFixed(1)}%"></div></div>
+     <div class="num">${fmt(p, 3)}</div>`).join("") : "";
+  const history = s.history.length ? `<table><tr><th>time</th><th>annotator</th><th>label</th>
+    <th>iteration</th><th>comment</th></tr>${s.history.map((h) => `<tr><td>${esc(h.time.slice(0, 19))}</td>
+    <td>${esc(h.annotator)}</td><td>${esc(h.label ?? "—")}</td><td>${esc(h.iteration ?? "")}</td>
+    <td>${esc(h.comment)}</td></tr>`).join("")}</table>` : `<p class="muted">No labels yet.</p>`;
+  const samp = S.session.samp ? `<div class="bar">
+      <button data-samp="spectrum">Spectrum to SPLAT</button>
+      <button data-samp="point">Point Aladin here</button>
+      ${S.mode === "queue" ? `<button data-samp="queue">Queue to TOPCAT</button>` : ""}</div>` : "";
+  $("#view").innerHTML = `
+    <h2>${esc(context)}</h2>
+    ${keyHelp()}
+    <div id="state" class="bar"></div>
+    <div class="plots"><div id="plot-window"></div><div id="plot-full" class="muted">
+      Loading the original file…</div></div>
+    <div class="side">
+      <section><h3>Metadata</h3><table>
+        ${["id", "designation", "obsid", "ra", "dec", "snr", "window_snr", "survey_class",
+           "survey_subclass", "release", "instrument", "path"].map((k) =>
+          `<tr><th>${k}</th><td>${esc(r[k])}</td></tr>`).join("")}
+        <tr><th>row</th><td>${s.row}</td></tr></table></section>
+      <section>${s.probabilities ? `<h3>Model (iteration ${esc(s.iteration)})</h3>
+        <div class="prob">${probs}</div>` : (S.audit ?
+        `<h3>Audit</h3><p class="muted">Labelled blind: the model's output is hidden.</p>` : "")}
+        ${samp}</section>
+      <section><h3>Label history</h3>${history}</section>
+    </div>`;
+  showState();
+  plot($("#plot-window"), s.wavelength, s.flux, "Preprocessed window (what the network sees)",
+       S.session.lines);
+  api(`/api/spectrum/${s.row}/original`).then((o) => {
+    if (S.current !== s) return;
+    const el = $("#plot-full");
+    el.className = "";
+    if (o.error) { el.textContent = `Original file not readable: ${o.error}`; return; }
+    el.textContent = "";
+    plot(el, o.wavelength, o.flux, `Whole spectrum (${o.medium} wavelengths)`, S.session.lines);
+  }).catch((e) => { $("#plot-full").textContent = e.message; });
+}
+
+function showState() {
+  const s = S.current;
+  document.querySelectorAll(".label-btn").forEach((b) =>
+    b.classList.toggle("current", b.dataset.label === s.label));
+  const where = S.list.findIndex((i) => i.row === s.row);
+  const left = S.list.filter((i) => i.done === false).length;
+  $("#state").innerHTML = `Your label: <span class="label-chip" id="my-label">${
+    esc(s.label ?? "none")}</span>
+    ${where >= 0 ? `<span class="muted">${where + 1} of ${S.list.length}` +
+      (S.mode !== "spectrum" ? `, ${left} to label` : "") + "</span>" : ""}`;
+}
+
+async function label(value, comment = "") {
+  const s = S.current;
+  if (!s) return;
+  const before = s.label;
+  try {
+    const saved = await api("/api/labels", { row: s.row, label: value, comment,
+                                             audit: S.audit, spectrum: s.record.id });
+    S.undo.push({ row: s.row, audit: S.audit, before, after: value });
+    s.label = value;
+    mark(s.row, value);
+    const what = comment && comment !== "unsure" ? "comment saved" :
+      (value === null ? "unsure, skipped" : `✓ ${value}`);
+    toast(`${what}: ${s.record.id} (saved #${saved.id})`);
+    return true;
+  } catch (e) {
+    toast(`Not saved: ${e.message}`, true);
+    return false;
+  }
+}
+
+function mark(row, value) {
+  const item = S.list.find((i) => i.row === row);
+  if (!item) return;
+  item.label = value;
+  if (item.done !== undefined) {
+    item.done = value !== null || Object.keys(item.others || {}).length > 0;
+  }
+}
+
+async function labelAndAdvance(value, comment = "") {
+  if (await label(value, comment)) {
+    if (S.mode === "spectrum") { showState(); return; }
+    await advance();
+  }
+}
+
+async function advance() {
+  const after = S.list.find((i) => i.row === S.current?.row)?.rank ?? -1;
+  const data = await api(`/api/next?audit=${S.audit}&after=${after}`);
+  if (!data.item) {
+    $("#view").innerHTML = `<h2>${S.audit ? "Audit sample" : "Queue"}: all labelled</h2>
+      <p>Every spectrum of this ${S.audit ? "audit sample" : "query batch"} has your label.
+      Press <kbd>z</kbd> to undo the last one.</p>`;
+    S.current = null;
+    return;
+  }
+  renderSpectrum(data.spectrum, title(data.item, data.remaining));
+}
+
+function title(item, remaining) {
+  const what = S.audit ? "Audit sample" : "Queue";
+  const score = item.acquisition_score !== undefined ?
+    ` · acquisition score ${fmt(item.acquisition_score, 3)}` : "";
+  return `${what} · rank ${item.rank + 1}${score} · ${remaining} to label`;
+}
+
+async function show(row, context) {
+  try {
+    renderSpectrum(await api(`/api/spectrum/${row}?audit=${S.audit}`), context);
+  } catch (e) { toast(e.message, true); }
+}
+
+async function step(delta) {
+  if (!S.current || !S.list.length) return;
+  const i = S.list.findIndex((x) => x.row === S.current.row);
+  const j = Math.min(S.list.length - 1, Math.max(0, (i < 0 ? 0 : i) + delta));
+  const item = S.list[j];
+  const context = S.mode === "spectrum" ? `Spectrum ${item.row}` : title(item,
+    S.list.filter((x) => x.done === false).length);
+  await show(item.row, context);
+}
+
+async function undo() {
+  const last = S.undo.pop();
+  if (!last) { toast("Nothing to undo on this page", true); return; }
+  const audit = S.audit;
+  S.audit = last.audit;
+  if (!S.current || S.current.row !== last.row) {
+    await show(last.row, `Undo · spectrum ${last.row}`);
+  }
+  S.audit = audit;
+  const s = S.current;
+  try {
+    const saved = await api("/api/labels", { row: last.row, label: last.before, comment: "undo",
+                                             audit: last.audit, spectrum: s.record.id });
+    s.label = last.before;
+    mark(last.row, last.before);
+    toast(`↶ undone: ${s.record.id} is ${last.before ?? "unlabelled"} again (saved #${saved.id})`);
+    showState();
+  } catch (e) {
+    S.undo.push(last);
+    toast(`Undo not saved: ${e.message}`, true);
+  }
+}
+
+function openComment() {
+  if (!S.current) return;
+  const dialog = $("#comment-dialog");
+  $("#comment-text").value = "";
+  dialog.showModal();
+  $("#comment-text").focus();
+}
+
+// --- pages --------------------------------------------------------------------------------
+
+async function queuePage(audit) {
+  S.mode = audit ? "audit" : "queue";
+  S.audit = audit;
+  const q = await api(`/api/queue?audit=${audit}`);
+  S.list = q.items;
+  if (!q.items.length) {
+    $("#view").innerHTML = audit ?
+      `<h2>Audit sample</h2><p>No audit sample yet: draw one with
+       <code>specscout audit PROJECT --draw</code>.</p>` :
+      `<h2>Queue</h2><p>The queue is empty: run <code>specscout iterate PROJECT</code>
+       (or <code>specscout query</code>) to fill it.</p>`;
+    S.current = null;
+    return;
+  }
+  S.current = null;
+  await advance();
+}
+
+async function spectrumPage(row) {
+  S.mode = "spectrum";
+  S.audit = false;
+  if (!S.list.some((i) => i.row === row)) S.list = [{ row }];
+  await show(row, `Spectrum ${row}`);
+}
+
+function rowsTable(items, columns) {
+  return `<table><tr>${columns.map(([k, h, num]) => `<th class="${num ? "num" : ""}">${esc(h)}</th>`)
+    .join("")}</tr>${items.map((it) => `<tr class="link" data-row="${it.row}">${columns.map(
+      ([k, h, num]) => `<td class="${num ? "num" : ""}">${esc(num && it[k] !== null ?
+        fmt(it[k], num) : it[k])}</td>`).join("")}</tr>`).join("")}</table>`;
+}
+
+async function candidatesPage(threshold = 0.5) {
+  S.mode = "list"; S.audit = false;
+  const c = await api(`/api/candidates?threshold=${threshold}`);
+  S.list = c.items;
+  $("#view").innerHTML = `<h2>Candidates (iteration ${esc(c.iteration)})</h2>
+    <div class="bar"><label>probability threshold
+      <input id="threshold" type="number" min="0" max="1" step="0.05" value="${threshold}"></label>
+      <span class="muted">${c.spectra} spectra of ${c.objects} objects; a human label
+      overrides the model</span>
+      ${S.session.samp ? `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
+    ${rowsTable(c.items, [["row", "row"], ["id", "id"], ["designation", "designation"],
+      ["class", "class"], ["probability", "p", 3], ["source", "source"],
+      ["ra", "RA", 5], ["dec", "Dec", 5], ["snr", "SNR", 1], ["known", "known"]])}`;
+  $("#threshold").addEventListener("change", (e) => candidatesPage(Number(e.target.value)));
+}
+
+async function searchPage(q = "") {
+  S.mode = "list"; S.audit = false;
+  $("#view").innerHTML = `<h2>Search</h2><form id="search-form" class="bar">
+    <input id="q" size="50" value="${esc(q)}"
+      placeholder="id, obsid, designation, 'row 12', or 'ra dec [radius″]'">
+    <button>Search</button></form><div id="hits"></div>`;
+  $("#search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/search?q=${encodeURIComponent($("#q").value)}`;
+  });
+  if (!q) { $("#q").focus(); return; }
+  const r = await api(`/api/search?q=${encodeURIComponent(q)}`);
+  S.list = r.items;
+  $("#hits").innerHTML = r.items.length ? rowsTable(r.items, [["row", "row"], ["match", "match"],
+    ["id", "id"], ["obsid", "obsid"], ["designation", "designation"], ["ra", "RA", 5],
+    ["dec", "Dec", 5], ["separation", "sep (″)", 2], ["snr", "SNR", 1]]) :
+    `<p>Nothing matches “${esc(q)}”.</p>`;
+}
+
+async function progressPage() {
+  S.mode = "list";
+  const p = await api("/api/progress");
+  const classes = Object.entries(p.classes);
+  const iterations = Object.keys(p.iterations).sort((a, b) => a - b);
+  $("#view").innerHTML = `<h2>Progress</h2>
+    <p>Your queue: ${p.queue.done} of ${p.queue.size} labelled (iteration ${esc(p.queue.iteration)});
+       audit sample: ${p.audit.done} of ${p.audit.size}. ${p.labels} label rows in all;
+       ${p.disagreements} spectra where annotators disagree.</p>
+    <h3>Current labels per class</h3><table><tr><th>class</th><th class="num">training</th>
+      <th class="num">audit</th></tr>${classes.map(([c, n]) => `<tr><td>${esc(c)}</td>
+      <td class="num">${n.training}</td><td class="num">${n.audit}</td></tr>`).join("")}</table>
+    <h3>Labels per annotator</h3><table><tr><th>annotator</th><th class="num">training</th>
+      <th class="num">audit</th></tr>${Object.entries(p.annotators).map(([a, n]) =>
+      `<tr><td>${esc(a)}</td><td class="num">${n.training}</td><td class="num">${n.audit}</td></tr>`)
+      .join("")}</table>
+    <h3>Labels per iteration</h3><table><tr><th>iteration</th>${classes.map(([c]) =>
+      `<th class="num">${esc(c)}</th>`).join("")}</tr>${iterations.map((it) => `<tr><td>${esc(it)}</td>
+      ${classes.map(([c]) => `<td class="num">${p.iterations[it][c] ?? 0}</td>`).join("")}</tr>`)
+      .join("")}</table>`;
+}
+
+function loginPage() {
+  $("#view").innerHTML = `<h2>Log in</h2><form id="login">
+    <label>Name <input id="login-name" autocomplete="username"></label>
+    <label>Token <input id="login-token" type="password" autocomplete="current-password"></label>
+    <button>Log in</button>
+    <p class="muted">A token comes from <code>specscout user add PROJECT NAME</code>.</p></form>`;
+  $("#login").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("/api/login", { name: $("#login-name").value, token: $("#login-token").value });
+      await start();
+    } catch (err) { toast(err.message, true); }
+  });
+}
+
+// --- routing, keys, clicks ----------------------------------------------------------------
+
+async function route() {
+  const hash = location.hash || "#/queue";
+  const [path, query] = hash.slice(1).split("?");
+  const parts = path.split("/").filter(Boolean);
+  document.querySelectorAll("nav a").forEach((a) =>
+    a.classList.toggle("active", a.dataset.view === parts[0]));
+  try {
+    if (parts[0] === "audit") await queuePage(true);
+    else if (parts[0] === "candidates") await candidatesPage();
+    else if (parts[0] === "search") {
+      await searchPage(new URLSearchParams(query || "").get("q") || "");
+    } else if (parts[0] === "progress") await progressPage();
+    else if (parts[0] === "spectrum") await spectrumPage(Number(parts[1]));
+    else await queuePage(false);
+  } catch (e) {
+    if (e.status === 401) loginPage();
+    else $("#view").innerHTML = `<h2>Error</h2><p>${esc(e.message)}</p>`;
+  }
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest("input, textarea, select, dialog") || e.ctrlKey || e.metaKey || e.altKey) {
+    return;
+  }
+  if (!S.current) { if (e.key === "z") undo(); return; }
+  const n = Number(e.key);
+  if (Number.isInteger(n) && n >= 1 && n <= S.session.classes.length) {
+    labelAndAdvance(S.session.classes[n - 1]);
+  } else if (e.key === "u") {
+    labelAndAdvance(null, "unsure");
+  } else if (e.key === "z") undo();
+  else if (e.key === "n") step(1);
+  else if (e.key === "p") step(-1);
+  else if (e.key === "c") { e.preventDefault(); openComment(); }
+  else return;
+  e.preventDefault();
+});
+
+document.addEventListener("click", async (e) => {
+  const b = e.target.closest("button, tr.link");
+  if (!b) return;
+  if (b.dataset.label) labelAndAdvance(b.dataset.label);
+  else if (b.dataset.action === "unsure") labelAndAdvance(null, "unsure");
+  else if (b.dataset.action === "undo") undo();
+  else if (b.dataset.action === "next") step(1);
+  else if (b.dataset.action === "prev") step(-1);
+  else if (b.dataset.action === "comment") openComment();
+  else if (b.dataset.samp) {
+    try {
+      const body = { action: b.dataset.samp, row: S.current?.row ?? null };
+      const threshold = $("#threshold");
+      if (threshold) body.threshold = Number(threshold.value);
+      const r = await api("/api/samp", body);
+      toast(r.sent.length ? `Sent to ${r.sent.join(", ")}` : "No SAMP tool listens for that", !r.sent.length);
+    } catch (err) { toast(err.message, true); }
+  } else if (b.dataset.row !== undefined) {
+    location.hash = `#/spectrum/${b.dataset.row}`;
+  }
+});
+
+$("#comment-form").addEventListener("submit", async (e) => {
+  const text = $("#comment-text").value.trim();
+  if (e.submitter?.value === "save" && text && S.current) {
+    if (await label(S.current.label, text)) showState();
+  }
+});
+$("#comment-text").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && e.ctrlKey) { e.preventDefault(); $("#comment-save").click(); }
+});
+
+async function pollSamp() {
+  if (!S.session?.samp) return;
+  try {
+    const r = await api(`/api/samp/events?after=${S.sampSeen}`);
+    for (const ev of r.events) {
+      S.sampSeen = Math.max(S.sampSeen, ev.n);
+      if (ev.row !== null && ev.row !== undefined) {
+        toast(`From a VO tool: spectrum ${ev.row}`);
+        location.hash = `#/spectrum/${ev.row}`;
+      } else if (ev.ra !== undefined) {
+        toast(`No spectrum within 5″ of ${fmt(ev.ra, 5)} ${fmt(ev.dec, 5)}`, true);
+      }
+    }
+  } catch (_) { /* the server is restarting: try again later */ }
+}
+
+async function start() {
+  S.session = await api("/api/session");
+  $("#project").textContent = `· ${S.session.project} · ${S.session.pool} spectra`;
+  $("#who").textContent = S.session.annotator ? `labelling as ${S.session.annotator}` : "";
+  if (!S.session.annotator) { loginPage(); return; }
+  if (S.session.samp) {  // only what VO tools send from now on
+    const r = await api("/api/samp/events?after=0");
+    S.sampSeen = Math.max(0, ...r.events.map((ev) => ev.n));
+  }
+  await route();
+}
+
+window.addEventListener("hashchange", route);
+setInterval(pollSamp, 1500);
+start();

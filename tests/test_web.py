@@ -1,0 +1,234 @@
+"""The labelling web app's API: queue, labels, validation, safety, search, candidates, progress."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from test_candidates import make_project
+
+from specscout.errors import SpecscoutError
+from specscout.iterate import label_store
+from specscout.web import AppConfig, create_app
+
+BASE = "http://127.0.0.1"
+
+
+def enqueue(project, rows=(5, 0, 2)) -> None:
+    pool = project.store()
+    ids = pool.meta(columns=["row", "id"]).to_pydict()
+    id_of = dict(zip(ids["row"], ids["id"], strict=True))
+    label_store(project).enqueue(1, list(rows), [id_of[r] for r in rows],
+                                 [0.9 - 0.1 * i for i in range(len(rows))], "entropy")
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = make_project(tmp_path)
+    enqueue(p)
+    return p
+
+
+def client_for(project, **config) -> TestClient:
+    config.setdefault("samp", False)
+    client = TestClient(create_app(project, AppConfig(annotator="ana", **config)), base_url=BASE)
+    client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
+    return client
+
+
+@pytest.fixture
+def client(project):
+    return client_for(project)
+
+
+def test_the_page_and_its_assets_are_local(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "specscout" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for src in re.findall(r'(?:src|href)="([^"#][^"]*)"', page.text.replace('"data:,"', "")):
+        assert src.startswith("/static/"), src  # nothing from the internet
+        assert client.get(src).status_code == 200
+    script = client.get("/static/app.js").text
+    assert "http://" not in script and "https://" not in script
+
+
+def test_queue_next_and_label(client, project):
+    s = client.get("/api/session").json()
+    assert s["classes"] == ["other", "emission", "double-peak"] and s["annotator"] == "ana"
+    q = client.get("/api/queue").json()
+    assert [i["row"] for i in q["items"]] == [5, 0, 2] and q["iteration"] == 1
+    nxt = client.get("/api/next").json()
+    assert nxt["item"]["row"] == 5 and nxt["remaining"] == 3
+    spec = nxt["spectrum"]
+    assert spec["record"]["id"] == "spec-5" and len(spec["flux"]) == 140
+    assert spec["probabilities"]["other"] == pytest.approx(0.45, abs=1e-3)
+    r = client.post("/api/labels", json={"row": 5, "label": "emission", "spectrum": "spec-5"})
+    assert r.status_code == 200, r.text
+    saved = label_store(project).history(5)[-1]
+    assert (saved["label"], saved["annotator"], saved["spectrum"], saved["iteration"]) == \
+        ("emission", "ana", "spec-5", 1)
+    assert saved["acquisition_score"] == pytest.approx(0.9)
+    assert saved["model_version"].startswith("0001:")
+    # The next one skips what this annotator labelled; after rank 1 comes rank 2.
+    assert client.get("/api/next").json()["item"]["row"] == 0
+    assert client.get("/api/next", params={"after": 1}).json()["item"]["row"] == 2
+    q = client.get("/api/queue").json()
+    assert q["done"] == 1 and q["items"][0]["label"] == "emission"
+
+
+def test_unsure_stays_to_do_and_undo_restores(client, project):
+    client.post("/api/labels", json={"row": 5, "label": None, "comment": "unsure"})
+    assert client.get("/api/queue").json()["done"] == 0  # comes back later
+    client.post("/api/labels", json={"row": 0, "label": "emission"})
+    client.post("/api/labels", json={"row": 0, "label": "other"})
+    client.post("/api/labels", json={"row": 0, "label": "emission", "comment": "undo"})
+    labels = label_store(project)
+    assert labels.current()[0] == "emission"
+    assert [h["label"] for h in labels.history(0)] == ["emission", "other", "emission"]
+    assert labels.history(5)[-1]["comment"] == "unsure"
+
+
+def test_bad_requests_are_refused_with_a_reason(client, project):
+    before = len(label_store(project).history())
+    r = client.post("/api/labels", json={"row": 0, "label": "quasar"})
+    assert r.status_code == 422 and "unknown class 'quasar'" in r.json()["detail"]
+    r = client.post("/api/labels", json={"row": 99, "label": "other"})
+    assert r.status_code == 404 and "no spectrum at row 99" in r.json()["detail"]
+    r = client.post("/api/labels", json={"row": 1, "label": "other", "spectrum": "spec-2"})
+    assert r.status_code == 409 and "holds 'spec-1'" in r.json()["detail"]
+    assert client.post("/api/labels", json={"row": -1, "label": "other"}).status_code == 422
+    assert client.post("/api/labels", content=b"row=1&label=other",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"}
+                       ).status_code == 422
+    assert client.get("/api/spectrum/77").status_code == 404
+    assert client.get("/api/spectrum/x").status_code == 422
+    assert len(label_store(project).history()) == before
+
+
+def test_cross_site_writes_are_refused(client, project):
+    body = {"row": 0, "label": "other"}
+    r = client.post("/api/labels", json=body, headers={"X-CSRF-Token": "guess"})
+    assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+    r = client.post("/api/labels", json=body, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+    assert client.post("/api/labels", json=body, headers={"Origin": BASE}).status_code == 200
+    # A page on another name that resolves to 127.0.0.1 (DNS rebinding) is refused.
+    assert client.get("/api/queue", headers={"Host": "evil.example"}).status_code == 400
+    assert len(label_store(project).history()) == 3  # two from make_project
+
+
+def test_static_files_never_leave_the_package(client):
+    for path in ("/static/../labels.db", "/static/%2e%2e/%2e%2e/specscout.toml",
+                 "/static/..%2f..%2fspecscout.toml"):
+        assert client.get(path).status_code in (400, 404), path
+
+
+def test_login_tokens_and_attribution(project):
+    labels = label_store(project)
+    token = labels.add_user("bea")
+    client = client_for(project, require_login=True)
+    assert client.get("/api/queue").status_code == 401
+    assert client.get("/api/session").json()["annotator"] is None
+    r = client.post("/api/labels", json={"row": 0, "label": "other"})
+    assert r.status_code == 401
+    assert client.post("/api/login", json={"name": "bea", "token": "wrong"}).status_code == 401
+    assert client.post("/api/login", json={"name": "ana", "token": token}).status_code == 401
+    r = client.post("/api/login", json={"name": "bea", "token": token})
+    assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
+    assert "samesite=strict" in r.headers["set-cookie"].lower()
+    assert client.post("/api/labels", json={"row": 0, "label": "other"}).status_code == 200
+    assert labels.history(0)[-1]["annotator"] == "bea"
+    # A script with the token as a bearer header needs no CSRF token.
+    script = TestClient(client.app, base_url=BASE)
+    r = script.post("/api/labels", json={"row": 1, "label": "emission"},
+                    headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and labels.history(1)[-1]["annotator"] == "bea"
+    labels.remove_user("bea")
+    assert client.get("/api/queue").status_code == 401
+
+
+def test_login_required_needs_a_user(project):
+    with pytest.raises(SpecscoutError, match="specscout user add"):
+        create_app(project, AppConfig(require_login=True, samp=False))
+
+
+def test_user_names_and_tokens(project):
+    labels = label_store(project)
+    token = labels.add_user("cy.li@obs")
+    assert len(token) >= 40 and labels.authenticate(token) == "cy.li@obs"
+    assert labels.authenticate(token + "x") is None
+    with pytest.raises(SpecscoutError, match="exists"):
+        labels.add_user("cy.li@obs")
+    with pytest.raises(SpecscoutError, match="user name"):
+        labels.add_user("a b; drop table")
+    assert "cy.li@obs" in labels.users()
+
+
+def test_audit_is_blind_and_kept_apart(client, project):
+    labels = label_store(project)
+    labels.add_audit_sample(1, [6, 1], ["spec-6", "spec-1"], ["rest:q<0.01", "candidate:em"],
+                            [10, 2])
+    q = client.get("/api/queue", params={"audit": True}).json()
+    assert [i["row"] for i in q["items"]] == [6, 1]
+    assert "acquisition_score" not in q["items"][0] and "stratum" not in q["items"][0]
+    nxt = client.get("/api/next", params={"audit": True}).json()
+    assert nxt["spectrum"]["probabilities"] is None
+    client.post("/api/labels", json={"row": 6, "label": "emission", "audit": True})
+    assert labels.current(audit=True) == {6: "emission"}
+    assert 6 not in labels.current()
+    assert client.get("/api/next", params={"audit": True}).json()["item"]["row"] == 1
+
+
+def test_search(client):
+    def rows(q):
+        r = client.get("/api/search", params={"q": q})
+        assert r.status_code == 200, r.text
+        return [h["row"] for h in r.json()["items"]]
+
+    assert rows("spec-3") == [3]
+    assert rows("1004") == [4]  # obsid
+    assert rows("J2") == [2]  # designation
+    assert rows("row 6") == [6]
+    assert rows("10.0 20.0") == [0, 1]  # within 5", nearest first
+    assert rows("10.0 20.0 20") == [0, 1, 6]
+    assert rows("00:40:00 +20:00:00") == [0, 1]  # sexagesimal
+    assert rows("nothing-like-this") == []
+    assert client.get("/api/search", params={"q": ""}).status_code == 422
+
+
+def test_candidates_progress_and_original(client):
+    c = client.get("/api/candidates").json()
+    assert sorted(i["row"] for i in c["items"]) == [0, 1, 2, 3] and c["objects"] == 3
+    client.post("/api/labels", json={"row": 5, "label": "double-peak"})
+    p = client.get("/api/progress").json()
+    assert p["classes"]["double-peak"]["training"] == 1
+    assert p["annotators"]["ana"]["training"] == 3 and p["queue"]["done"] == 1  # 2 + 1
+    o = client.get("/api/spectrum/0/original").json()
+    assert o["path"] == "f0.fits" and "f0.fits" in o["error"]
+
+
+def test_another_annotators_label_makes_it_done(client, project):
+    label_store(project).add("spec-5", 5, "emission", "bea")
+    q = client.get("/api/queue").json()
+    first = q["items"][0]
+    assert first["row"] == 5 and first["done"] and first["label"] is None
+    assert first["others"] == {"bea": "emission"}
+    assert client.get("/api/next").json()["item"]["row"] == 0
+
+
+def test_user_and_serve_commands(project, capsys):
+    from specscout.cli import main
+
+    assert main(["user", "add", str(project.path), "dee"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert label_store(project).authenticate(token) == "dee"
+    assert main(["user", "list", str(project.path)]) == 0
+    assert capsys.readouterr().out.strip() == "dee"
+    assert main(["user", "add", str(project.path)]) == 2  # no name
+    assert main(["user", "remove", str(project.path), "dee"]) == 0
+    assert label_store(project).authenticate(token) is None
+    capsys.readouterr()
+    # Beyond loopback every request needs a user's token: with no users it does not start.
+    assert main(["serve", str(project.path), "--host", "0.0.0.0", "--no-samp"]) == 2
+    assert "specscout user add" in capsys.readouterr().err

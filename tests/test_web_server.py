@@ -1,0 +1,131 @@
+"""The app served for real: concurrent annotators lose no label; a killed server keeps every
+label it acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+from test_candidates import ROWS, make_project
+
+from specscout.iterate import label_store
+from specscout.web import AppConfig, create_app
+
+from conftest import LiveServer, free_port
+
+CLASSES = ("other", "emission", "double-peak")
+
+
+def test_concurrent_annotators_lose_no_label(tmp_path):
+    project = make_project(tmp_path)
+    labels = label_store(project)
+    before = len(labels.history())
+    tokens = {f"annotator{i}": labels.add_user(f"annotator{i}") for i in range(8)}
+    acks: dict[str, list[dict]] = {}
+    errors: list[str] = []
+
+    def annotate(name: str, token: str, url: str) -> None:
+        mine = acks.setdefault(name, [])
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=30) as client:
+            for k in range(200):
+                body = {"row": k % len(ROWS), "label": CLASSES[(k + len(name)) % 3],
+                        "comment": f"{name}-{k}"}
+                r = client.post("/api/labels", json=body)
+                if r.status_code != 200:
+                    errors.append(f"{name} {k}: {r.status_code} {r.text}")
+                    continue
+                mine.append({**body, **r.json()})
+
+    config = AppConfig(annotator="nobody", require_login=True, samp=False)
+    with LiveServer(create_app(project, config)) as server:
+        threads = [threading.Thread(target=annotate, args=(n, t, server.url))
+                   for n, t in tokens.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    history = {h["id"]: h for h in labels.history()}
+    assert len(history) == before + 8 * 200
+    for name, mine in acks.items():
+        assert len(mine) == 200
+        for ack in mine:  # every label is where it was said to be, attributed to its sender
+            h = history[ack["id"]]
+            assert (h["row"], h["label"], h["annotator"], h["comment"]) == \
+                (ack["row"], ack["label"], name, ack["comment"])
+            assert h["spectrum"] == f"spec-{ack['row']}"
+
+
+def _start(project_path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specscout.cli", "serve", str(project_path), "--port",
+         str(port), "--no-samp", "--annotator", "ana"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(f"{url}/api/session", timeout=1)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read()) from None
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
+def test_killed_server_keeps_every_acknowledged_label(tmp_path):
+    project = make_project(tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(project.path, port)
+    acked: list[dict] = []
+    stop = threading.Event()
+
+    def annotate() -> None:
+        with httpx.Client(base_url=url, timeout=5) as client:
+            csrf = client.get("/api/session").json()["csrf"]
+            k = 0
+            while not stop.is_set():
+                body = {"row": k % len(ROWS), "label": CLASSES[k % 3], "comment": f"k{k}"}
+                try:
+                    r = client.post("/api/labels", json=body, headers={"X-CSRF-Token": csrf})
+                except httpx.TransportError:
+                    return  # the server is gone: this label was never acknowledged
+                if r.status_code == 200:
+                    acked.append({**body, **r.json()})
+                k += 1
+
+    worker = threading.Thread(target=annotate)
+    worker.start()
+    while len(acked) < 150:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-session, requests in flight
+    proc.wait()
+    stop.set()
+    worker.join()
+
+    history = {h["id"]: h for h in label_store(project).history()}
+    for ack in acked:
+        h = history[ack["id"]]
+        assert (h["row"], h["label"], h["comment"]) == (ack["row"], ack["label"],
+                                                         ack["comment"])
+    # Restarted, the app serves the same labels and takes new ones.
+    proc = _start(project.path, port)
+    try:
+        with httpx.Client(base_url=url, timeout=5) as client:
+            csrf = client.get("/api/session").json()["csrf"]
+            r = client.post("/api/labels", json={"row": 0, "label": "other"},
+                            headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 200 and r.json()["id"] > max(a["id"] for a in acked)
+            progress = client.get("/api/progress").json()
+            assert progress["labels"] >= len(acked) + 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
