@@ -25,6 +25,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 import numpy as np
+import sqlalchemy as sa
 from astropy import units as u
 from astropy.table import Table
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -35,7 +36,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from specscout.errors import SpecscoutError
 from specscout.iterate import iteration_path, label_store
-from specscout.labels import LabelStore
+from specscout.labels import LabelStore, audit_table, queue_table
 from specscout.project import Project
 from specscout.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
 from specscout.web.archive import DEFAULT_RADIUS_ARCSEC, LINES, Archive
@@ -96,6 +97,7 @@ class State:
         self.sent_tables: dict[str, list[int]] = {}  # SAMP table-id -> pool rows
         self._versions: dict[int, str] = {}
         self._candidates: tuple | None = None
+        self._items: dict[bool, tuple] = {}
         self._lock = threading.Lock()
 
     def model_version(self, iteration: int | None) -> str | None:
@@ -109,16 +111,26 @@ class State:
         return self._versions[iteration]
 
     def items(self, audit: bool) -> tuple[int | None, list[dict]]:
-        """(iteration, items) of the latest query batch, or of the latest audit draw."""
+        """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
+        until a new batch or draw appears (their rows get new ids)."""
+        table = audit_table if audit else queue_table
+        with self.labels.engine.connect() as conn:
+            stamp = conn.execute(sa.select(sa.func.max(table.c.id))).scalar()
+        cached = self._items.get(audit)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         if audit:
             sample = self.labels.audit_sample()
-            return (sample[0]["iteration"] if sample else None,
-                    [{"rank": i, "row": s["row"], "id": s["spectrum"]}
-                     for i, s in enumerate(sample)])
-        queue = self.labels.queue()
-        return (queue[0]["iteration"] if queue else None,
-                [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
-                  "acquisition_score": q["acquisition_score"]} for q in queue])
+            found = (sample[0]["iteration"] if sample else None,
+                     [{"rank": i, "row": s["row"], "id": s["spectrum"]}
+                      for i, s in enumerate(sample)])
+        else:
+            queue = self.labels.queue()
+            found = (queue[0]["iteration"] if queue else None,
+                     [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
+                       "acquisition_score": q["acquisition_score"]} for q in queue])
+        self._items[audit] = (stamp, found)
+        return found
 
     def candidates(self, threshold: float):
         from specscout.candidates import build
@@ -271,16 +283,17 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     @app.get("/api/next")
     def next_item(audit: bool = False, after: int = -1,
-                  who: str = Depends(annotator)) -> dict:
+                  who: str = Depends(annotator)) -> JSONResponse:
         """The first spectrum after rank ``after`` (wrapping round) that no one has labelled
         (a skipped one, marked unsure, comes round again), with everything the page shows."""
         _, items = state.items(audit)
         todo = [i for i in with_labels(items, who, audit) if not i["done"]]
         if not todo:
-            return {"item": None, "remaining": 0}
+            return JSONResponse({"item": None, "remaining": 0})
         item = next((i for i in todo if i["rank"] > after), todo[0])
-        return {"item": item, "remaining": len(todo),
-                "spectrum": spectrum_payload(item["row"], who, audit)}
+        # Plain JSON: the payload is made of JSON types already (the hot path of the page).
+        return JSONResponse({"item": item, "remaining": len(todo),
+                             "spectrum": spectrum_payload(item["row"], who, audit)})
 
     def spectrum_payload(row: int, who: str, audit: bool) -> dict:
         try:
@@ -309,8 +322,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         }
 
     @app.get("/api/spectrum/{row}")
-    def spectrum(row: int, audit: bool = False, who: str = Depends(annotator)) -> dict:
-        return spectrum_payload(row, who, audit)
+    def spectrum(row: int, audit: bool = False,
+                 who: str = Depends(annotator)) -> JSONResponse:
+        return JSONResponse(spectrum_payload(row, who, audit))
 
     @app.get("/api/spectrum/{row}/original")
     def original(row: int, who: str = Depends(annotator)) -> dict:
