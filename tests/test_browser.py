@@ -5,6 +5,7 @@ labels still there; a screenshot goes to the test artefacts."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,12 @@ def test_label_by_keys_undo_and_reload(browser, tmp_path):
         expect(heading).to_contain_text("rank 1")
         expect(page.locator("#plot-window canvas")).to_have_count(1)
         expect(page.locator("td", has_text="spec-5")).to_have_count(1)
+        # Hovering the plot shows the wavelength and flux under the cursor.
+        over = page.locator("#plot-window .u-over")
+        box = over.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        expect(page.locator("#plot-window .u-legend .u-value").first).to_have_text(
+            re.compile(r"^66\d\d\.\d\d$"))
 
         page.keyboard.press("2")  # emission, saved at once, then the next spectrum
         expect(page.locator("#toast")).to_contain_text("✓ emission: spec-5")

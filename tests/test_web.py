@@ -197,9 +197,11 @@ def test_search(client):
     assert client.get("/api/search", params={"q": ""}).status_code == 422
 
 
-def test_candidates_progress_and_original(client):
+def test_candidates_progress_and_original(project, tmp_path):
+    client = client_for(project, catalogues=(str(tmp_path / "ref.csv"),))
     c = client.get("/api/candidates").json()
     assert sorted(i["row"] for i in c["items"]) == [0, 1, 2, 3] and c["objects"] == 3
+    assert [i["row"] for i in c["items"] if i["known"]] == [2]  # in the reference list
     client.post("/api/labels", json={"row": 5, "label": "double-peak"})
     p = client.get("/api/progress").json()
     assert p["classes"]["double-peak"]["training"] == 1

@@ -430,7 +430,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from specscout.web import serve
 
     serve(Project(args.project), host=args.host, port=args.port, annotator=args.annotator,
-          require_login=args.require_login, samp=not args.no_samp)
+          require_login=args.require_login, samp=not args.no_samp,
+          catalogues=tuple(args.catalogue))
     return 0
 
 
@@ -696,6 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require-login", action="store_true",
                    help="require a user's token even on loopback")
     p.add_argument("--no-samp", action="store_true", help="no SAMP link to VO tools")
+    p.add_argument("--catalogue", action="append", default=[], metavar="FILE",
+                   help="reference catalogue to mark known candidates (repeatable)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("user", help="annotators who may label through the web app")

@@ -13,14 +13,15 @@ __all__ = ["AppConfig", "create_app", "serve"]
 
 def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
           annotator: str | None = None, require_login: bool = False, samp: bool = True,
-          on_ready=print) -> None:
+          catalogues: tuple[str, ...] = (), on_ready=print) -> None:
     """Run the app until interrupted. Beyond loopback every request needs a user's token."""
     import uvicorn
 
     loopback = is_loopback(host)
     config = AppConfig(annotator=annotator or getpass.getuser(),
                        require_login=require_login or not loopback,
-                       allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp)
+                       allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp,
+                       catalogues=tuple(catalogues))
     if not loopback and not require_login:
         on_ready(f"bound to {host}: every request needs a user's token")
     app = create_app(project, config)

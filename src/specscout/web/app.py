@@ -36,7 +36,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from specscout.errors import SpecscoutError
 from specscout.iterate import iteration_path, label_store
-from specscout.labels import LabelStore, audit_table, queue_table
+from specscout.labels import LabelStore, audit_table, labels_table, queue_table
 from specscout.project import Project
 from specscout.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
 from specscout.web.archive import DEFAULT_RADIUS_ARCSEC, LINES, Archive
@@ -61,6 +61,7 @@ class AppConfig:
     require_login: bool = False
     allowed_hosts: list[str] | None = field(default_factory=lambda: list(LOOPBACK_HOSTS))
     samp: bool = True
+    catalogues: tuple[str, ...] = ()  # reference catalogues the candidates are matched with
 
 
 class LabelIn(BaseModel):
@@ -138,11 +139,13 @@ class State:
         iteration, _ = self.archive.scores()
         if iteration is None:
             raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
-        history = self.labels.history()
-        key = (iteration, threshold, history[-1]["id"] if history else 0)
+        with self.labels.engine.connect() as conn:  # any new label changes the list
+            last = conn.execute(sa.select(sa.func.max(labels_table.c.id))).scalar()
+        key = (iteration, threshold, last)
         with self._lock:
             if self._candidates is None or self._candidates[0] != key:
-                self._candidates = (key, build(self.project, threshold=threshold))
+                self._candidates = (key, build(self.project, threshold=threshold,
+                                               references=self.config.catalogues))
             return self._candidates[1]
 
     def on_samp(self, mtype: str, params: dict) -> dict | None:
@@ -174,6 +177,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     if config.require_login and not state.labels.users():
         raise SpecscoutError("logins are required but there are no users: add one with "
                              f"'specscout user add {project.path} NAME'")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
@@ -368,8 +372,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
             kind = "audit" if h["audit"] else "training"
             a = per_annotator.setdefault(h["annotator"], {"training": 0, "audit": 0})
             a[kind] += 1
-            it = per_iteration.setdefault(str(h["iteration"] or 0), {})
-            it[h["label"]] = it.get(h["label"], 0) + 1
+            if not h["audit"]:  # training labels by the iteration that asked for them
+                it = per_iteration.setdefault(str(h["iteration"] or 0), {})
+                it[h["label"]] = it.get(h["label"], 0) + 1
         per_class = {c: {"training": 0, "audit": 0} for c in state.classes}
         for audit in (False, True):
             for label in state.labels.current(audit).values():

@@ -76,21 +76,31 @@ function wheelZoomPan() {
   };
 }
 
-function linesMarker(lines) {
+function linesMarker(lines, band) {
+  // Dashed lines at the marked wavelengths (labels staggered where they crowd), and on the
+  // whole spectrum a shaded band over the window the network sees.
   return {
     hooks: {
       draw: (u) => {
-        const ctx = u.ctx;
+        const ctx = u.ctx, dpr = devicePixelRatio, top = u.bbox.top, h = u.bbox.height;
         ctx.save();
+        if (band) {
+          const x0 = u.valToPos(band[0], "x", true), x1 = u.valToPos(band[1], "x", true);
+          ctx.fillStyle = "rgba(31, 111, 235, 0.07)";
+          ctx.fillRect(x0, top, x1 - x0, h);
+        }
         ctx.strokeStyle = "#cf222e"; ctx.fillStyle = "#cf222e";
-        ctx.setLineDash([4, 4]); ctx.lineWidth = devicePixelRatio;
-        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-        for (const [name, wave] of Object.entries(lines)) {
+        ctx.setLineDash([4, 4]); ctx.lineWidth = dpr;
+        ctx.font = `${11 * dpr}px sans-serif`;
+        let lastX = -Infinity, row = 0;
+        const shown = Object.entries(lines).sort((a, b) => a[1] - b[1]);
+        for (const [name, wave] of shown) {
           if (wave < u.scales.x.min || wave > u.scales.x.max) continue;
           const x = Math.round(u.valToPos(wave, "x", true));
-          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height);
-          ctx.stroke();
-          ctx.fillText(name, x + 3 * devicePixelRatio, u.bbox.top + 12 * devicePixelRatio);
+          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + h); ctx.stroke();
+          row = x - lastX < 70 * dpr ? row + 1 : 0;
+          ctx.fillText(name, x + 3 * dpr, top + (12 + 13 * row) * dpr);
+          lastX = x;
         }
         ctx.restore();
       },
@@ -98,7 +108,7 @@ function linesMarker(lines) {
   };
 }
 
-function plot(el, wave, flux, title, lines) {
+function plot(el, wave, flux, title, lines, band = null) {
   const width = Math.max(400, el.clientWidth || 900);
   const opts = {
     title, width, height: 260,
@@ -107,7 +117,7 @@ function plot(el, wave, flux, title, lines) {
     series: [{ label: "λ (Å)", value: (u, v) => fmt(v, 2) },
              { label: "flux", stroke: "#1f6feb", width: 1.2, value: (u, v) => fmt(v, 4) }],
     cursor: { drag: { x: true, y: false } },
-    plugins: [wheelZoomPan(), linesMarker(lines)],
+    plugins: [wheelZoomPan(), linesMarker(lines, band)],
   };
   const u = new uPlot(opts, [wave, flux], el);
   S.plots.push(u);
@@ -152,7 +162,8 @@ function renderSpectrum(s, context) {
       <section><h3>Metadata</h3><table>
         ${["id", "designation", "obsid", "ra", "dec", "snr", "window_snr", "survey_class",
            "survey_subclass", "release", "instrument", "path"].map((k) =>
-          `<tr><th>${k}</th><td>${esc(r[k])}</td></tr>`).join("")}
+          `<tr><th>${k}</th><td>${esc(typeof r[k] === "number" && !Number.isInteger(r[k]) ?
+            fmt(r[k], k === "ra" || k === "dec" ? 6 : 1) : r[k])}</td></tr>`).join("")}
         <tr><th>row</th><td>${s.row}</td></tr></table></section>
       <section>${s.probabilities ? `<h3>Model (iteration ${esc(s.iteration)})</h3>
         <div class="prob">${probs}</div>` : (S.audit ?
@@ -169,7 +180,9 @@ function renderSpectrum(s, context) {
     el.className = "";
     if (o.error) { el.textContent = `Original file not readable: ${o.error}`; return; }
     el.textContent = "";
-    plot(el, o.wavelength, o.flux, `Whole spectrum (${o.medium} wavelengths)`, S.session.lines);
+    const w = s.wavelength;
+    plot(el, o.wavelength, o.flux, `Whole spectrum (${o.medium} wavelengths; shaded: the window)`,
+         S.session.lines, [w[0], w[w.length - 1]]);
   }).catch((e) => { $("#plot-full").textContent = e.message; });
 }
 
@@ -363,7 +376,7 @@ async function progressPage() {
   const classes = Object.entries(p.classes);
   const iterations = Object.keys(p.iterations).sort((a, b) => a - b);
   $("#view").innerHTML = `<h2>Progress</h2>
-    <p>Your queue: ${p.queue.done} of ${p.queue.size} labelled (iteration ${esc(p.queue.iteration)});
+    <p>Queue: ${p.queue.done} of ${p.queue.size} labelled (iteration ${esc(p.queue.iteration)});
        audit sample: ${p.audit.done} of ${p.audit.size}. ${p.labels} label rows in all;
        ${p.disagreements} spectra where annotators disagree.</p>
     <h3>Current labels per class</h3><table><tr><th>class</th><th class="num">training</th>
@@ -373,7 +386,7 @@ async function progressPage() {
       <th class="num">audit</th></tr>${Object.entries(p.annotators).map(([a, n]) =>
       `<tr><td>${esc(a)}</td><td class="num">${n.training}</td><td class="num">${n.audit}</td></tr>`)
       .join("")}</table>
-    <h3>Labels per iteration</h3><table><tr><th>iteration</th>${classes.map(([c]) =>
+    <h3>Training labels per iteration</h3><table><tr><th>iteration</th>${classes.map(([c]) =>
       `<th class="num">${esc(c)}</th>`).join("")}</tr>${iterations.map((it) => `<tr><td>${esc(it)}</td>
       ${classes.map(([c]) => `<td class="num">${p.iterations[it][c] ?? 0}</td>`).join("")}</tr>`)
       .join("")}</table>`;
