@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
-import httpx
+import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 from test_candidates import make_project

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-import httpx
+import httpx2 as httpx
 from test_candidates import ROWS, make_project
 
 from specscout.iterate import label_store
