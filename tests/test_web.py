@@ -206,6 +206,10 @@ def test_candidates_progress_and_original(project, tmp_path):
     p = client.get("/api/progress").json()
     assert p["classes"]["double-peak"]["training"] == 1
     assert p["annotators"]["ana"]["training"] == 3 and p["queue"]["done"] == 1  # 2 + 1
+    label_store(project).add("spec-5", 5, "emission", "bea")
+    p = client.get("/api/progress").json()
+    assert p["disagreements"] == 1
+    assert p["disagreeing"] == [{"row": 5, "labels": {"ana": "double-peak", "bea": "emission"}}]
     o = client.get("/api/spectrum/0/original").json()
     assert o["path"] == "f0.fits" and "f0.fits" in o["error"]
 

@@ -379,8 +379,11 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         for audit in (False, True):
             for label in state.labels.current(audit).values():
                 per_class[label]["audit" if audit else "training"] += 1
+        disagreements = state.labels.disagreements()
         out = {"classes": per_class, "annotators": per_annotator, "iterations": per_iteration,
-               "disagreements": len(state.labels.disagreements()), "labels": len(history)}
+               "disagreements": len(disagreements), "labels": len(history),
+               "disagreeing": [{"row": r, "labels": v}
+                               for r, v in sorted(disagreements.items())[:200]]}
         for audit, name in ((False, "queue"), (True, "audit")):
             iteration, items = state.items(audit)
             items = with_labels(items, who, audit)

@@ -389,7 +389,12 @@ async function progressPage() {
     <h3>Training labels per iteration</h3><table><tr><th>iteration</th>${classes.map(([c]) =>
       `<th class="num">${esc(c)}</th>`).join("")}</tr>${iterations.map((it) => `<tr><td>${esc(it)}</td>
       ${classes.map(([c]) => `<td class="num">${p.iterations[it][c] ?? 0}</td>`).join("")}</tr>`)
-      .join("")}</table>`;
+      .join("")}</table>
+    ${p.disagreeing.length ? `<h3>Where annotators disagree</h3>
+      <p class="muted">These train nothing until the annotators agree.</p>
+      ${rowsTable(p.disagreeing.map((d) => ({ row: d.row, labels: Object.entries(d.labels)
+        .map(([a, l]) => `${a}: ${l}`).join(", ") })), [["row", "row"], ["labels", "labels"]])}` : ""}`;
+  S.list = p.disagreeing;
 }
 
 function loginPage() {
