@@ -104,3 +104,15 @@ def test_no_hub_is_a_clear_error(app_client, tmp_path, monkeypatch):
     assert r.status_code == 503 and "no SAMP hub" in r.json()["detail"]
     assert app_client.post("/api/samp", json={"action": "spectrum"}).status_code == 422
     assert app_client.post("/api/samp", json={"action": "rm -rf"}).status_code == 422
+
+
+def test_the_app_listens_from_the_start(tool, tmp_path):
+    from test_candidates import make_project
+
+    vo, _ = tool
+    app = create_app(make_project(tmp_path), AppConfig(annotator="ana"))
+    with TestClient(app, base_url=BASE) as client:  # runs the app's startup
+        vo.notify(specscout_id(vo), {"samp.mtype": POINT,
+                                     "samp.params": {"ra": "150.0", "dec": "-5.0"}})
+        events = wait_for(lambda: client.get("/api/samp/events").json()["events"], "event")
+        assert events[0]["row"] == 2 and events[0]["separation"] == 0

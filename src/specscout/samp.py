@@ -67,7 +67,8 @@ class SampLink:
         self._client = None
         self._lock = threading.Lock()
 
-    def _connected(self):
+    def connect(self):
+        """The connected client (connecting now if need be)."""
         with self._lock:
             if self._client is not None and self._client.is_connected:
                 return self._client
@@ -98,7 +99,7 @@ class SampLink:
 
     def send(self, mtype: str, params: dict) -> list[str]:
         """Notify every client subscribed to ``mtype``; returns their names."""
-        client = self._connected()
+        client = self.connect()
         names = []
         for rid in client.get_subscribed_clients(mtype):
             client.notify(rid, {"samp.mtype": mtype, "samp.params": params})

@@ -180,6 +180,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if state.samp is not None:  # listen to the VO tools from the start, if a hub runs
+            with contextlib.suppress(SpecscoutError, OSError):
+                state.samp.connect()
         yield
         if state.samp is not None:
             state.samp.close()
