@@ -238,9 +238,12 @@ async function advance() {
   const after = S.list.find((i) => i.row === S.current?.row)?.rank ?? -1;
   const data = await api(`/api/next?audit=${S.audit}&after=${after}`);
   if (!data.item) {
+    const items = S.list.map((i) => ({ ...i, rank: i.rank + 1, label: i.label ?? "" }));
     $("#view").innerHTML = `<h2>${S.audit ? "Audit sample" : "Queue"}: all labelled</h2>
-      <p>Every spectrum of this ${S.audit ? "audit sample" : "query batch"} has your label.
-      Press <kbd>z</kbd> to undo the last one.</p>`;
+      <p>Every spectrum of this ${S.audit ? "audit sample" : "query batch"} has a label.
+      Press <kbd>z</kbd> to undo your last one, or open a spectrum to change its label.</p>
+      ${rowsTable(items, [["rank", "rank"], ["row", "row"], ["id", "id"],
+                          ["label", "your label"]])}`;
     S.current = null;
     return;
   }
