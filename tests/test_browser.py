@@ -104,4 +104,16 @@ def test_label_by_keys_undo_and_reload(browser, tmp_path):
         expect(page.locator("#my-label")).to_have_text("double-peak")
         page.goto(f"{server.url}/#/progress")
         expect(page.locator("main")).to_contain_text("2 of 3 labelled")
+
+        # The audit sample: labelled blind (no model output), stored apart.
+        labels.add_audit_sample(1, [6], ["spec-6"], ["rest:q<0.01"], [5])
+        page.goto(f"{server.url}/#/audit")
+        expect(heading).to_contain_text("Audit sample")
+        expect(page.locator("main")).to_contain_text("Labelled blind")
+        page.keyboard.press("2")
+        expect(heading).to_contain_text("all labelled")
+        assert labels.current(audit=True) == {6: "emission"} and 6 not in labels.current()
+        page.locator("tr.link").first.click()  # back to it, still on the audit page
+        expect(heading).to_contain_text("Audit sample")
+        expect(page.locator("#my-label")).to_have_text("emission")
     assert not problems, problems

@@ -324,6 +324,15 @@ async function queuePage(audit) {
   await advance();
 }
 
+async function auditSpectrum(row) {
+  S.mode = "audit";
+  S.audit = true;
+  S.list = (await api("/api/queue?audit=true")).items;
+  const item = S.list.find((i) => i.row === row);
+  if (!item) throw new Error(`row ${row} is not in the audit sample`);
+  await show(row, title(item, S.list.filter((x) => x.done === false).length));
+}
+
 async function spectrumPage(row) {
   S.mode = "spectrum";
   S.audit = false;
@@ -424,7 +433,8 @@ async function route() {
   document.querySelectorAll("nav a").forEach((a) =>
     a.classList.toggle("active", a.dataset.view === parts[0]));
   try {
-    if (parts[0] === "audit") await queuePage(true);
+    if (parts[0] === "audit" && parts[1]) await auditSpectrum(Number(parts[1]));
+    else if (parts[0] === "audit") await queuePage(true);
     else if (parts[0] === "candidates") await candidatesPage();
     else if (parts[0] === "search") {
       await searchPage(new URLSearchParams(query || "").get("q") || "");
@@ -473,7 +483,8 @@ document.addEventListener("click", async (e) => {
       toast(r.sent.length ? `Sent to ${r.sent.join(", ")}` : "No SAMP tool listens for that", !r.sent.length);
     } catch (err) { toast(err.message, true); }
   } else if (b.dataset.row !== undefined) {
-    location.hash = `#/spectrum/${b.dataset.row}`;
+    // Spectra of the audit sample stay on the audit page: labelled blind, kept apart.
+    location.hash = `#/${S.mode === "audit" ? "audit" : "spectrum"}/${b.dataset.row}`;
   }
 });
 
