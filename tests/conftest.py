@@ -112,3 +112,27 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def annotate_at_once(app, tokens: dict[str, str], annotate) -> None:
+    """Serve ``app`` and run ``annotate(name, token, url)`` for every user in a thread of its
+    own, all at once; re-raises the first error a thread met."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(name: str, token: str, url: str) -> None:
+        try:
+            annotate(name, token, url)
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    with LiveServer(app) as server:
+        threads = [threading.Thread(target=run, args=(n, t, server.url))
+                   for n, t in tokens.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]

@@ -4,7 +4,6 @@ SPECSCOUT_TEST_POSTGRES_URL); the same behaviour as on SQLite, and the web app o
 from __future__ import annotations
 
 import os
-import threading
 
 import httpx2 as httpx
 import pytest
@@ -14,7 +13,7 @@ from test_candidates import make_project
 from specscout.labels import LabelStore, metadata
 from specscout.web import AppConfig, create_app
 
-from conftest import LiveServer
+from conftest import annotate_at_once
 
 URL = os.environ.get("SPECSCOUT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(
@@ -71,13 +70,7 @@ def test_the_app_on_postgresql_loses_no_label(store, tmp_path):
                 assert r.status_code == 200, r.text
                 acks.append((r.json()["id"], name, k % 7, r.json()["spectrum"]))
 
-    with LiveServer(app) as server:
-        threads = [threading.Thread(target=annotate, args=(n, t, server.url))
-                   for n, t in tokens.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    annotate_at_once(app, tokens, annotate)
     history = {h["id"]: h for h in store.history()}
     assert len(history) == len(acks) == 200
     for label_id, name, row, spectrum in acks:

@@ -16,7 +16,7 @@ from test_candidates import ROWS, make_project
 from specscout.iterate import label_store
 from specscout.web import AppConfig, create_app
 
-from conftest import LiveServer, free_port
+from conftest import annotate_at_once, free_port
 
 CLASSES = ("other", "emission", "double-peak")
 
@@ -43,13 +43,7 @@ def test_concurrent_annotators_lose_no_label(tmp_path):
                 mine.append({**body, **r.json()})
 
     config = AppConfig(annotator="nobody", require_login=True, samp=False)
-    with LiveServer(create_app(project, config)) as server:
-        threads = [threading.Thread(target=annotate, args=(n, t, server.url))
-                   for n, t in tokens.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    annotate_at_once(create_app(project, config), tokens, annotate)
     assert not errors, errors[:3]
     history = {h["id"]: h for h in labels.history()}
     assert len(history) == before + 8 * 200

@@ -123,6 +123,12 @@ class LabelStore:
                 conn.execute(sa.text("ALTER TABLE labels ADD COLUMN audit BOOLEAN NOT NULL "
                                      "DEFAULT FALSE"))
 
+    def last_id(self, table: sa.Table) -> int | None:
+        """The largest id of ``table`` (labels, queue, audit_sample): it changes with every
+        row appended, so it tells a cache whether the table has grown."""
+        with self.engine.connect() as conn:
+            return _largest(conn, table.c.id)
+
     # --- labels ----------------------------------------------------------------------------
 
     def add(self, spectrum: str, row: int, label: str | None, annotator: str, *,

@@ -38,20 +38,12 @@ def send_table(path: str | Path, name: str | None = None) -> list[str]:
     path = Path(path).resolve()
     if not path.is_file():
         raise SpecscoutError(f"{path}: no such file")
-    client = _client()
+    link = SampLink()
     try:
-        mtype = "table.load.votable"
-        recipients = client.get_subscribed_clients(mtype)
-        params = {"url": path.as_uri(), "table-id": path.stem, "name": name or path.stem}
-        for rid in recipients:
-            client.notify(rid, {"samp.mtype": mtype, "samp.params": params})
-        names = []
-        for rid in recipients:
-            meta = client.get_metadata(rid)
-            names.append(str(meta.get("samp.name", rid)))
-        return names
+        return link.send(TABLE, {"url": path.as_uri(), "table-id": path.stem,
+                                 "name": name or path.stem})
     finally:
-        client.disconnect()
+        link.close()
 
 
 class SampLink:

@@ -179,7 +179,7 @@ class Store:
     # --- reading metadata ------------------------------------------------------------------
 
     def _dataset(self) -> pads.Dataset | None:
-        files = [str(self._part_dir(p) / "meta.parquet") for p in self.parts]
+        files = [str(self.meta_path(p)) for p in self.parts]
         return pads.dataset(files, schema=META_SCHEMA, format="parquet") if files else None
 
     def meta(self, columns: Sequence[str] | None = None, status: str | None = "ok",
@@ -201,7 +201,7 @@ class Store:
 
     def seen(self) -> np.ndarray:
         """Sorted hashes (:func:`path_hash`) of every file processed into the store."""
-        hashes = [path_hash(pq.read_table(self._part_dir(p) / "meta.parquet",
+        hashes = [path_hash(pq.read_table(self.meta_path(p),
                                           columns=["path"])["path"].to_pylist())
                   for p in self.parts]
         return np.sort(np.concatenate(hashes)) if hashes else np.empty(0, np.uint64)
@@ -226,6 +226,13 @@ class Store:
     def _locate(self, rows: np.ndarray) -> np.ndarray:
         starts = np.array([p.first_row for p in self.parts])
         return np.searchsorted(starts, rows, side="right") - 1
+
+    def part_of(self, row: int) -> Part:
+        """The part that holds pool row ``row``."""
+        return self.parts[int(self._locate(np.array([row]))[0])]
+
+    def meta_path(self, part: Part) -> Path:
+        return self._part_dir(part) / "meta.parquet"
 
     def flux(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Spectra of the given row ids, in that order."""

@@ -25,7 +25,6 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 import numpy as np
-import sqlalchemy as sa
 from astropy import units as u
 from astropy.table import Table
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -114,9 +113,7 @@ class State:
     def items(self, audit: bool) -> tuple[int | None, list[dict]]:
         """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
         until a new batch or draw appears (their rows get new ids)."""
-        table = audit_table if audit else queue_table
-        with self.labels.engine.connect() as conn:
-            stamp = conn.execute(sa.select(sa.func.max(table.c.id))).scalar()
+        stamp = self.labels.last_id(audit_table if audit else queue_table)
         cached = self._items.get(audit)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -139,9 +136,8 @@ class State:
         iteration, _ = self.archive.scores()
         if iteration is None:
             raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
-        with self.labels.engine.connect() as conn:  # any new label changes the list
-            last = conn.execute(sa.select(sa.func.max(labels_table.c.id))).scalar()
-        key = (iteration, threshold, last)
+        # Any new label may change the list.
+        key = (iteration, threshold, self.labels.last_id(labels_table))
         with self._lock:
             if self._candidates is None or self._candidates[0] != key:
                 self._candidates = (key, build(self.project, threshold=threshold,

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from astropy import units as u
 from astropy.coordinates import SkyCoord
@@ -71,10 +72,7 @@ class Archive:
         """The metadata record of pool row ``row``."""
         self.check_row(row)
         pool = self.pool
-        starts = np.array([p.first_row for p in pool.parts])
-        part = pool.parts[int(np.searchsorted(starts, row, side="right") - 1)]
-        table = pq.read_table(pool.path / "parts" / part.name / "meta.parquet",
-                              filters=[("row", "==", row)])
+        table = pq.read_table(pool.meta_path(pool.part_of(row)), filters=[("row", "==", row)])
         rec = table.to_pylist()[0]
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                 for k, v in rec.items()}
@@ -162,8 +160,6 @@ class Archive:
             row = int(m.group(1))
             if row < len(self):
                 add([row], "row")
-        import pyarrow.compute as pc
-
         pool = self.pool
         exprs = [("id", pc.field("id") == text),
                  ("designation", pc.field("designation") == text)]
