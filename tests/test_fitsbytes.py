@@ -40,7 +40,10 @@ def test_every_real_header_and_array_matches_astropy(shared_data):
                 elif hdu.is_table:
                     table = ours.table(hdu)
                     for name in theirs.columns.names:
-                        np.testing.assert_array_equal(table[name], theirs.data[name])
+                        ours_col = table[name]
+                        if ours_col.dtype.kind == "S":  # astropy decodes, drops blank padding
+                            ours_col = np.char.decode(np.char.rstrip(ours_col, b" "), "ascii")
+                        np.testing.assert_array_equal(ours_col, theirs.data[name])
                 else:
                     np.testing.assert_array_equal(ours.image(hdu), theirs.data)
             assert ours.hdu(len(hdul)) is None

@@ -252,7 +252,8 @@ class FitsBytes:
                 continue
             if code not in _TABLE_DTYPES:
                 raise Unsupported(f"column {name} has TFORM {form!r}")
-            fields.append((name, _TABLE_DTYPES[code], (repeat,)) if repeat != 1 else
+            shape = _tdim(h.get(f"TDIM{i}"), repeat, name)
+            fields.append((name, _TABLE_DTYPES[code], shape) if shape != (1,) else
                           (name, _TABLE_DTYPES[code]))
             scale, zero = h.get(f"TSCAL{i}", 1), h.get(f"TZERO{i}", 0)
             if scale != 1 or zero != 0:
@@ -265,6 +266,21 @@ class FitsBytes:
         if scales:
             table = _apply_scales(table, scales)
         return table
+
+
+def _tdim(value, repeat: int, name: str) -> tuple[int, ...]:
+    """The shape of a table cell: TDIMn = '(a,b,...)' (FITS order, first axis fastest), or
+    ``(repeat,)`` without one."""
+    if value is None:
+        return (repeat,)
+    try:
+        axes = tuple(int(a) for a in str(value).strip().strip("()").split(","))
+    except ValueError:
+        raise FitsError("unknown-layout", f"column {name} has TDIM {value!r}") from None
+    if int(np.prod(axes)) != repeat or min(axes) < 1:
+        raise FitsError("unknown-layout", f"column {name}: TDIM {value!r} does not hold "
+                                          f"{repeat} elements")
+    return axes[::-1]
 
 
 def _axes(h: Header) -> tuple[int, ...]:
