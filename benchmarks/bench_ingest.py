@@ -28,10 +28,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_readers import astropy_read
 
-from specscout.grid import Grid
-from specscout.ingest import ingest
-from specscout.preprocess import PreprocessConfig
-from specscout.store import Store
+from specscout.archive.ingest import ingest
+from specscout.archive.store import Store
+from specscout.spectra.grid import Grid
+from specscout.spectra.preprocess import PreprocessConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

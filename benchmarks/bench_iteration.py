@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from specscout.ingest import ingest, load_labels
-from specscout.iterate import query_step, score_step, train_step
-from specscout.preprocess import PreprocessConfig, prepare
-from specscout.project import Project
+from specscout.archive.ingest import ingest, load_labels
+from specscout.archive.project import Project
+from specscout.learn.iterate import query_step, score_step, train_step
+from specscout.learn.train import TrainConfig
 from specscout.simulate import (
     LAMOST,
     SurveyConfig,
@@ -32,9 +32,9 @@ from specscout.simulate import (
     render,
     simulate_labelled,
 )
-from specscout.spectrum import Meta, Spectrum
-from specscout.train import TrainConfig
-from specscout.writers import lamost_wavelength
+from specscout.spectra.preprocess import PreprocessConfig, prepare
+from specscout.spectra.spectrum import Meta, Spectrum
+from specscout.spectra.writers import lamost_wavelength
 
 
 def base_spectra(n: int, seed: int = 0) -> np.ndarray:

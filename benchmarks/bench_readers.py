@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from specscout.readers import read
-from specscout.readers.fitsbytes import load_bytes
+from specscout.spectra.readers import read
+from specscout.spectra.readers.fitsbytes import load_bytes
 
 META_KEYS = ("OBSID", "DESIG", "RA", "DEC", "CLASS", "SUBCLASS", "SNRR", "SN_R", "DATA_V",
              "VERSPIPE")

@@ -1,10 +1,11 @@
 """Scoring throughput of the paper's CNN: specscout against plain fp32 eager PyTorch.
 
 Baseline: the network as a torch module, float32, eager, batches of 4096, torch's default
-threads (``model(x)`` then softmax). specscout: ``specscout.score.predict`` on the same spectra
-in the same run (on a CPU: the Winograd/channels-last evaluation of fastcnn.py). Rounds are
-interleaved; ratios are taken within a round and their median reported. For orientation, eager
-PyTorch in blocks of 128 (what cache blocking alone gives) and bfloat16 autocast are timed once.
+threads (``model(x)`` then softmax). specscout: ``specscout.learn.score.predict`` on the same
+spectra in the same run (on a CPU: the Winograd/channels-last evaluation of fastcnn.py). Rounds
+are interleaved; ratios are taken within a round and their median reported. For orientation,
+eager PyTorch in blocks of 128 (what cache blocking alone gives) and bfloat16 autocast are timed
+once.
 
     python benchmarks/bench_score.py [--spectra 16384] [--rounds 5] [--device cpu|cuda]
 """
@@ -17,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from specscout.model import PaperCNN
-from specscout.score import predict
+from specscout.learn.model import PaperCNN
+from specscout.learn.score import predict
 
 
 def rate(func, n: int) -> float:

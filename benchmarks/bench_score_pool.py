@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from bench_iteration import base_spectra
 
-from specscout.ingest import ingest, load_labels
-from specscout.iterate import train_step
-from specscout.project import Project
+from specscout.archive.ingest import ingest, load_labels
+from specscout.archive.project import Project
+from specscout.learn.iterate import train_step
+from specscout.learn.train import TrainConfig
 from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled
-from specscout.train import TrainConfig
 
 
 def build(path: Path, rows: int) -> Project:

@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx2 as httpx
 import numpy as np
 
-from specscout.iterate import iteration_path, label_store
-from specscout.project import Project
+from specscout.archive.project import Project
+from specscout.labels import label_store
+from specscout.learn.iterate import iteration_path
 
 QUEUE = 1000
 
@@ -50,7 +51,7 @@ def build(path: Path, rows: int) -> Project:
     np.save(it / "scores.npy", p)
     labels = label_store(project)
     queued = rng.choice(rows, QUEUE, replace=False)
-    labels.enqueue(1, queued, [f"spec-{r}" for r in queued], np.linspace(1, 0, QUEUE),
+    labels.queue.put(1, queued, [f"spec-{r}" for r in queued], np.linspace(1, 0, QUEUE),
                    "entropy")
     earlier = np.setdiff1d(rng.choice(rows, 5000, replace=False), queued)
     labels.add_many([{"spectrum": f"spec-{r}", "row": int(r), "label": "other",

@@ -6,11 +6,13 @@ sdss-mangadap 4.5.0 (BSD-3): 984 stars, 3540.5-7409.6 A in air, 0.9 A/px, FWHM 2
 
 Kept: the range the simulator needs around H-alpha (air), each spectrum divided by its median
 there and stored as float16, with the stars' parameters and two measurements of H-alpha: the
-equivalent width and the core excess (see specscout.lines). A star is marked as an emission-line
-object when its H-alpha is in net emission (EW < 0) or its core rises more than 3 % above its
-flanks; the type string is not trusted ("we" in MILES means weak lines, not emission).
+equivalent width and the core excess (see specscout.spectra.lines). A star is marked as an
+emission-line object when its H-alpha is in net emission (EW < 0) or its core rises more than
+3 % above its flanks; the type string is not trusted ("we" in MILES means weak lines, not
+emission).
 
-    python scripts/build_templates.py [--miles PATH] [--out src/specscout/data/miles_halpha.npz]
+    python scripts/build_templates.py [--miles PATH]
+        [--out src/specscout/simulate/data/miles_halpha.npz]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from specscout.lines import HALPHA_AIR, core_excess, equivalent_width
+from specscout.spectra.lines import HALPHA_AIR, core_excess, equivalent_width
 
 START, STOP = 6240.0, 6790.0  # air; the window, radial velocities and the Ondrejov range
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +34,8 @@ def main() -> None:
     parser.add_argument("--miles", type=Path,
                         default=ROOT.parent / "shared" / "data" / "miles" / "miles-stars.fits.gz")
     parser.add_argument("--out", type=Path,
-                        default=ROOT / "src" / "specscout" / "data" / "miles_halpha.npz")
+                        default=ROOT / "src" / "specscout" / "simulate" / "data"
+                        / "miles_halpha.npz")
     args = parser.parse_args()
     with fits.open(args.miles) as hdul:
         h, flux, params = hdul[0].header, hdul[0].data.astype(np.float64), hdul["PARAMS"].data

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specscout.calibrate import C_KMS
-from specscout.preprocess import match_resolution, vacuum_to_air
-from specscout.spectrum import Meta, Spectrum
-from specscout.writers import lamost_wavelength
+from specscout.spectra.lines import C_KMS
+from specscout.spectra.preprocess import match_resolution, vacuum_to_air
+from specscout.spectra.spectrum import Meta, Spectrum
+from specscout.spectra.writers import lamost_wavelength
 
 SHARED_DATA = Path(os.environ.get(
     "SPECSCOUT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specscout.audit import allocate, clopper_pearson, coverage, estimate, strata
+from specscout.catalogue.audit import allocate, clopper_pearson, coverage, estimate, strata
 
 CLASSES = ("other", "emission", "double-peak")
 
@@ -77,9 +77,10 @@ def test_audit_commands_on_a_project(tmp_path, capsys):
     """Draw, label through the CSV the draw writes (as audit labels), estimate."""
     import csv
 
+    from specscout.archive.project import Project
     from specscout.cli import main
-    from specscout.iterate import iteration_path, label_store
-    from specscout.project import Project
+    from specscout.labels import label_store
+    from specscout.learn.iterate import iteration_path
 
     project = Project.init(tmp_path / "p")
     p, truth = synthetic_archive(3000, 3)

@@ -9,8 +9,8 @@ import pytest
 from astropy.io import fits
 
 from specscout import ReadError, read
-from specscout.preprocess import Flag, prepare
-from specscout.writers import write_lamost
+from specscout.spectra.preprocess import Flag, prepare
+from specscout.spectra.writers import write_lamost
 
 from conftest import lamost_meta, star_flux
 

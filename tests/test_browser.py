@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_web import enqueue
 
-from specscout.iterate import label_store
+from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 
 from conftest import LiveServer
@@ -106,7 +106,7 @@ def test_label_by_keys_undo_and_reload(browser, tmp_path):
         expect(page.locator("main")).to_contain_text("2 of 3 labelled")
 
         # The audit sample: labelled blind (no model output), stored apart.
-        labels.add_audit_sample(1, [6], ["spec-6"], ["rest:q<0.01"], [5])
+        labels.audit_samples.add(1, [6], ["spec-6"], ["rest:q<0.01"], [5])
         page.goto(f"{server.url}/#/audit")
         expect(heading).to_contain_text("Audit sample")
         expect(page.locator("main")).to_contain_text("Labelled blind")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specscout.calibrate import Pair, calibrate_resolution, load_pairs
-from specscout.preprocess import FWHM_PER_SIGMA
-from specscout.writers import write_lamost, write_ondrejov_raw
+from specscout.spectra.calibrate import Pair, calibrate_resolution, load_pairs
+from specscout.spectra.preprocess import FWHM_PER_SIGMA
+from specscout.spectra.writers import write_lamost, write_ondrejov_raw
 
 from conftest import R_TRUE, VELOCITY, lamost_meta, synthetic_pair
 

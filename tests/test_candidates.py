@@ -9,11 +9,12 @@ from astropy import units as u
 from astropy.io.votable import parse
 from astropy.table import Table
 
-from specscout.candidates import build, group, write
+from specscout.archive.project import Project
+from specscout.catalogue.candidates import build, group, write
 from specscout.cli import main
 from specscout.errors import SpecscoutError
-from specscout.iterate import iteration_path, label_store
-from specscout.project import Project
+from specscout.labels import label_store
+from specscout.learn.iterate import iteration_path
 
 ARCSEC = 1 / 3600
 # (ra, dec, probabilities other/emission/double-peak)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from specscout.cli import main
-from specscout.writers import write_lamost, write_ondrejov_raw
+from specscout.spectra.writers import write_lamost, write_ondrejov_raw
 
 from conftest import lamost_meta, synthetic_pair
 

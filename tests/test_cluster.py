@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from specscout.cluster import dask_client
+from specscout.archive.cluster import dask_client
 
 
 def test_a_local_cluster_leaves_this_process_environment_alone(monkeypatch):

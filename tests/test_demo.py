@@ -9,9 +9,10 @@ import re
 from astropy.io.votable import parse
 from fastapi.testclient import TestClient
 
+from specscout.archive.project import Project
 from specscout.cli import main
-from specscout.iterate import label_store, status
-from specscout.project import Project
+from specscout.labels import label_store
+from specscout.learn.iterate import status
 from specscout.web import AppConfig, create_app
 
 

@@ -9,13 +9,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from specscout.archive.ingest import ingest
+from specscout.archive.project import Project
 from specscout.cli import main
-from specscout.ingest import ingest
-from specscout.iterate import label_store, status
-from specscout.project import Project
-from specscout.score import predict, score_store
+from specscout.labels import label_store
+from specscout.learn.iterate import status
+from specscout.learn.score import predict, score_store
+from specscout.learn.train import Fitted
 from specscout.simulate import SurveyConfig, simulate_labelled, simulate_survey
-from specscout.train import Fitted
 
 FAST = ["--model", "small-cnn", "--epochs", "20", "--patience", "4", "--quiet"]
 
@@ -30,7 +31,7 @@ def project(tmp_path_factory):
     project = Project.init(tmp / "p")
     ingest(project.store(), [tmp / "survey"], project.config.preprocess(), workers=2,
            progress=False)
-    from specscout.ingest import load_labels
+    from specscout.archive.ingest import load_labels
 
     labels = load_labels(tmp / "ond" / "labels.csv", project.config.classes)
     ingest(project.store("labelled"), [tmp / "ond"], project.config.preprocess(None, 1531),
@@ -45,18 +46,18 @@ def test_iterations_with_an_oracle(project, capsys):
     pool = project.store()
     path_of = dict(zip(*pool.meta(columns=["id", "path"]).to_pydict().values(), strict=True))
     assert main(["iterate", str(project.path), *FAST, "--batch", "40"]) == 0
-    first = [r["row"] for r in label_store(project).queue(1)]
+    first = [r["row"] for r in label_store(project).queue.batch(1)]
     assert len(first) == 40
     # The oracle labels the query batch, through the CSV import.
     with (tmp / "oracle.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "label"])
-        for q in label_store(project).queue(1):
+        for q in label_store(project).queue.batch(1):
             w.writerow([q["spectrum"], truth[path_of[q["spectrum"]]]])
     assert main(["labels", "import", str(project.path), str(tmp / "oracle.csv")]) == 0
     assert main(["iterate", str(project.path), *FAST, "--batch", "40",
                  "--strategy", "rare"]) == 0
-    second = [r["row"] for r in label_store(project).queue(2)]
+    second = [r["row"] for r in label_store(project).queue.batch(2)]
     assert not set(first) & set(second)  # labelled or queued spectra are not asked again
     records = status(project)
     assert [r["iteration"] for r in records] == [1, 2]
@@ -99,7 +100,7 @@ def test_bald_and_diverse_queries(project):
     for strategy in ("bald", "diverse", "margin", "random"):
         assert main(["query", str(project.path), "--strategy", strategy, "--batch", "10",
                      "--quiet"]) == 0
-        assert len(label_store(project).queue()) == 10
+        assert len(label_store(project).queue.batch()) == 10
 
 
 def test_experiment_command(project, capsys):

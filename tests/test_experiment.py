@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specscout.experiment import ExperimentConfig, evaluate, labels_to_reach, run, summary
-from specscout.train import TrainConfig
+from specscout.learn.experiment import ExperimentConfig, evaluate, labels_to_reach, run, summary
+from specscout.learn.train import TrainConfig
 
 CLASSES = ("other", "emission", "double-peak")
 

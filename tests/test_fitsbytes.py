@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from specscout.readers.fitsbytes import FitsBytes, FitsError, load_bytes
+from specscout.spectra.readers.fitsbytes import FitsBytes, FitsError, load_bytes
 
 
 def _real_files(shared_data):
@@ -142,7 +142,7 @@ def test_gzip_is_transparent(tmp_path):
 
 
 def test_written_hdus_are_valid_fits_for_astropy(tmp_path):
-    from specscout.readers.fitsbytes import image_hdu, table_hdu
+    from specscout.spectra.readers.fitsbytes import image_hdu, table_hdu
 
     cards = [("S", "it's", "a quote"), ("EMPTY", "", ""), ("I", -7, ""), ("F", 1.5e-12, ""),
              ("F2", 3.0, ""), ("B", False, ""), ("LONGCOM", 1, "x" * 100)]

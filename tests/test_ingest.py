@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from specscout.archive.ingest import ingest, iter_paths, load_labels
+from specscout.archive.project import Project, ProjectConfig
+from specscout.archive.store import Store
 from specscout.cli import main
 from specscout.errors import SpecscoutError
-from specscout.ingest import ingest, iter_paths, load_labels
-from specscout.preprocess import PreprocessConfig
-from specscout.project import Project, ProjectConfig
-from specscout.store import Store
-from specscout.writers import write_lamost
+from specscout.spectra.preprocess import PreprocessConfig
+from specscout.spectra.writers import write_lamost
 
 from conftest import lamost_meta, star_flux
 

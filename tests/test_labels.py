@@ -7,9 +7,10 @@ import threading
 import numpy as np
 import pytest
 
+from specscout.archive.store import Store
 from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, resolve_url
-from specscout.store import Store
+from specscout.labels.files import export_csv, import_csv
 
 CLASSES = ("other", "emission", "double-peak")
 
@@ -70,12 +71,12 @@ def _store(tmp_path):
 def test_csv_import_and_export(labels, tmp_path):
     store = _store(tmp_path)
     (tmp_path / "in.csv").write_text("id,label\nspec-1,emission\nspec-3,other\n")
-    assert labels.import_csv(tmp_path / "in.csv", store, CLASSES, annotator="me") == 2
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES, annotator="me") == 2
     assert labels.current() == {1: "emission", 3: "other"}
     (tmp_path / "obs.csv").write_text("obsid,label,comment\n104,double-peak,nice disc\n")
-    labels.import_csv(tmp_path / "obs.csv", store, CLASSES)
+    import_csv(labels, tmp_path / "obs.csv", store, CLASSES)
     assert labels.history(4)[0]["comment"] == "nice disc"
-    assert labels.export_csv(tmp_path / "out.csv") == 3
+    assert export_csv(labels, tmp_path / "out.csv") == 3
     assert (tmp_path / "out.csv").read_text().count("\n") == 4
 
 
@@ -88,12 +89,12 @@ def test_bad_csv_imports_nothing(labels, tmp_path, content, message):
     store = _store(tmp_path)
     (tmp_path / "bad.csv").write_text(content)
     with pytest.raises(SpecscoutError, match=message):
-        labels.import_csv(tmp_path / "bad.csv", store, CLASSES)
+        import_csv(labels, tmp_path / "bad.csv", store, CLASSES)
     assert labels.history() == []  # the good first line was not imported either
 
 
 def test_queue(labels):
-    labels.enqueue(1, [5, 3], ["e", "c"], [0.9, 0.8], "entropy")
-    labels.enqueue(2, [7], ["g"], [0.5], "rare")
-    assert [q["row"] for q in labels.queue(1)] == [5, 3]
-    assert labels.queue()[0]["strategy"] == "rare"
+    labels.queue.put(1, [5, 3], ["e", "c"], [0.9, 0.8], "entropy")
+    labels.queue.put(2, [7], ["g"], [0.5], "rare")
+    assert [q["row"] for q in labels.queue.batch(1)] == [5, 3]
+    assert labels.queue.batch()[0]["strategy"] == "rare"

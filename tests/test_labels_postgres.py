@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from test_candidates import make_project
 
-from specscout.labels import LabelStore, metadata
+from specscout.labels import LabelStore
+from specscout.labels.schema import metadata
 from specscout.web import AppConfig, create_app
 
 from conftest import annotate_at_once
@@ -46,13 +47,13 @@ def test_labels_queue_audit_and_users(store):
     assert store.latest([1, 3, 9]) == {1: {"ana": "emission", "bea": "emission"},
                                        3: {"ana": None}}
     assert store.history(1)[0]["acquisition_score"] == pytest.approx(0.7)
-    store.enqueue(1, [7, 8], ["x", "y"], [0.9, 0.5], "entropy")
-    assert [q["row"] for q in store.queue()] == [7, 8]
-    draw = store.add_audit_sample(1, [5, 6], ["e", "f"], ["candidate:emission", "rest:q<0.01"],
+    store.queue.put(1, [7, 8], ["x", "y"], [0.9, 0.5], "entropy")
+    assert [q["row"] for q in store.queue.batch()] == [7, 8]
+    draw = store.audit_samples.add(1, [5, 6], ["e", "f"], ["candidate:emission", "rest:q<0.01"],
                                   [3, 900])
-    assert [s["row"] for s in store.audit_sample(draw)] == [5, 6]
-    token = store.add_user("cy")
-    assert store.authenticate(token) == "cy" and store.users() == ["cy"]
+    assert [s["row"] for s in store.audit_samples.sample(draw)] == [5, 6]
+    token = store.users.add("cy")
+    assert store.users.authenticate(token) == "cy" and store.users.names() == ["cy"]
 
 
 def test_the_app_on_postgresql_loses_no_label(store, tmp_path):
@@ -60,7 +61,7 @@ def test_the_app_on_postgresql_loses_no_label(store, tmp_path):
     app = create_app(project, AppConfig(annotator="ana", samp=False))
     state = app.state.specscout
     state.labels = store  # the team's database instead of the project's SQLite file
-    tokens = {f"t{i}": store.add_user(f"t{i}") for i in range(4)}
+    tokens = {f"t{i}": store.users.add(f"t{i}") for i in range(4)}
     acks: list[tuple[int, str, int, str]] = []
 
     def annotate(name: str, token: str, url: str) -> None:

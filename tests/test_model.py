@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specscout.model import MODELS, PaperCNN, build, count_parameters
+from specscout.learn.model import MODELS, PaperCNN, build, count_parameters
 
 
 def test_paper_cnn_has_the_papers_parameters_and_shapes():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from specscout.grid import Grid
-from specscout.preprocess import (
+from specscout.spectra.grid import Grid
+from specscout.spectra.preprocess import (
     FWHM_PER_SIGMA,
     Flag,
     PreprocessConfig,
@@ -22,7 +22,7 @@ from specscout.preprocess import (
     resample,
     vacuum_to_air,
 )
-from specscout.spectrum import Spectrum
+from specscout.spectra.spectrum import Spectrum
 
 from conftest import lamost_meta
 

@@ -10,8 +10,8 @@ import pytest
 from astropy.io import fits
 
 from specscout import read
-from specscout.readers import identify
-from specscout.writers import lamost_wavelength, write_lamost, write_ondrejov_raw
+from specscout.spectra.readers import identify
+from specscout.spectra.writers import lamost_wavelength, write_lamost, write_ondrejov_raw
 
 from conftest import lamost_meta, star_flux
 
@@ -216,7 +216,7 @@ def test_unknown_layout_falls_back_to_specutils(tmp_path):
 def test_the_real_emission_lines_survive_the_reader_and_preprocessing(shared_data):
     """LAMOST zeroes the ivar over strong lines; the three real emission-line stars of the
     test data must keep their H-alpha peak (not be bridged by interpolation)."""
-    from specscout.preprocess import PreprocessConfig, prepare
+    from specscout.spectra.preprocess import PreprocessConfig, prepare
 
     grid = PreprocessConfig().grid.wavelength
     for name in ("bt-cmi.fits", "spec-56265-VB069N07V2_sp04-027.fits",

@@ -9,9 +9,9 @@ import csv
 import numpy as np
 import pyarrow.parquet as pq
 
-from specscout.candidates import build
+from specscout.archive.project import Project
+from specscout.catalogue.candidates import build
 from specscout.cli import main
-from specscout.project import Project
 
 EMISSION = ("bt-cmi", "spec-56265-VB069N07V2_sp04-027", "spec-55959-GAC_094N27_V3_sp16-125")
 

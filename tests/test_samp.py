@@ -9,9 +9,9 @@ from astropy.table import Table
 from pyvo.samp import SAMPHubServer, SAMPIntegratedClient
 from test_candidates import make_project
 
-from specscout.candidates import write
+from specscout.catalogue.candidates import write
+from specscout.catalogue.samp import send_table
 from specscout.errors import SpecscoutError
-from specscout.samp import send_table
 
 
 @pytest.fixture

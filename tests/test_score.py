@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from specscout.fastcnn import FastPaperCNN, supports
-from specscout.model import PaperCNN, SmallCNN
-from specscout.score import predict
+from specscout.learn.fastcnn import FastPaperCNN, supports
+from specscout.learn.model import PaperCNN, SmallCNN
+from specscout.learn.score import predict
 
 
 @pytest.mark.parametrize("seed", [0, 1])

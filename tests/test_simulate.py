@@ -9,16 +9,9 @@ from astropy.io import fits
 from scipy.stats import ks_2samp
 
 from specscout import read
+from specscout.archive.project import Project
 from specscout.cli import main
-from specscout.lines import (
-    HALPHA_VACUUM,
-    continuum_slope,
-    equivalent_width,
-    sideband_noise,
-)
-from specscout.project import Project
 from specscout.simulate import (
-    C_KMS,
     FAMILIES,
     LAMOST,
     SurveyConfig,
@@ -30,7 +23,14 @@ from specscout.simulate import (
     simulate_labelled,
     simulate_survey,
 )
-from specscout.writers import lamost_wavelength
+from specscout.spectra.lines import (
+    C_KMS,
+    HALPHA_VACUUM,
+    continuum_slope,
+    equivalent_width,
+    sideband_noise,
+)
+from specscout.spectra.writers import lamost_wavelength
 
 
 def test_templates_are_shipped_and_vetted_by_measurement():

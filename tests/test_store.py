@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from specscout.archive.store import Store
 from specscout.errors import SpecscoutError
-from specscout.store import Store
 
 
 def _records(paths, statuses):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from specscout.strategies import (
+from specscout.learn.strategies import (
     bald_scores,
     entropy,
     k_center_greedy,

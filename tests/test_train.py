@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from specscout.train import (
+from specscout.learn.train import (
     Fitted,
     TrainConfig,
     class_weights,

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from test_candidates import make_project
 
 from specscout.errors import SpecscoutError
-from specscout.iterate import label_store
+from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 
 BASE = "http://127.0.0.1"
@@ -19,7 +19,7 @@ def enqueue(project, rows=(5, 0, 2)) -> None:
     pool = project.store()
     ids = pool.meta(columns=["row", "id"]).to_pydict()
     id_of = dict(zip(ids["row"], ids["id"], strict=True))
-    label_store(project).enqueue(1, list(rows), [id_of[r] for r in rows],
+    label_store(project).queue.put(1, list(rows), [id_of[r] for r in rows],
                                  [0.9 - 0.1 * i for i in range(len(rows))], "entropy")
 
 
@@ -126,7 +126,7 @@ def test_static_files_never_leave_the_package(client):
 
 def test_login_tokens_and_attribution(project):
     labels = label_store(project)
-    token = labels.add_user("bea")
+    token = labels.users.add("bea")
     client = client_for(project, require_login=True)
     assert client.get("/api/queue").status_code == 401
     assert client.get("/api/session").json()["annotator"] is None
@@ -144,7 +144,7 @@ def test_login_tokens_and_attribution(project):
     r = script.post("/api/labels", json={"row": 1, "label": "emission"},
                     headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and labels.history(1)[-1]["annotator"] == "bea"
-    labels.remove_user("bea")
+    labels.users.remove("bea")
     assert client.get("/api/queue").status_code == 401
 
 
@@ -155,19 +155,19 @@ def test_login_required_needs_a_user(project):
 
 def test_user_names_and_tokens(project):
     labels = label_store(project)
-    token = labels.add_user("cy.li@obs")
-    assert len(token) >= 40 and labels.authenticate(token) == "cy.li@obs"
-    assert labels.authenticate(token + "x") is None
+    token = labels.users.add("cy.li@obs")
+    assert len(token) >= 40 and labels.users.authenticate(token) == "cy.li@obs"
+    assert labels.users.authenticate(token + "x") is None
     with pytest.raises(SpecscoutError, match="exists"):
-        labels.add_user("cy.li@obs")
+        labels.users.add("cy.li@obs")
     with pytest.raises(SpecscoutError, match="user name"):
-        labels.add_user("a b; drop table")
-    assert "cy.li@obs" in labels.users()
+        labels.users.add("a b; drop table")
+    assert "cy.li@obs" in labels.users.names()
 
 
 def test_audit_is_blind_and_kept_apart(client, project):
     labels = label_store(project)
-    labels.add_audit_sample(1, [6, 1], ["spec-6", "spec-1"], ["rest:q<0.01", "candidate:em"],
+    labels.audit_samples.add(1, [6, 1], ["spec-6", "spec-1"], ["rest:q<0.01", "candidate:em"],
                             [10, 2])
     q = client.get("/api/queue", params={"audit": True}).json()
     assert [i["row"] for i in q["items"]] == [6, 1]
@@ -228,12 +228,12 @@ def test_user_and_serve_commands(project, capsys):
 
     assert main(["user", "add", str(project.path), "dee"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    assert label_store(project).authenticate(token) == "dee"
+    assert label_store(project).users.authenticate(token) == "dee"
     assert main(["user", "list", str(project.path)]) == 0
     assert capsys.readouterr().out.strip() == "dee"
     assert main(["user", "add", str(project.path)]) == 2  # no name
     assert main(["user", "remove", str(project.path), "dee"]) == 0
-    assert label_store(project).authenticate(token) is None
+    assert label_store(project).users.authenticate(token) is None
     capsys.readouterr()
     # Beyond loopback every request needs a user's token: with no users it does not start.
     assert main(["serve", str(project.path), "--host", "0.0.0.0", "--no-samp"]) == 2

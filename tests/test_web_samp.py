@@ -13,7 +13,7 @@ from pyvo.samp import SAMPIntegratedClient
 from test_samp import hub  # noqa: F401  (a fixture)
 from test_web import BASE, enqueue
 
-from specscout.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE
+from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE
 from specscout.web import AppConfig, create_app
 
 

@@ -13,7 +13,7 @@ import time
 import httpx2 as httpx
 from test_candidates import ROWS, make_project
 
-from specscout.iterate import label_store
+from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 
 from conftest import annotate_at_once, free_port
@@ -25,7 +25,7 @@ def test_concurrent_annotators_lose_no_label(tmp_path):
     project = make_project(tmp_path)
     labels = label_store(project)
     before = len(labels.history())
-    tokens = {f"annotator{i}": labels.add_user(f"annotator{i}") for i in range(8)}
+    tokens = {f"annotator{i}": labels.users.add(f"annotator{i}") for i in range(8)}
     acks: dict[str, list[dict]] = {}
     errors: list[str] = []
 

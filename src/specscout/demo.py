@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from specscout.project import Project
+from specscout.archive.project import Project
 
 
 @dataclass(frozen=True)
@@ -71,33 +71,33 @@ def reference_catalogue(truth: Path, out: Path, fraction: float, seed: int) -> i
 
 def oracle_labels(project: Project, y: np.ndarray, iteration: int) -> int:
     """Label the query batch of ``iteration`` from the truth, as an annotator would."""
-    from specscout.iterate import label_store
+    from specscout.labels import label_store
 
     classes = tuple(project.config.classes)
     labels = label_store(project)
     return labels.add_many([
         {"spectrum": q["spectrum"], "row": q["row"], "label": classes[y[q["row"]]],
          "annotator": "oracle", "iteration": iteration,
-         "acquisition_score": q["acquisition_score"]} for q in labels.queue(iteration)])
+         "acquisition_score": q["acquisition_score"]} for q in labels.queue.batch(iteration)])
 
 
 def run(out: str | Path, config: DemoConfig = DemoConfig(),
         log: Callable[[str], None] | None = print) -> dict:
-    from specscout import audit
-    from specscout.candidates import build
-    from specscout.candidates import write as write_table
-    from specscout.experiment import truth_classes
-    from specscout.ingest import ingest, load_labels
-    from specscout.iterate import (
-        label_store,
+    from specscout.archive.ingest import ingest, load_labels
+    from specscout.catalogue import audit
+    from specscout.catalogue.candidates import build
+    from specscout.catalogue.candidates import write as write_table
+    from specscout.catalogue.report import write as write_report
+    from specscout.labels import label_store
+    from specscout.learn.experiment import truth_classes
+    from specscout.learn.iterate import (
         load_scores,
         query_step,
         score_step,
         train_step,
     )
-    from specscout.report import write as write_report
+    from specscout.learn.train import TrainConfig
     from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled, simulate_survey
-    from specscout.train import TrainConfig
 
     out = Path(out)
     if (out / "project").exists():
@@ -204,7 +204,7 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
 
 
 def _describe(s: dict) -> str:
-    from specscout.audit import show
+    from specscout.catalogue.audit import show
 
     lines = [f"\ndone in {s['wall_seconds']:.0f} s ("
              + ", ".join(f"{k} {v:.0f} s" for k, v in s["steps_seconds"].items()) + ")",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import getpass
 
+from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
-from specscout.project import Project
 from specscout.web.app import LOOPBACK_HOSTS, AppConfig, create_app, is_loopback
 
 __all__ = ["AppConfig", "create_app", "serve"]

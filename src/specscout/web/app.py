@@ -33,12 +33,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from specscout.archive.project import Project
+from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
 from specscout.errors import SpecscoutError
-from specscout.iterate import iteration_path, label_store
-from specscout.labels import LabelStore, audit_table, labels_table, queue_table
-from specscout.project import Project
-from specscout.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
-from specscout.web.archive import DEFAULT_RADIUS_ARCSEC, LINES, Archive
+from specscout.labels import LabelStore, label_store
+from specscout.labels.schema import audit_table, labels_table, queue_table
+from specscout.learn.iterate import iteration_path
+from specscout.web.pool import DEFAULT_RADIUS_ARCSEC, LINES, PoolView
 
 COOKIE = "specscout_token"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
@@ -90,7 +91,7 @@ class State:
         self.config = config
         self.classes = list(project.config.classes)
         self.labels: LabelStore = label_store(project)
-        self.archive = Archive(project)
+        self.pool = PoolView(project)
         self.csrf = secrets.token_urlsafe(32)
         self.key = secrets.token_urlsafe(24)  # in the URLs handed to SAMP tools
         self.samp = SampLink(on_message=self.on_samp) if config.samp else None
@@ -118,12 +119,12 @@ class State:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         if audit:
-            sample = self.labels.audit_sample()
+            sample = self.labels.audit_samples.sample()
             found = (sample[0]["iteration"] if sample else None,
                      [{"rank": i, "row": s["row"], "id": s["spectrum"]}
                       for i, s in enumerate(sample)])
         else:
-            queue = self.labels.queue()
+            queue = self.labels.queue.batch()
             found = (queue[0]["iteration"] if queue else None,
                      [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
                        "acquisition_score": q["acquisition_score"]} for q in queue])
@@ -131,9 +132,9 @@ class State:
         return found
 
     def candidates(self, threshold: float):
-        from specscout.candidates import build
+        from specscout.catalogue.candidates import build
 
-        iteration, _ = self.archive.scores()
+        iteration, _ = self.pool.scores()
         if iteration is None:
             raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
         # Any new label may change the list.
@@ -161,7 +162,7 @@ class State:
                 ra, dec = float(params["ra"]), float(params["dec"])
             except (KeyError, TypeError, ValueError):
                 return None
-            found = self.archive.cone(ra, dec, DEFAULT_RADIUS_ARCSEC)
+            found = self.pool.cone(ra, dec, DEFAULT_RADIUS_ARCSEC)
             return {"row": found[0][0] if found else None, "ra": ra, "dec": dec,
                     "separation": round(found[0][1], 3) if found else None}
         return None
@@ -170,7 +171,7 @@ class State:
 def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     config = config or AppConfig()
     state = State(project, config)
-    if config.require_login and not state.labels.users():
+    if config.require_login and not state.labels.users.names():
         raise SpecscoutError("logins are required but there are no users: add one with "
                              f"'specscout user add {project.path} NAME'")
 
@@ -204,7 +205,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         auth = request.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
         if token:
-            name = state.labels.authenticate(token)
+            name = state.labels.users.authenticate(token)
             if name is None:
                 raise HTTPException(401, "unknown or revoked token: log in again")
             return name
@@ -240,16 +241,16 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
             who = annotator(request)
         except HTTPException:
             who = None
-        iteration, _ = state.archive.scores()
+        iteration, _ = state.pool.scores()
         return {"annotator": who, "login_required": config.require_login,
-                "classes": state.classes, "csrf": state.csrf, "pool": len(state.archive),
+                "classes": state.classes, "csrf": state.csrf, "pool": len(state.pool),
                 "iteration": iteration, "lines": LINES, "samp": config.samp,
                 "project": state.project.path.name}
 
     @app.post("/api/login")
     def login(body: LoginIn, request: Request, response: Response) -> dict:
         check_csrf(request)
-        if state.labels.authenticate(body.token) != body.name:
+        if state.labels.users.authenticate(body.token) != body.name:
             raise HTTPException(401, "wrong name or token")
         response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https", max_age=30 * 86400)
@@ -300,23 +301,23 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     def spectrum_payload(row: int, who: str, audit: bool) -> dict:
         try:
-            record = state.archive.record(row)
+            record = state.pool.record(row)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
-        flux = state.archive.flux(row)
+        flux = state.pool.flux(row)
         history = [h for h in state.labels.history(row)
                    if h["audit"] == audit and (not audit or h["annotator"] == who)]
         mine = [h for h in history if h["annotator"] == who]
-        iteration, _ = state.archive.scores()
+        iteration, _ = state.pool.scores()
         return {
             "row": row,
             "record": {k: record[k] for k in ("id", "obsid", "designation", "ra", "dec", "snr",
                                               "window_snr", "survey_class", "survey_subclass",
                                               "release", "instrument", "path")},
-            "wavelength": np.round(state.archive.wavelength, 3).tolist(),
+            "wavelength": np.round(state.pool.wavelength, 3).tolist(),
             "flux": [round(float(v), 5) for v in flux],
             # Audit labels are given blind: no model output on that page.
-            "probabilities": None if audit else state.archive.probabilities(row),
+            "probabilities": None if audit else state.pool.probabilities(row),
             "iteration": None if audit else iteration,
             "history": [{"label": h["label"], "annotator": h["annotator"],
                          "time": h["time"].isoformat(), "iteration": h["iteration"],
@@ -332,7 +333,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     @app.get("/api/spectrum/{row}/original")
     def original(row: int, who: str = Depends(annotator)) -> dict:
         try:
-            return state.archive.original(row)
+            return state.pool.original(row)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
 
@@ -344,7 +345,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
             raise HTTPException(422, f"unknown class {body.label!r}: the project's classes "
                                      f"are {state.classes}")
         try:
-            record = state.archive.record(body.row)
+            record = state.pool.record(body.row)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
         if body.spectrum is not None and body.spectrum != record["id"]:
@@ -352,7 +353,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                                      f"{body.spectrum!r}: reload the page")
         iteration, items = state.items(body.audit)
         score = next((i.get("acquisition_score") for i in items if i["row"] == body.row), None)
-        number = iteration if iteration is not None else state.archive.scores()[0]
+        number = iteration if iteration is not None else state.pool.scores()[0]
         label_id = state.labels.add(
             record["id"], body.row, body.label, who, iteration=number,
             model_version=None if body.audit else state.model_version(number),
@@ -410,7 +411,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     @app.get("/api/search")
     def search(q: str = Query(..., min_length=1, max_length=200),
                who: str = Depends(annotator)) -> dict:
-        return {"query": q, "items": state.archive.search(q)}
+        return {"query": q, "items": state.pool.search(q)}
 
     # --- SAMP ------------------------------------------------------------------------------
 
@@ -425,7 +426,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
             if body.row is None:
                 raise HTTPException(422, f"{body.action} needs a row")
             try:
-                record = state.archive.record(body.row)
+                record = state.pool.record(body.row)
             except KeyError as exc:
                 raise HTTPException(404, str(exc.args[0])) from None
         try:
@@ -470,8 +471,8 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         return Response(votable(rows), media_type="application/x-votable+xml")
 
     def votable(rows: list[int]) -> bytes:
-        _, probs = state.archive.scores()
-        records = [state.archive.record(r) for r in rows]
+        _, probs = state.pool.scores()
+        records = [state.pool.record(r) for r in rows]
         table = Table({"row": np.array(rows, dtype=np.int64),
                        **{k: [rec[k] or "" for rec in records] for k in ("id", "designation")},
                        **{k: np.array([np.nan if rec[k] is None else rec[k] for rec in records],
@@ -491,11 +492,11 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     def samp_spectrum(key: str, row: int) -> Response:
         check_key(key)
         try:
-            data = state.archive.original(row)
+            data = state.pool.original(row)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
         if "error" in data:  # the file is gone: send the preprocessed window
-            data = {"wavelength": state.archive.wavelength, "flux": state.archive.flux(row)}
+            data = {"wavelength": state.pool.wavelength, "flux": state.pool.flux(row)}
         table = Table({"WAVELENGTH": np.asarray(data["wavelength"], float) * u.AA,
                        "FLUX": np.asarray(data["flux"], float)})
         buf = io.BytesIO()

@@ -1,0 +1,151 @@
+"""A discovery project on disk: its config, the pool store, the labelled store.
+
+    PROJECT/
+      specscout.toml   the config (grid, preprocessing, classes, store, label database)
+      pool/            the store of the survey's spectra (see specscout.archive.store)
+      labelled/        the store of the labelled training spectra, kept apart from the pool
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from specscout.errors import SpecscoutError
+from specscout.spectra.grid import Grid
+from specscout.spectra.preprocess import PreprocessConfig
+
+CONFIG_NAME = "specscout.toml"
+DEFAULT_CLASSES = ("other", "emission", "double-peak")
+
+_TEMPLATE = """\
+# specscout project configuration
+
+# Classes of the network's output, in order; the first is the background class.
+classes = [{classes}]
+
+[grid]
+# The window (vacuum Angstrom) and the number of points every spectrum is resampled onto.
+start = {grid.start}
+stop = {grid.stop}
+points = {grid.points}
+
+[preprocess]
+# "minmax" (to [-1, 1], as Skoda et al. 2020) or "continuum".
+normalisation = "{normalisation}"
+# Spectra with more masked grid pixels than this fraction are flagged, not pooled.
+max_masked_fraction = {max_masked_fraction}
+# Spectra whose median signal-to-noise in the window is below this are flagged.
+min_snr = {min_snr}
+
+[store]
+# "float32" or "float16" for the preprocessed spectra.
+dtype = "{dtype}"
+# Spectra per committed part of the store (the unit of work lost to a killed ingest).
+part_rows = {part_rows}
+
+[labels]
+# SQLAlchemy URL of the label database; a relative sqlite path is inside the project.
+url = "{labels_url}"
+"""
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    grid: Grid = field(default_factory=Grid)
+    normalisation: str = "minmax"
+    max_masked_fraction: float = 0.2
+    min_snr: float = 2.0
+    dtype: str = "float32"
+    part_rows: int = 4096
+    labels_url: str = "sqlite:///labels.db"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float16"):
+            raise SpecscoutError(f"store dtype must be float32 or float16, not {self.dtype!r}")
+        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise SpecscoutError(f"classes must be two or more distinct names: {self.classes}")
+        if self.part_rows < 1:
+            raise SpecscoutError("part_rows must be positive")
+
+    def preprocess(self, degrade_from: float | None = None,
+                   degrade_to: float | None = None) -> PreprocessConfig:
+        return PreprocessConfig(grid=self.grid, normalisation=self.normalisation,
+                                degrade_from=degrade_from, degrade_to=degrade_to,
+                                max_masked_fraction=self.max_masked_fraction,
+                                min_snr=self.min_snr)
+
+    def to_toml(self) -> str:
+        return _TEMPLATE.format(
+            classes=", ".join(f'"{c}"' for c in self.classes), grid=self.grid,
+            normalisation=self.normalisation, max_masked_fraction=self.max_masked_fraction,
+            min_snr=self.min_snr, dtype=self.dtype, part_rows=self.part_rows,
+            labels_url=self.labels_url)
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "config") -> ProjectConfig:
+        try:
+            raw = tomllib.loads(text)
+            grid, pre = raw.get("grid", {}), raw.get("preprocess", {})
+            store, labels = raw.get("store", {}), raw.get("labels", {})
+            default = cls()
+            return cls(
+                classes=tuple(raw.get("classes", default.classes)),
+                grid=Grid(float(grid.get("start", default.grid.start)),
+                          float(grid.get("stop", default.grid.stop)),
+                          int(grid.get("points", default.grid.points))),
+                normalisation=str(pre.get("normalisation", default.normalisation)),
+                max_masked_fraction=float(pre.get("max_masked_fraction",
+                                                  default.max_masked_fraction)),
+                min_snr=float(pre.get("min_snr", default.min_snr)),
+                dtype=str(store.get("dtype", default.dtype)),
+                part_rows=int(store.get("part_rows", default.part_rows)),
+                labels_url=str(labels.get("url", default.labels_url)),
+            )
+        except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+            raise SpecscoutError(f"{source}: {exc}") from None
+
+
+class Project:
+    """A project directory. ``Project(path)`` opens an existing one; :meth:`init` makes one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        config_path = self.path / CONFIG_NAME
+        if not config_path.is_file():
+            raise SpecscoutError(f"{self.path} is not a specscout project (no {CONFIG_NAME}); "
+                                 f"create one with 'specscout init {self.path}'")
+        self.config = ProjectConfig.from_toml(config_path.read_text(), str(config_path))
+        # Validates the preprocessing options early, with the config file named.
+        try:
+            self.config.preprocess()
+        except ValueError as exc:
+            raise SpecscoutError(f"{config_path}: {exc}") from None
+
+    @classmethod
+    def init(cls, path: str | Path, config: ProjectConfig | None = None) -> Project:
+        path = Path(path)
+        if (path / CONFIG_NAME).exists():
+            raise SpecscoutError(f"{path} is already a specscout project")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CONFIG_NAME).write_text((config or ProjectConfig()).to_toml())
+        return cls(path)
+
+    @property
+    def pool_path(self) -> Path:
+        return self.path / "pool"
+
+    @property
+    def labelled_path(self) -> Path:
+        return self.path / "labelled"
+
+    def store(self, name: str = "pool"):
+        """The store ``pool`` or ``labelled`` (created empty when absent)."""
+        from specscout.archive.store import Store
+
+        if name not in ("pool", "labelled"):
+            raise SpecscoutError(f"unknown store {name!r}: pool or labelled")
+        return Store.open_or_create(self.path / name, points=self.config.grid.points,
+                                    dtype=self.config.dtype)

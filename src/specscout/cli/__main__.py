@@ -1,0 +1,5 @@
+import sys
+
+from specscout.cli import main
+
+sys.exit(main())

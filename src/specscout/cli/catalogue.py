@@ -1,0 +1,152 @@
+"""Commands that deliver: candidates, audit, report."""
+
+from __future__ import annotations
+
+import click
+
+from specscout.cli.common import counts, project_argument
+
+catalogue_option = click.option(
+    "--catalogue", multiple=True, metavar="FILE",
+    help="reference catalogue (CSV, VOTable, FITS with RA/Dec); repeatable")
+threshold_option = click.option("--threshold", type=float, default=0.5, show_default=True,
+                                help="least probability of a target class")
+iteration_option = click.option("--iteration", type=int, default=None,
+                                help="default: the latest")
+
+
+def _project(path: str):
+    from specscout.archive.project import Project
+
+    return Project(path)
+
+
+@click.command()
+@project_argument
+@threshold_option
+@click.option("--radius", type=float, default=3.0, show_default=True,
+              help="arcsec: spectra this close are one object; cross-match radius")
+@catalogue_option
+@click.option("--classes", default=None, metavar="A,B,...",
+              help="target classes (default: all but the first)")
+@iteration_option
+@click.option("--out", multiple=True, metavar="FILE",
+              help="write the objects (and FILE-spectra) as .xml (VOTable), .fits, .csv, "
+                   ".ecsv or .parquet; repeatable")
+@click.option("--samp", is_flag=True,
+              help="send the objects table to TOPCAT etc. through the running SAMP hub")
+def candidates(project, threshold, radius, catalogue, classes, iteration, out, samp) -> int:
+    """The candidate catalogue: objects of the target classes, cross-matched against
+    reference catalogues."""
+    from pathlib import Path
+
+    from specscout.catalogue.candidates import build, write
+
+    p = _project(project)
+    cat = build(p, threshold=threshold, radius_arcsec=radius, references=catalogue,
+                iteration=iteration,
+                classes=tuple(c.strip() for c in classes.split(",")) if classes else None)
+    objects, spectra = cat.objects, cat.spectra
+    print(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
+          f"spectra of {len(objects)} objects")
+    for cls in dict.fromkeys(objects["class"]):
+        o = objects[objects["class"] == cls]
+        known = int(sum(o["known"]))
+        print(f"  {cls:<14} {int(sum(o['n_spectra']))} spectra of {len(o)} objects: "
+              f"{len(o) - known} new, {known} known")
+    for name in out:
+        path = write(objects, name)
+        stem = path.with_name(path.stem + "-spectra" + path.suffix)
+        write(spectra, stem)
+        print(f"wrote {path} (objects) and {stem} (spectra)")
+    if samp:
+        from specscout.catalogue.samp import send_table
+
+        votable = next((Path(o) for o in out if Path(o).suffix in (".xml", ".vot")), None)
+        if votable is None:
+            votable = write(objects, p.path / "candidates.xml")
+        sent = send_table(votable, name=f"specscout candidates ({p.path.name})")
+        print(f"sent {votable} by SAMP to: {', '.join(sent) or 'no client that loads tables'}")
+    return 0
+
+
+@click.command()
+@project_argument
+@click.option("--draw", is_flag=True, help="draw a new audit sample")
+@click.option("--positives", type=int, default=50, show_default=True,
+              help="per candidate class")
+@click.option("--negatives", type=int, default=150, show_default=True,
+              help="over the other strata")
+@threshold_option
+@iteration_option
+@click.option("--truth", default=None,
+              help="simulations: label the sample from this truth table")
+@click.option("--level", type=float, default=0.95, show_default=True)
+@click.option("--coverage", type=int, default=0, metavar="N",
+              help="simulations: repeat N audits labelled from --truth and report how often "
+                   "the intervals hold the true values")
+@click.option("--seed", type=int, default=0)
+def audit(project, draw, positives, negatives, threshold, iteration, truth, level, coverage,
+          seed) -> int:
+    """Estimate precision and recall from random audit samples."""
+    from specscout.catalogue import audit as estimates
+    from specscout.errors import SpecscoutError
+
+    p = _project(project)
+    if coverage:
+        if not truth:
+            raise SpecscoutError("--coverage needs --truth: the true class of every pool "
+                                 "spectrum")
+        number, result = estimates.coverage_project(
+            p, truth, iteration=iteration, threshold=threshold, positives=positives,
+            negatives=negatives, repeats=coverage, level=level, seed=seed)
+        print(f"{coverage} independent audits of iteration {number} ({positives} per "
+              f"candidate class, {negatives} others), labelled from the truth: how often the "
+              f"{100 * level:.0f} % intervals hold the true value")
+        print("  strata: " + counts(result["strata"]))
+        for cls in p.config.classes[1:]:
+            r = result[cls]
+            print(f"  {cls:<14} " + "   ".join(
+                f"{m} {r[m]['coverage']:.3f} (true {r[m]['true']:.3g}, median width "
+                f"{r[m]['median_width']:.3g})" for m in ("precision", "recall", "count")))
+        return 0
+    if draw:
+        d = estimates.draw(p, positives=positives, negatives=negatives, threshold=threshold,
+                           iteration=iteration, seed=seed)
+        print(f"audit draw {d['draw']} from iteration {d['iteration']}: {d['rows']} spectra "
+              f"({counts(d['strata'])} rows per stratum)")
+        print(f"fill in the label column of {d['csv']} and run "
+              f"'specscout labels import {project} {d['csv']} --audit'")
+        if not truth:
+            return 0
+    if truth:
+        n = estimates.label_from_truth(p, truth)
+        print(f"labelled {n} audit spectra from {truth}")
+    est = estimates.estimate_project(p, level=level)
+    print(f"audit draw {est['draw']} (iteration {est['iteration']}): {est['labelled']} of "
+          f"{est['drawn']} labelled; {100 * est['level']:.0f} % intervals")
+    show = estimates.show
+    for cls, e in est["classes"].items():
+        print(f"  {cls:<14} precision {show(e['precision'], e['precision_interval'])}  "
+              f"recall {show(e['recall'], e['recall_interval'])}  in the archive "
+              f"{show(e['count'], e['count_interval'], 0)}  ({e['listed']} listed)")
+    return 0
+
+
+@click.command()
+@project_argument
+@click.option("--out", default=None, help="directory (default PROJECT/report)")
+@threshold_option
+@click.option("--radius", type=float, default=3.0, show_default=True)
+@catalogue_option
+def report(project, out, threshold, radius, catalogue) -> int:
+    """A static HTML page with figures of the project."""
+    from specscout.catalogue.report import write
+
+    index = write(_project(project), out, threshold=threshold, radius_arcsec=radius,
+                  references=catalogue)
+    print(f"report: {index}")
+    return 0
+
+
+COMMANDS = [candidates, audit, report]

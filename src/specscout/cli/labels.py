@@ -1,0 +1,84 @@
+"""Commands on labels and annotators: labels import/export, user add/list/remove."""
+
+from __future__ import annotations
+
+import click
+
+from specscout.cli.common import project_argument
+
+
+def _labels(path: str):
+    from specscout.archive.project import Project
+    from specscout.labels import label_store
+
+    project = Project(path)
+    return project, label_store(project)
+
+
+@click.group()
+def labels() -> None:
+    """Import or export labels as CSV."""
+
+
+@labels.command("import")
+@project_argument
+@click.argument("csv")
+@click.option("--annotator", default="csv", show_default=True)
+@click.option("--audit", is_flag=True, help="audit labels (kept apart from training)")
+def import_(project, csv, annotator, audit) -> int:
+    """Labels from CSV: a label column and one of row, id, obsid, designation."""
+    from specscout.labels.files import import_csv
+
+    p, store = _labels(project)
+    n = import_csv(store, csv, p.store("pool"), p.config.classes, annotator=annotator,
+                   audit=audit)
+    print(f"imported {n} labels from {csv}")
+    return 0
+
+
+@labels.command("export")
+@project_argument
+@click.argument("csv")
+def export(project, csv) -> int:
+    """Every label row, with its provenance, to CSV."""
+    from specscout.labels.files import export_csv
+
+    n = export_csv(_labels(project)[1], csv)
+    print(f"exported {n} label rows to {csv}")
+    return 0
+
+
+@click.group()
+def user() -> None:
+    """Annotators who may label through the web app."""
+
+
+@user.command("add")
+@project_argument
+@click.argument("name")
+def add(project, name) -> int:
+    """Add an annotator and print their token (shown only now)."""
+    token = _labels(project)[1].users.add(name)
+    print(f"user {name} added; their token (shown only now, keep it secret):\n{token}")
+    return 0
+
+
+@user.command("list")
+@project_argument
+def list_(project) -> int:
+    """The annotators."""
+    print("\n".join(_labels(project)[1].users.names()) or "no users")
+    return 0
+
+
+@user.command("remove")
+@project_argument
+@click.argument("name")
+def remove(project, name) -> int:
+    """Remove an annotator: their token no longer works."""
+    _labels(project)[1].users.remove(name)
+    print(f"user {name} removed; their token no longer works")
+    return 0
+
+
+COMMANDS = [labels, user]

@@ -1,0 +1,120 @@
+"""The label database's tables, and how a connection to it is opened.
+
+SQLAlchemy: SQLite (WAL) inside the project by default, PostgreSQL by URL for a team. Nothing is
+updated in place: labels, queue batches and audit draws are appended (a queue batch of an
+iteration is replaced whole when that iteration is queried again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+labels_table = sa.Table(
+    "labels", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("spectrum", sa.String, nullable=False, index=True),  # the store's id
+    sa.Column("row", sa.BigInteger, nullable=False, index=True),  # the pool row
+    sa.Column("label", sa.String, nullable=True),  # NULL: a retraction (undo)
+    sa.Column("annotator", sa.String, nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("iteration", sa.Integer, nullable=True),
+    sa.Column("model_version", sa.String, nullable=True),
+    sa.Column("acquisition_score", sa.Float, nullable=True),
+    sa.Column("comment", sa.String, nullable=False, default=""),
+    # Audit labels (of random samples drawn to estimate performance) are kept apart: they
+    # never train a model, so the estimates stay honest.
+    sa.Column("audit", sa.Boolean, nullable=False, default=False),
+)
+
+queue_table = sa.Table(
+    "queue", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("iteration", sa.Integer, nullable=False, index=True),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("row", sa.BigInteger, nullable=False),
+    sa.Column("spectrum", sa.String, nullable=False),
+    sa.Column("strategy", sa.String, nullable=False),
+    sa.Column("acquisition_score", sa.Float, nullable=False),
+    sa.UniqueConstraint("iteration", "row"),
+)
+
+audit_table = sa.Table(
+    "audit_sample", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("draw", sa.Integer, nullable=False, index=True),
+    sa.Column("iteration", sa.Integer, nullable=False),  # whose scores defined the strata
+    sa.Column("row", sa.BigInteger, nullable=False),
+    sa.Column("spectrum", sa.String, nullable=False),
+    sa.Column("stratum", sa.String, nullable=False),
+    sa.Column("stratum_size", sa.BigInteger, nullable=False),  # pool rows in the stratum
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("draw", "row"),
+)
+
+#: Annotators who may write through the web app: a name and the hash of a random token.
+users_table = sa.Table(
+    "users", metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("token_hash", sa.String, nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def resolve_url(url: str, project_dir: str | Path | None = None) -> str:
+    """A relative SQLite path in ``url`` is taken inside the project directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and project_dir is not None:
+        path = Path(url[len(prefix):])
+        if not path.is_absolute():
+            return prefix + str(Path(project_dir) / path)
+    return url
+
+
+def connect(url: str) -> sa.Engine:
+    """An engine on the label database at ``url``, its tables created or upgraded."""
+    engine = sa.create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(conn, _record) -> None:  # WAL: readers never block the writer
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+    metadata.create_all(engine)
+    _upgrade(engine)
+    return engine
+
+
+def _upgrade(engine: sa.Engine) -> None:
+    """Add the columns that label stores made by earlier versions lack."""
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("labels")}
+    if "audit" not in columns:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE labels ADD COLUMN audit BOOLEAN NOT NULL "
+                                 "DEFAULT FALSE"))
+
+
+def largest(conn: sa.Connection, column: sa.Column) -> int | None:
+    return conn.execute(sa.select(sa.func.max(column))).scalar()
+
+
+def group(engine: sa.Engine, column: sa.Column, value: int | None,
+          order: sa.Column) -> list[dict]:
+    """The rows of ``column``'s table whose ``column`` is ``value`` (default: the largest
+    there is), in ``order``: one query batch, one audit draw."""
+    with engine.connect() as conn:
+        value = value or largest(conn, column)
+        if value is None:
+            return []
+        q = sa.select(column.table).where(column == value).order_by(order)
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

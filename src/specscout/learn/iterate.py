@@ -1,0 +1,186 @@
+"""Iterations of active learning in a project: train -> score -> query -> (labels) -> ...
+
+    PROJECT/iterations/0001/
+      model.pt        the network, its temperature and the config that made it
+      scores.npy      class probabilities of every pool row (float16); bald.npy with MC passes
+      query.csv       the query batch: rank, row, id, acquisition score
+      iteration.json  what happened: training set, epochs, losses, scoring rate, strategy, timing
+
+Training data: the labelled store (the initial set) plus every pool spectrum whose current label
+in the label store is agreed. A query never proposes a spectrum already labelled or already
+queued in an earlier iteration.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from specscout.archive.project import Project
+from specscout.errors import SpecscoutError
+from specscout.labels import label_store
+from specscout.learn.acquire import acquire
+from specscout.learn.score import Scores, score_store
+from specscout.learn.strategies import entropy
+from specscout.learn.train import Fitted, TrainConfig, fit
+
+
+def iterations_dir(project: Project) -> Path:
+    return project.path / "iterations"
+
+
+def iteration_numbers(project: Project) -> list[int]:
+    d = iterations_dir(project)
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
+def iteration_path(project: Project, number: int) -> Path:
+    return iterations_dir(project) / f"{number:04d}"
+
+
+def latest(project: Project) -> int:
+    numbers = iteration_numbers(project)
+    if not numbers:
+        raise SpecscoutError(f"{project.path} has no iteration yet: run 'specscout train'")
+    return numbers[-1]
+
+
+def _record(path: Path, **updates) -> dict:
+    f = path / "iteration.json"
+    info = json.loads(f.read_text()) if f.exists() else {}
+    info.update(updates)
+    f.write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def training_set(project: Project) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(spectra, class indices, counts) from the labelled store and the labelled pool rows."""
+    classes = list(project.config.classes)
+    xs, ys = [], []
+    labelled = project.store("labelled")
+    counts = {"labelled_set": 0, "pool_labels": 0}
+    if len(labelled):
+        meta = labelled.meta(columns=["row", "label"])
+        rows = np.asarray(meta["row"].to_numpy())
+        xs.append(labelled.flux(rows).astype(np.float32))
+        ys.append(np.array([classes.index(v) for v in meta["label"].to_pylist()]))
+        counts["labelled_set"] = len(rows)
+    current = label_store(project).current()
+    if current:
+        rows = np.array(sorted(current), dtype=np.int64)
+        xs.append(project.store("pool").flux(rows).astype(np.float32))
+        ys.append(np.array([classes.index(current[r]) for r in rows]))
+        counts["pool_labels"] = len(rows)
+    if not xs:
+        raise SpecscoutError("no labels yet: ingest a labelled set (--labels) or import labels")
+    y = np.concatenate(ys)
+    counts["per_class"] = {c: int((y == i).sum()) for i, c in enumerate(classes)}
+    return np.concatenate(xs), y, counts
+
+
+def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
+               log=None) -> int:
+    """Train a new model on every label so far; returns the new iteration's number."""
+    x, y, counts = training_set(project)
+    numbers = iteration_numbers(project)
+    number = (numbers[-1] + 1) if numbers else 1
+    state = None
+    if warm_start and numbers:
+        state = Fitted.load(iteration_path(project, numbers[-1]) / "model.pt").model.state_dict()
+    fitted = fit(x, y, project.config.classes, config, warm_start=state, log=log)
+    path = iteration_path(project, number)
+    path.mkdir(parents=True)
+    fitted.save(path / "model.pt")
+    best = fitted.history[fitted.best_epoch - 1]
+    _record(path, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            train={"config": asdict(config), "warm_start": bool(state), **counts,
+                   "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
+                   "val_loss": best["val_loss"], "train_loss": best["train_loss"],
+                   "temperature": fitted.temperature, "seconds": round(fitted.seconds, 2)})
+    return number
+
+
+def load_scores(project: Project, number: int | None = None) -> tuple[int, np.ndarray]:
+    """(iteration, its class probabilities of every pool row, memory-mapped float16)."""
+    number = number or latest(project)
+    path = iteration_path(project, number) / "scores.npy"
+    if not path.exists():
+        raise SpecscoutError(f"iteration {number} has no scores: run 'specscout score'")
+    return number, np.load(path, mmap_mode="r")
+
+
+def score_step(project: Project, number: int | None = None, **options) -> Scores:
+    """Score the pool with iteration ``number``'s model (default: the latest)."""
+    number = number or latest(project)
+    path = iteration_path(project, number)
+    fitted = Fitted.load(path / "model.pt")
+    scores = score_store(fitted, project.store("pool"), **options)
+    np.save(path / "scores.npy", scores.probabilities)
+    if scores.bald is not None:
+        np.save(path / "bald.npy", scores.bald)
+    predicted = np.bincount(scores.probabilities.argmax(1).astype(np.int64),
+                            minlength=len(fitted.classes)) if len(scores.probabilities) else []
+    _record(path, score={"rows": len(scores.probabilities), "seconds": round(scores.seconds, 2),
+                         "spectra_per_s": round(scores.rate, 1),
+                         "mc_passes": options.get("mc_passes", 0),
+                         "precision": options.get("precision", "float32"),
+                         "predicted": dict(zip(fitted.classes, map(int, predicted),
+                                               strict=True)),
+                         "mean_entropy": float(entropy(scores.probabilities).mean())
+                         if len(scores.probabilities) else None})
+    return scores
+
+
+def excluded_rows(project: Project, before: int) -> np.ndarray:
+    """Pool rows labelled by anyone, or queued in an iteration before ``before``."""
+    labels = label_store(project)
+    rows = {r["row"] for r in labels.history()}
+    for n in iteration_numbers(project):
+        if n < before:
+            rows.update(q["row"] for q in labels.queue.batch(n))
+    return np.array(sorted(rows), dtype=np.int64)
+
+
+def query_step(project: Project, strategy: str, k: int, number: int | None = None,
+               seed: int = 0) -> list[dict]:
+    """Choose the query batch of iteration ``number`` and put it in the label queue."""
+    start = time.perf_counter()
+    number, probs = load_scores(project, number)
+    path = iteration_path(project, number)
+    pool = project.store("pool")
+    allowed = np.setdiff1d(np.arange(len(probs)), excluded_rows(project, number))
+    bald = None
+    if strategy == "bald" and (path / "bald.npy").exists():
+        bald = np.load(path / "bald.npy", mmap_mode="r")[allowed]
+    model = Fitted.load(path / "model.pt").model if strategy == "diverse" else None
+    picked, scores = acquire(strategy, np.asarray(probs[allowed], dtype=np.float32), k,
+                             rng=np.random.default_rng(seed),
+                             target=tuple(range(1, len(project.config.classes))), bald=bald,
+                             model=model, flux_of=lambda i: pool.flux(allowed[i]))
+    rows = allowed[picked]
+    found = pool.lookup("row", rows)
+    id_of = dict(zip(found["row"].to_pylist(), found["id"].to_pylist(), strict=True))
+    batch = [{"rank": i, "row": int(r), "id": id_of[int(r)], "acquisition_score": float(s)}
+             for i, (r, s) in enumerate(zip(rows, scores, strict=True))]
+    label_store(project).queue.put(number, [b["row"] for b in batch],
+                                   [b["id"] for b in batch],
+                                   [b["acquisition_score"] for b in batch], strategy)
+    with (path / "query.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["rank", "row", "id", "acquisition_score"])
+        writer.writeheader()
+        writer.writerows(batch)
+    _record(path, query={"strategy": strategy, "k": k, "queued": len(batch), "seed": seed,
+                         "candidates": len(allowed),
+                         "seconds": round(time.perf_counter() - start, 3)})
+    return batch
+
+
+def status(project: Project) -> list[dict]:
+    """Every iteration's record, oldest first."""
+    return [json.loads((iteration_path(project, n) / "iteration.json").read_text())
+            for n in iteration_numbers(project)]

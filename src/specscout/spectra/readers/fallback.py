@@ -1,0 +1,41 @@
+"""Last resort: files no specscout reader identifies go through specutils' readers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specscout.errors import ReadError
+from specscout.spectra.readers._common import checked_wavelength, stem
+from specscout.spectra.spectrum import Meta, Spectrum
+
+
+def read_or_raise(path: str, error: ReadError) -> Spectrum:
+    """Read ``path`` with specutils, or raise ``error`` (amended with specutils' reason)."""
+    try:
+        import astropy.units as u
+        import specutils
+        from astropy.nddata import InverseVariance
+    except ImportError:
+        raise error from None
+    cls = getattr(specutils, "Spectrum", None) or specutils.Spectrum1D
+    try:
+        spec = cls.read(path)
+    except Exception as exc:  # specutils raises many kinds; all mean "cannot read"
+        raise ReadError(path, error.reason,
+                        f"{error.detail}; specutils could not read it either: {exc}") from None
+    flux = np.asarray(spec.flux.value, dtype=np.float32)
+    if flux.ndim != 1:
+        raise ReadError(path, "unknown-layout", f"specutils gives a flux of shape {flux.shape}")
+    wave = spec.spectral_axis.to_value(u.AA, equivalencies=u.spectral())
+    ivar = None
+    if spec.uncertainty is not None:
+        ivar = np.asarray(
+            spec.uncertainty.represent_as(InverseVariance).array, dtype=np.float32)
+    mask = (np.zeros(flux.size, dtype=bool) if spec.mask is None
+            else np.asarray(spec.mask, dtype=bool))
+    order = np.argsort(wave)
+    wave = checked_wavelength(wave[order], path)
+    meta = Meta(id=stem(path), path=path, instrument="", layout="specutils")
+    return Spectrum(wave, flux[order], None if ivar is None else ivar[order], mask[order],
+                    "unknown", meta)
+

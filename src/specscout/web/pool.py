@@ -1,0 +1,194 @@
+"""What the web app reads of a project, one spectrum at a time: its record, its preprocessed
+window, its original file, and the latest model's probabilities.
+
+Everything is found by pool row. A row leads to one part of the store (a binary search over the
+parts' first rows), so a request reads one small Parquet file and one Zarr chunk whatever the
+pool's size. The store and the scores are reopened when an ingest or an iteration adds to them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+from specscout.archive.project import Project
+from specscout.archive.store import Store
+from specscout.errors import SpecscoutError
+from specscout.learn.iterate import iteration_numbers, iteration_path
+
+#: Lines marked on the plots (vacuum Angstrom).
+LINES = {"H-alpha": 6564.61, "He I 6680": 6679.99, "[N II] 6585": 6585.27,
+         "[N II] 6550": 6549.86, "[S II] 6718": 6718.29}
+
+SEARCH_LIMIT = 50
+DEFAULT_RADIUS_ARCSEC = 5.0
+_NUMBER = r"[-+]?\d+(?:\.\d*)?"
+_DEGREES = re.compile(rf"\s*({_NUMBER})[\s,]+({_NUMBER})(?:[\s,]+({_NUMBER}))?\s*")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+class PoolView:
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.wavelength = project.config.grid.wavelength
+        self._lock = threading.RLock()
+        self._store: Store | None = None
+        self._store_stamp = None
+        self._scores: tuple | None = None  # (stamp, iteration, memory-mapped probabilities)
+        self._positions: tuple | None = None  # (rows in store, ra, dec)
+
+    # --- the pool --------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> Store:
+        stamp = _mtime(self.project.pool_path / "parts")
+        with self._lock:
+            if self._store is None or stamp != self._store_stamp:
+                self._store = self.project.store("pool")
+                self._store_stamp = stamp
+            return self._store
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def check_row(self, row: int) -> None:
+        if not 0 <= row < len(self):
+            raise KeyError(f"no spectrum at row {row}: the pool has rows 0..{len(self) - 1}")
+
+    def record(self, row: int) -> dict:
+        """The metadata record of pool row ``row``."""
+        self.check_row(row)
+        pool = self.pool
+        table = pq.read_table(pool.meta_path(pool.part_of(row)), filters=[("row", "==", row)])
+        rec = table.to_pylist()[0]
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                for k, v in rec.items()}
+
+    def flux(self, row: int) -> np.ndarray:
+        self.check_row(row)
+        return self.pool.flux([row])[0].astype(np.float32)
+
+    def original(self, row: int) -> dict:
+        """The whole spectrum from its file, as read by specscout's readers; or the reason it
+        cannot be read now (the path is the store's, never the client's)."""
+        from specscout.spectra.readers import read
+
+        path = self.record(row)["path"]
+        try:
+            spec = read(path)
+        except (OSError, SpecscoutError, ValueError) as exc:
+            return {"path": path, "error": str(exc)}
+        good = ~spec.mask & np.isfinite(spec.flux)
+        return {"path": path, "medium": spec.medium,
+                "wavelength": np.round(spec.wavelength[good], 3).tolist(),
+                "flux": spec.flux[good].astype(float).tolist()}
+
+    # --- the latest scores -----------------------------------------------------------------
+
+    def scores(self) -> tuple[int | None, np.ndarray | None]:
+        """(iteration, probabilities of every pool row) of the latest scored iteration."""
+        numbers = [n for n in iteration_numbers(self.project)
+                   if (iteration_path(self.project, n) / "scores.npy").exists()]
+        if not numbers:
+            return None, None
+        path = iteration_path(self.project, numbers[-1]) / "scores.npy"
+        stamp = (numbers[-1], _mtime(path))
+        with self._lock:
+            if self._scores is None or self._scores[0] != stamp:
+                self._scores = (stamp, numbers[-1], np.load(path, mmap_mode="r"))
+            return self._scores[1], self._scores[2]
+
+    def probabilities(self, row: int) -> dict[str, float] | None:
+        _, probs = self.scores()
+        if probs is None or row >= len(probs):
+            return None
+        return {c: round(float(p), 4)
+                for c, p in zip(self.project.config.classes, probs[row], strict=True)}
+
+    # --- search ----------------------------------------------------------------------------
+
+    def _sky(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        size = len(self)
+        with self._lock:
+            if self._positions is None or self._positions[0] != size:
+                meta = self.pool.meta(columns=["row", "ra", "dec"])
+                self._positions = (size, meta["row"].to_numpy(),
+                                   meta["ra"].to_numpy(zero_copy_only=False),
+                                   meta["dec"].to_numpy(zero_copy_only=False))
+            return self._positions[1:]
+
+    def cone(self, ra: float, dec: float, radius_arcsec: float) -> list[tuple[int, float]]:
+        """(row, separation in arcsec) of pooled spectra within the radius, nearest first."""
+        rows, r, d = self._sky()
+        ra0, dec0, rr, dd = map(np.radians, (ra, dec, r, d))
+        hav = (np.sin((dd - dec0) / 2) ** 2
+               + np.cos(dd) * np.cos(dec0) * np.sin((rr - ra0) / 2) ** 2)
+        sep = np.degrees(2 * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))) * 3600
+        hit = np.nonzero(sep <= radius_arcsec)[0]
+        hit = hit[np.argsort(sep[hit])][:SEARCH_LIMIT]
+        return [(int(rows[i]), float(sep[i])) for i in hit]
+
+    def search(self, text: str) -> list[dict]:
+        """Spectra matching ``text``: a pool row ("row 12"), an id, an obsid, a designation
+        (the "J..." part is enough), or a position "ra dec [radius arcsec]" in degrees or
+        sexagesimal."""
+        text = text.strip()
+        if not text:
+            return []
+        hits: dict[int, dict] = {}
+
+        def add(rows, how, sep=None) -> None:
+            for r in rows:
+                if int(r) not in hits and len(hits) < SEARCH_LIMIT:
+                    hits[int(r)] = {"row": int(r), "match": how,
+                                    **({"separation": round(sep[int(r)], 3)} if sep else {})}
+
+        if m := re.fullmatch(r"row\s*(\d+)", text, re.IGNORECASE):
+            row = int(m.group(1))
+            if row < len(self):
+                add([row], "row")
+        pool = self.pool
+        for key in ("id", "designation") + (("obsid",) if text.isdigit() else ()):
+            add(pool.lookup(key, [text])["row"].to_pylist(), key)
+        if not hits:
+            position = _position(text)
+            if position is not None:
+                found = self.cone(*position)
+                add([r for r, _ in found], "position", dict(found))
+        out = []
+        for h in hits.values():
+            rec = self.record(h["row"])
+            out.append({**h, **{k: rec[k] for k in ("id", "obsid", "designation", "ra", "dec",
+                                                      "snr")}})
+        return out
+
+
+def _position(text: str) -> tuple[float, float, float] | None:
+    """(ra, dec, radius arcsec) from "ra dec [radius]" in degrees or sexagesimal, or None."""
+    if m := _DEGREES.fullmatch(text):
+        ra, dec = float(m.group(1)), float(m.group(2))
+        radius = float(m.group(3)) if m.group(3) else DEFAULT_RADIUS_ARCSEC
+        if 0 <= ra < 360 and -90 <= dec <= 90 and radius > 0:
+            return ra, dec, radius
+        return None
+    parts = text.split()
+    radius = DEFAULT_RADIUS_ARCSEC
+    if len(parts) in (3, 7) and re.fullmatch(_NUMBER, parts[-1]):
+        radius = float(parts.pop())
+    try:
+        coord = SkyCoord(" ".join(parts), unit=(u.hourangle, u.deg))
+    except ValueError:
+        return None
+    return float(coord.ra.deg), float(coord.dec.deg), radius
