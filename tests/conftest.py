@@ -136,3 +136,20 @@ def annotate_at_once(app, tokens: dict[str, str], annotate) -> None:
             t.join()
     if errors:
         raise errors[0]
+
+
+def scored_iteration(project, number: int, probabilities: np.ndarray) -> Path:
+    """Iteration ``number`` of ``project`` as 'specscout score' leaves it, with the given
+    class probabilities of every pool row; its model is an untrained small network (the tests
+    that use this look at what follows from the scores, not at the network)."""
+    from specscout.learn.iterate import iteration_path
+    from specscout.learn.model import build
+    from specscout.learn.train import Fitted, TrainConfig
+
+    classes, points = tuple(project.config.classes), project.config.grid.points
+    path = iteration_path(project, number)
+    path.mkdir(parents=True)
+    Fitted(build("small-cnn", points, len(classes)), "small-cnn", classes, points, 1.0,
+           TrainConfig(model="small-cnn")).save(path / "model.pt")
+    np.save(path / "scores.npy", np.asarray(probabilities, dtype=np.float16))
+    return path

@@ -80,16 +80,15 @@ def test_audit_commands_on_a_project(tmp_path, capsys):
     from specscout.archive.project import Project
     from specscout.cli import main
     from specscout.labels import label_store
-    from specscout.learn.iterate import iteration_path
+
+    from conftest import scored_iteration
 
     project = Project.init(tmp_path / "p")
     p, truth = synthetic_archive(3000, 3)
     project.store().commit(np.zeros((len(p), 140), np.float32), [
         {"path": f"f{i}", "id": f"s{i}", "status": "ok", "flags": 0, "reason": "",
          "detail": ""} for i in range(len(p))])
-    path = iteration_path(project, 1)
-    path.mkdir(parents=True)
-    np.save(path / "scores.npy", p.astype(np.float16))
+    path = scored_iteration(project, 1, p)
     label_store(project).add("s0", 0, CLASSES[truth[0]], "ana")  # one training label
     assert main(["audit", str(project.path), "--draw", "--positives", "20",
                  "--negatives", "60"]) == 0

@@ -14,7 +14,8 @@ from specscout.catalogue.candidates import build, group, write
 from specscout.cli import main
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
-from specscout.learn.iterate import iteration_path
+
+from conftest import scored_iteration
 
 ARCSEC = 1 / 3600
 # (ra, dec, probabilities other/emission/double-peak)
@@ -42,9 +43,7 @@ def make_project(tmp_path) -> Project:
         {"path": f"f{i}.fits", "id": f"spec-{i}", "obsid": 1000 + i, "ra": ra, "dec": dec,
          "designation": f"J{i}", "snr": 30.0 + i, "status": "ok", "flags": 0, "reason": "",
          "detail": ""} for i, (ra, dec, _) in enumerate(ROWS)])
-    path = iteration_path(project, 1)
-    path.mkdir(parents=True)
-    np.save(path / "scores.npy", np.array([p for _, _, p in ROWS], dtype=np.float16))
+    scored_iteration(project, 1, np.array([p for _, _, p in ROWS]))
     labels = label_store(project)
     labels.add("spec-3", 3, "emission", "ana")
     labels.add("spec-4", 4, "other", "ana")

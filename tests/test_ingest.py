@@ -110,14 +110,18 @@ def test_second_run_skips_everything(tmp_path):
     _survey(tmp_path / "s", 30)
     store = Store.open_or_create(tmp_path / "store", points=140)
     first = ingest(store, [tmp_path / "s"], PreprocessConfig(), workers=1, part_rows=7,
-                   progress=False)
+                   compact=False, progress=False)
+    assert len(store.parts) == 5  # parts of 7 files: 7+7+7+7+2
+    before = store.meta(columns=["row", "path"])
     # A path named twice in one run is still ingested once.
     again = ingest(store, [tmp_path / "s", tmp_path / "s" / "spec-00003.fits.gz"],
                    PreprocessConfig(), workers=1, progress=False)
     assert (first.ingested, again.ingested, again.skipped) == (30, 0, 31)
     paths = store.meta(columns=["path"])["path"].to_pylist()
     assert len(paths) == len(set(paths)) == 30
-    assert len(store.parts) == 5  # parts of 7 files: 7+7+7+7+2
+    # The run ended by merging the small parts: the same rows, in one part.
+    assert len(store.parts) == 1
+    assert store.meta(columns=["row", "path"]).equals(before)
 
 
 def test_kill_9_and_resume_gives_every_file_exactly_once(tmp_path):
@@ -209,3 +213,62 @@ def test_rows_follow_the_files_not_the_workers(tmp_path):
                progress=False)
         orders.append(store.meta(columns=["row", "path"]).sort_by("row")["path"].to_pylist())
     assert orders[0] == orders[1] == sorted(orders[0])
+
+
+def test_a_file_that_kills_its_worker_is_named_and_the_rest_ingested(tmp_path):
+    import dask
+    import distributed  # noqa: F401  (its defaults must be loaded before a setting is lifted)
+
+    from specscout.spectra.readers.fitsbytes import image_hdu
+
+    files = _survey(tmp_path / "s", 24)
+    killer = tmp_path / "s" / "spec-00010.fits"
+    files[10].unlink()
+    killer.write_bytes(image_hdu(np.zeros(4, np.float32), [("KILLME", True, "")]))
+    store = Store.open_or_create(tmp_path / "store", points=140)
+    plugin = Path(__file__).parent / "plugins" / "kills_its_worker.py"
+    with dask.config.set({"distributed.worker.preload": [str(plugin)]}):
+        summary = ingest(store, [tmp_path / "s"], PreprocessConfig(), workers=2,
+                         batch_size=8, progress=False)
+    assert (summary.ingested, summary.failed) == (23, 1)
+    (fail,) = store.failures().to_pylist()
+    assert fail["path"] == str(killer) and fail["reason"] == "worker-died"
+    paths = store.meta(columns=["path"])["path"].to_pylist()
+    assert sorted(paths) == sorted(str(p) for p in files if p != files[10])
+
+
+def test_retry_failed_processes_failures_again_and_counts_each_file_once(tmp_path):
+    files = _survey(tmp_path / "s", 6)
+    good = files[2].read_bytes()
+    files[2].write_bytes(good[:5000])  # truncated, as by an interrupted copy
+    project = Project.init(tmp_path / "p")
+    assert main(["ingest", str(project.path), str(tmp_path / "s"), "--quiet"]) == 0
+    store = project.store()
+    assert [f["reason"] for f in store.failures().to_pylist()] == ["bad-gzip"]
+    files[2].write_bytes(good)  # the copy completed
+    assert main(["ingest", str(project.path), str(tmp_path / "s"), "--quiet"]) == 0
+    assert len(project.store()) == 5  # a failure is not retried unless asked
+    assert main(["ingest", str(project.path), str(tmp_path / "s"), "--quiet",
+                 "--retry-failed"]) == 0
+    store = project.store()
+    assert len(store) == 6 and store.files == 6 and not len(store.failures())
+    assert store.summary()["status"] == {"ok": 6, "flagged": 0, "failed": 0}
+    assert main(["ingest", str(project.path), str(tmp_path / "s"), "--quiet",
+                 "--retry-failed"]) == 0
+    assert len(project.store()) == 6
+
+
+def test_two_ingests_at_once_one_refuses_and_nothing_is_doubled(tmp_path):
+    _survey(tmp_path / "s", 300)
+    project = Project.init(tmp_path / "p", ProjectConfig(part_rows=20))
+    cmd = [sys.executable, "-m", "specscout.cli", "ingest", str(project.path),
+           str(tmp_path / "s"), "--workers", "1", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "is being written by pid" in refused and "wait for it to finish" in refused
+    paths = project.store().meta(columns=["path"])["path"].to_pylist()
+    assert len(paths) == len(set(paths)) == 300

@@ -62,8 +62,8 @@ def test_concurrent_annotators_lose_no_label(labels):
 def _store(tmp_path):
     store = Store.open_or_create(tmp_path / "pool", points=4)
     recs = [{"path": f"/x/{i}", "status": "ok", "id": f"spec-{i}", "obsid": 100 + i,
-             "designation": f"LAMOST J{i}", "flags": 0, "reason": "", "detail": ""}
-            for i in range(5)]
+             "designation": f"LAMOST J{i:04d}00.00+000000.0", "flags": 0, "reason": "",
+             "detail": ""} for i in range(5)]
     store.commit(np.zeros((5, 4)), recs)
     return store
 
@@ -80,10 +80,38 @@ def test_csv_import_and_export(labels, tmp_path):
     assert (tmp_path / "out.csv").read_text().count("\n") == 4
 
 
+def test_csv_import_by_designation_with_a_line_repeated(labels, tmp_path):
+    store = _store(tmp_path)
+    (tmp_path / "in.csv").write_text("designation,label\nJ000200.00+000000.0,emission\n"
+                                     "LAMOST J000200.00+000000.0,emission\n"
+                                     "lamost j000300.00+000000.0,other\n")
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES) == 3
+    assert labels.current() == {2: "emission", 3: "other"}
+
+
+def test_label_store_is_shared_and_follows_a_project_made_again(tmp_path):
+    import shutil
+
+    from specscout.archive.project import Project
+    from specscout.labels import label_store
+
+    project = Project.init(tmp_path / "p")
+    assert label_store(project) is label_store(Project(tmp_path / "p"))
+    label_store(project).add("s", 0, "other", "ana")
+    shutil.rmtree(tmp_path / "p")
+    again = Project.init(tmp_path / "p")
+    assert label_store(again).history() == []
+    label_store(again).add("t", 1, "emission", "bo")
+    assert [h["spectrum"] for h in LabelStore(
+        f"sqlite:///{tmp_path / 'p' / 'labels.db'}").history()] == ["t"]
+
+
 @pytest.mark.parametrize("content, message", [
     ("id,label\nspec-0,other\nspec-1,unicorn\n", "is not one of"),
     ("id,label\nspec-0,other\nspec-99,other\n", "matches 0 pooled spectra"),
     ("name,label\nx,other\n", "needs a 'label' column"),
+    ("row,label\n1.5,other\n", "is not a number"),
+    ("obsid,label\n99999999999999999999999,other\n", "matches 0 pooled spectra"),
 ])
 def test_bad_csv_imports_nothing(labels, tmp_path, content, message):
     store = _store(tmp_path)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
 @contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator:
+def dask_client(workers: int | None = None, scheduler: str | None = None,
+                allowed_failures: int | None = None) -> Iterator:
     """A ``distributed.Client``: on ``scheduler`` (an address such as tcp://host:8786) when
     given, else on a new local cluster of ``workers`` single-threaded processes (default: one
-    per core) that is closed on exit."""
+    per core) that is closed on exit. ``allowed_failures``: for a local cluster, how many
+    worker deaths a task may cause before the scheduler gives up on it (Dask's default: 3);
+    an existing cluster keeps its own setting."""
     import os
 
     import dask
@@ -21,7 +24,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     # Dask keeps its last N messages per connection for debugging, and bulk work sends large
     # ones (a batch of paths): with the default N = 1000 that is ~40 MB of the driver's memory.
     # The setting is read when a connection opens, so it applies to this client only.
-    with dask.config.set({"distributed.admin.low-level-log-length": 20}):
+    settings = {"distributed.admin.low-level-log-length": 20}
+    if allowed_failures is not None:
+        settings["distributed.scheduler.allowed-failures"] = allowed_failures
+    with dask.config.set(settings):
         if scheduler:
             client, cluster = Client(scheduler), None
         else:
@@ -53,27 +59,55 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             cluster.close()
 
 
-def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2) -> Iterator:
+def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
+                on_death: Callable[[list], object] | None = None) -> Iterator:
     """Run ``func(batch, *args)`` on the cluster for each batch, keeping at most
     ``per_worker`` batches per worker in flight (so memory stays bounded however many batches
     there are), and yield the results in the order of the batches, so that a run's output
     (e.g. the rows of a store) does not depend on which worker finished first. ``args`` are
     sent to the workers once.
+
+    A batch whose worker dies (a crash, the memory limit, a signal: the scheduler gives up on
+    it with ``KilledWorker``) is split in halves that are run again, until the item that
+    kills its worker stands alone; ``on_death([item])`` then gives its result. Without
+    ``on_death`` the error is raised.
     """
     from collections import deque
     from itertools import islice
 
-    shared = [client.scatter(a, broadcast=True) if a is not None else None for a in args]
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+
+    def scatter() -> list:
+        return [client.scatter(a, broadcast=True) if a is not None else None for a in args]
+
+    shared = scatter()
     in_flight = per_worker * max(len(client.scheduler_info()["workers"]), 1) + 1
 
     def submit(batch):
-        return client.submit(func, batch, *shared, pure=False)
+        return batch, client.submit(func, batch, *shared, pure=False)
 
     queue = deque(submit(b) for b in islice(batches, in_flight))
     while queue:
-        future = queue.popleft()
-        result = future.result()
-        future.release()
-        for batch in islice(batches, 1):
-            queue.append(submit(batch))
+        batch, future = queue.popleft()
+        try:
+            result = future.result()
+        except (KilledWorker, FutureCancelledError) as exc:
+            future.release()
+            if any(f is not None and f.status != "finished" for f in shared):
+                shared = scatter()  # the workers that held them died: send them again
+            if isinstance(exc, FutureCancelledError):  # it lost them: run it again
+                queue.appendleft(submit(batch))
+                continue
+            if on_death is None:
+                raise
+            if len(batch) > 1:
+                half = len(batch) // 2
+                queue.extendleft([submit(batch[half:]), submit(batch[:half])])
+                continue
+            result = on_death(batch)
+        else:
+            future.release()
+        for b in islice(batches, 1):
+            queue.append(submit(b))
         yield result

@@ -20,9 +20,11 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from specscout.archive.cluster import dask_client, map_batches
-from specscout.archive.store import Store, path_hash
+from specscout.archive.index import HashSet, contains, path_hash
+from specscout.archive.store import Store
 from specscout.errors import ReadError, SpecscoutError
 from specscout.spectra.preprocess import PreprocessConfig, describe, prepare
 from specscout.spectra.readers import read
@@ -181,48 +183,54 @@ class IngestSummary:
 
 
 class _Seen:
-    """Which paths the store (or this run) already has: sorted 64-bit hashes, 8 bytes a file."""
+    """Which files the store or this run already has: the store's path hashes, and those in
+    flight. ``retry``: hashes of failed files to process once more."""
 
-    def __init__(self, committed: np.ndarray) -> None:
-        self.blocks = [committed] if committed.size else []
-        self.pending: dict[str, int] = {}  # in flight or buffered: path -> hash
-        self._pending_hashes: set[int] = set()
+    def __init__(self, committed: HashSet, retry: np.ndarray) -> None:
+        self.committed = committed
+        self.retry = np.sort(np.asarray(retry, dtype=np.uint64))
+        self.pending: set[int] = set()  # in flight or buffered
+        self.again: set[int] = set()  # taken from ``retry``
 
-    def __contains__(self, h: int) -> bool:
-        if h in self._pending_hashes:
-            return True
-        for block in self.blocks:
-            i = np.searchsorted(block, h)
-            if i < block.size and block[i] == h:
-                return True
-        return False
+    def take(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of ``hashes`` to process now; they are marked in flight."""
+        retry = contains(self.retry, hashes)
+        out = ~self.committed.contains(hashes) | retry
+        for i in np.nonzero(out)[0]:
+            h = int(hashes[i])
+            if h in self.pending or h in self.again:
+                out[i] = False
+            else:
+                self.pending.add(h)
+                if retry[i]:
+                    self.again.add(h)
+        return out
 
-    def add_pending(self, path: str, h: int) -> None:
-        self.pending[path] = h
-        self._pending_hashes.add(h)
-
-    def commit(self, paths: Iterable[str]) -> None:
-        """The files of a committed part join the sorted blocks."""
-        hashes = [self.pending.pop(p) for p in paths]
-        self._pending_hashes.difference_update(hashes)
-        self.blocks.append(np.sort(np.array(hashes, dtype=np.uint64)))
+    def commit(self, hashes: np.ndarray) -> None:
+        """The files of a committed part."""
+        self.committed.add(hashes)
+        self.pending.difference_update(hashes.tolist())
 
 
 def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummary,
              on_skip: Callable[[int], object]) -> Iterator[list[str]]:
     while chunk := list(islice(paths, size)):
-        hashes = path_hash(chunk).tolist()
-        batch = []
-        for p, h in zip(chunk, hashes, strict=True):
-            if h in seen:
-                summary.skipped += 1
-            else:
-                seen.add_pending(p, h)
-                batch.append(p)
+        take = seen.take(path_hash(chunk))
+        batch = [p for p, t in zip(chunk, take, strict=True) if t]
+        summary.skipped += len(chunk) - len(batch)
         if len(batch) < len(chunk):
             on_skip(len(chunk) - len(batch))
         if batch:
             yield batch
+
+
+def _worker_died(points: int, dtype: str):
+    def record(batch: list[str]) -> tuple[np.ndarray, list[dict]]:
+        return np.empty((0, points), dtype=dtype), [_record(
+            batch[0], "failed", reason="worker-died",
+            detail="the worker process reading it died (a crash, its memory limit or a "
+                   "signal)")]
+    return record
 
 
 def ingest(
@@ -235,57 +243,72 @@ def ingest(
     part_rows: int = 4096,
     batch_size: int = 256,
     labels: dict[str, str] | None = None,
+    retry_failed: bool = False,
+    compact: bool = True,
     progress: bool = True,
 ) -> IngestSummary:
     """Ingest the files ``sources`` name into ``store`` (see the module docstring).
 
     workers: local worker processes (default: one per core); scheduler: the address of an
     existing ``dask.distributed`` scheduler to use instead. labels: for a labelled set, the
-    class of each file by absolute path or id (:func:`load_labels`).
+    class of each file by absolute path or id (:func:`load_labels`). retry_failed: process
+    again the files that failed before (a transient I/O error, a worker that died). compact:
+    merge the run's small parts at the end (:meth:`Writer.compact`).
     """
     start = time.perf_counter()
     summary = IngestSummary()
-    seen = _Seen(store.seen())
-    total = None
-    if progress:  # a cheap first pass over the names, for the progress bar's ETA
-        total = sum(1 for _ in iter_paths(sources))
     bar = None
-    if progress:
-        from tqdm import tqdm
+    with store.writer() as writer:  # refuses at once if another process writes the store
+        retry = np.empty(0, np.uint64)
+        if retry_failed:
+            failed = store.failures()
+            failed = failed.filter(pc.equal(failed["status"], "failed"))
+            retry = path_hash(failed["path"].to_pylist())
+        seen = _Seen(store.seen(), retry)
+        if progress:  # a cheap first pass over the names, for the progress bar's ETA
+            from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="files", file=sys.stderr, smoothing=0.05,
-                   dynamic_ncols=True)
-    batch_size = max(1, min(batch_size, part_rows))  # a part is at least a batch
-    batches = _batches(iter_paths(sources), seen, batch_size, summary,
-                       bar.update if bar is not None else (lambda n: None))
-    buffer_flux: list[np.ndarray] = []
-    buffer_records: list[dict] = []
+            bar = tqdm(total=sum(1 for _ in iter_paths(sources)), unit="files",
+                       file=sys.stderr, smoothing=0.05, dynamic_ncols=True)
+        batch_size = max(1, min(batch_size, part_rows))  # a part is at least a batch
+        batches = _batches(iter_paths(sources), seen, batch_size, summary,
+                           bar.update if bar is not None else (lambda n: None))
+        buffer_flux: list[np.ndarray] = []
+        buffer_records: list[dict] = []
 
-    def commit() -> None:
-        if not buffer_records:
-            return
-        store.commit(np.concatenate(buffer_flux) if buffer_flux
-                     else np.empty((0, store.points)), buffer_records)
-        seen.commit(r["path"] for r in buffer_records)
-        buffer_flux.clear()
-        buffer_records.clear()
+        def commit() -> None:
+            if not buffer_records:
+                return
+            hashes = path_hash([r["path"] for r in buffer_records])
+            for r, h in zip(buffer_records, hashes.tolist(), strict=True):
+                r["again"] = h in seen.again
+            writer.commit(np.concatenate(buffer_flux) if buffer_flux
+                          else np.empty((0, store.points)), buffer_records)
+            seen.commit(hashes)
+            buffer_flux.clear()
+            buffer_records.clear()
 
-    try:
-        with dask_client(workers, scheduler) as client:
-            for flux, records in map_batches(client, process_batch, batches, config, labels,
-                                             store.dtype.name):
-                buffer_flux.append(flux)
-                buffer_records.extend(records)
-                summary.add(records)
-                if bar is not None:
-                    bar.update(len(records))
-                    bar.set_postfix(ok=summary.ingested, flagged=summary.flagged,
-                                    failed=summary.failed, refresh=False)
-                if len(buffer_records) >= part_rows:
-                    commit()
-            commit()
-    finally:
-        if bar is not None:
-            bar.close()
+        try:
+            # Locally a task is given up on at its worker's first death: the batch is then
+            # split until the file that kills workers stands alone (map_batches).
+            with dask_client(workers, scheduler, allowed_failures=0) as client:
+                for flux, records in map_batches(
+                        client, process_batch, batches, config, labels, store.dtype.name,
+                        on_death=_worker_died(store.points, store.dtype.name)):
+                    buffer_flux.append(flux)
+                    buffer_records.extend(records)
+                    summary.add(records)
+                    if bar is not None:
+                        bar.update(len(records))
+                        bar.set_postfix(ok=summary.ingested, flagged=summary.flagged,
+                                        failed=summary.failed, refresh=False)
+                    if len(buffer_records) >= part_rows:
+                        commit()
+                commit()
+        finally:
+            if bar is not None:
+                bar.close()
+        if compact:
+            writer.compact()
     summary.seconds = time.perf_counter() - start
     return summary

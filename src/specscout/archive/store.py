@@ -1,29 +1,28 @@
-"""The spectra store: preprocessed spectra as Zarr v3 arrays, metadata as Parquet.
+"""The spectra store: preprocessed spectra as Zarr v3 arrays, metadata as Parquet, in
+immutable parts listed by a manifest.
 
-The store is a directory of immutable *parts*, each written whole and then committed by one
-atomic rename::
-
-    STORE/store.json                 points, dtype, format version
-    STORE/parts/000000/flux.zarr     float32 (or float16) array (rows, points), chunked by rows
-    STORE/parts/000000/meta.parquet  one record per file processed: pooled, flagged or failed
-    STORE/parts/000000/part.json     first_row, rows, files
+    STORE/store.json               points, dtype, format
+    STORE/manifest.json            the committed parts, in row order (replaced atomically)
+    STORE/parts/NAME/flux.zarr     float32 (or float16) array (rows, points), chunked by rows
+    STORE/parts/NAME/meta.parquet  one record per spectrum or file processed: pooled, flagged
+                                   or failed (row groups of 4096 records)
+    STORE/parts/NAME/part.json     first_row, rows, files
+    STORE/parts/NAME/*.npy         the part's indexes (see :mod:`specscout.archive.index`)
+    STORE/write.lock               held by the one process writing (see :mod:`.writer`)
 
 Row ids are stable integers: part k holds rows ``first_row .. first_row + rows - 1``. A part
-either exists whole or not at all, so a run killed at any moment leaves the store consistent;
-a later run skips the files the committed parts list and redoes the rest. Everything is read
-part by part, chunk by chunk, so memory stays bounded whatever the store's size; Dask reads the
-arrays natively (:meth:`Store.to_dask`) and pyarrow / Dask read the Parquet tables.
+is written whole beside the others, then committed by replacing the manifest, so a reader sees
+the store before or after a commit, never during one, and a run killed at any moment leaves it
+consistent. Readers never write or delete anything; only the writer does, under the lock.
+Everything is read part by part, chunk by chunk, so memory stays bounded whatever the store's
+size; lookups by id, obsid, designation and position go through the parts' indexes, so their
+cost does not grow with the pool.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
-import re
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +34,16 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import zarr
 
+from specscout.archive import index
+from specscout.archive.index import designation_key, path_hash
 from specscout.errors import SpecscoutError
 
-FORMAT = 1
+FORMAT = 2
 STATUSES = ("ok", "flagged", "failed")
 #: The columns a pooled spectrum can be looked up by, in a CSV's order of preference.
 LOOKUP_KEYS = ("row", "id", "obsid", "designation")
+#: Records per Parquet row group: reading one record reads one group.
+ROW_GROUP = 4096
 
 #: The metadata of every processed file. ``row`` is -1 for files not pooled.
 META_SCHEMA = pa.schema([
@@ -65,27 +68,8 @@ META_SCHEMA = pa.schema([
     ("label", pa.string()),
 ])
 
-
-def path_hash(paths: Sequence[str]) -> np.ndarray:
-    """64-bit hashes of file paths: the store remembers which files it has seen by these."""
-    return np.array([int.from_bytes(hashlib.blake2b(p.encode(), digest_size=8).digest(),
-                                    "little") for p in paths], dtype=np.uint64)
-
-
-#: What precedes the position part of a designation ("LAMOST " of "LAMOST J0637...").
-_DESIGNATION_PREFIX, _KEEP = r"^.*\s(J)", r"\1"
-
-
-def designation_key(designation: str) -> str:
-    """The position part of a designation, upper case ("J063715.90+271356.5" of
-    "LAMOST J063715.90+271356.5"); the whole text when it has none."""
-    return re.sub(_DESIGNATION_PREFIX, _KEEP, designation.strip().upper())
-
-
-def _designation_keys(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """:func:`designation_key` of a whole column, in Arrow."""
-    return pc.replace_substring_regex(pc.utf8_upper(pc.utf8_trim_whitespace(column)),
-                                      _DESIGNATION_PREFIX, _KEEP)
+__all__ = ["LOOKUP_KEYS", "META_SCHEMA", "Chunk", "Part", "Store", "designation_key",
+           "path_hash"]
 
 
 @dataclass(frozen=True)
@@ -103,54 +87,70 @@ class Part:
     rows: int
     files: int
 
+    def as_dict(self) -> dict:
+        return {"name": self.name, "first_row": self.first_row, "rows": self.rows,
+                "files": self.files}
+
+
+def read_manifest(path: Path) -> tuple[int, list[Part], dict]:
+    """(version, parts, the whole manifest) of the store at ``path``."""
+    try:
+        info = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        return 0, [], {}
+    return info["version"], [Part(**p) for p in info["parts"]], info
+
 
 class Store:
     """An append-only store of preprocessed spectra (see the module docstring)."""
 
-    def __init__(self, path: Path, points: int, dtype: str, parts: list[Part]) -> None:
+    def __init__(self, path: Path, points: int, dtype: str) -> None:
         self.path = path
         self.points = points
         self.dtype = np.dtype(dtype)
-        self.parts = parts
+        self.version = -1
+        self.parts: list[Part] = []
+        self._indexes: dict[tuple[str, str], np.ndarray] = {}  # parts are immutable
+        self.refresh()
 
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        path = Path(path)
+        path = Path(path).resolve()  # workers elsewhere must find it too
         try:
             info = json.loads((path / "store.json").read_text())
         except FileNotFoundError:
             raise SpecscoutError(f"{path} is not a specscout store (no store.json)") from None
-        if info.get("format") != FORMAT:
+        if info.get("format") not in (1, FORMAT):
             raise SpecscoutError(f"{path}: store format {info.get('format')} is not {FORMAT}")
-        parts_dir = path / "parts"
-        parts_dir.mkdir(exist_ok=True)
-        for leftover in parts_dir.glob(".tmp-*"):  # an uncommitted part of a killed run
-            shutil.rmtree(leftover, ignore_errors=True)
-        parts = []
-        for d in sorted(p for p in parts_dir.iterdir() if not p.name.startswith(".")):
-            meta = json.loads((d / "part.json").read_text())
-            parts.append(Part(d.name, meta["first_row"], meta["rows"], meta["files"]))
-        for a, b in itertools.pairwise(parts):
-            if b.first_row != a.first_row + a.rows:
-                raise SpecscoutError(f"{path}: part {b.name} starts at row {b.first_row}, "
-                                     f"expected {a.first_row + a.rows}")
-        return cls(path, int(info["points"]), str(info["dtype"]), parts)
+        return cls(path, int(info["points"]), str(info["dtype"]))
 
     @classmethod
     def open_or_create(cls, path: str | Path, points: int, dtype: str = "float32") -> Store:
+        from specscout.archive.atomic import write_text
+
         path = Path(path)
         if not (path / "store.json").exists():
-            path.mkdir(parents=True, exist_ok=True)
-            tmp = path / f".store.json.{uuid.uuid4().hex}"
-            tmp.write_text(json.dumps({"format": FORMAT, "points": points, "dtype": dtype}))
-            os.replace(tmp, path / "store.json")
+            (path / "parts").mkdir(parents=True, exist_ok=True)
+            write_text(path / "store.json", json.dumps({"format": FORMAT, "points": points,
+                                                        "dtype": dtype}))
         store = cls.open(path)
         if store.points != points:
             raise SpecscoutError(f"{path} holds spectra of {store.points} points, "
                                  f"the project's grid has {points}")
         return store
+
+    def refresh(self) -> bool:
+        """Take in what has been committed since the store was opened; True if anything
+        was."""
+        version, parts, _ = read_manifest(self.path)
+        if version == 0 and (self.path / "parts").is_dir():  # format 1: no manifest yet
+            parts = _listed_parts(self.path / "parts")
+        if version == self.version and len(parts) == len(self.parts):
+            return False
+        self.version, self.parts = version, parts
+        return True
 
     # --- size ------------------------------------------------------------------------------
 
@@ -159,46 +159,55 @@ class Store:
 
     @property
     def files(self) -> int:
-        """Files processed into the store: pooled, flagged and failed."""
+        """Records of files processed into the store: pooled, flagged and failed."""
         return sum(p.files for p in self.parts)
 
-    def _part_dir(self, part: Part) -> Path:
+    def part_dir(self, part: Part) -> Path:
         return self.path / "parts" / part.name
 
-    # --- writing ---------------------------------------------------------------------------
+    def meta_path(self, part: Part) -> Path:
+        return self.part_dir(part) / "meta.parquet"
+
+    def writer(self, **options):
+        """The store's one writer (a context manager holding the write lock; see
+        :class:`specscout.archive.writer.Writer`)."""
+        from specscout.archive.writer import Writer
+
+        return Writer(self, **options)
 
     def commit(self, flux: np.ndarray, records: list[dict]) -> Part:
-        """Append one part: ``flux`` holds the pooled spectra, in the order of the records
-        whose status is ``ok``; ``records`` describe every file processed (see META_SCHEMA).
-        Rows are assigned here. The part appears whole or not at all."""
-        ok = [r for r in records if r["status"] == "ok"]
-        flux = np.asarray(flux, dtype=self.dtype).reshape(-1, self.points)
-        if len(ok) != len(flux):
-            raise ValueError(f"{len(flux)} spectra for {len(ok)} pooled records")
-        first = len(self)
-        next_row = iter(range(first, first + len(ok)))
-        rows = [next(next_row) if r["status"] == "ok" else -1 for r in records]
-        table = pa.Table.from_pylist(
-            [{**r, "row": row} for r, row in zip(records, rows, strict=True)],
-            schema=META_SCHEMA)
-        part = Part(f"{len(self.parts):06d}", first, len(ok), len(records))
-        tmp = self.path / "parts" / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
-        zarr.create_array(store=str(tmp / "flux.zarr"), data=flux,
-                          chunks=(max(min(len(flux), 8192), 1), self.points))
-        pq.write_table(table, tmp / "meta.parquet")
-        (tmp / "part.json").write_text(json.dumps(
-            {"first_row": part.first_row, "rows": part.rows, "files": part.files}))
-        _fsync_tree(tmp)
-        os.rename(tmp, self._part_dir(part))  # the commit
-        _fsync_dir(self.path / "parts")
-        self.parts.append(part)
-        return part
+        """Append one part (taking the write lock for it): ``flux`` holds the pooled spectra,
+        in the order of the records whose status is ``ok``."""
+        with self.writer() as w:
+            return w.commit(flux, records)
+
+    # --- indexes ---------------------------------------------------------------------------
+
+    def index(self, part: Part, name: str) -> np.ndarray:
+        """The ``name`` index (paths, keys, sky) of ``part``, memory-mapped."""
+        key = (part.name, name)
+        if key not in self._indexes:
+            file = self.part_dir(part) / f"{name}.npy"
+            if file.exists():
+                self._indexes[key] = np.load(file, mmap_mode="r")
+            else:  # a part of a format-1 store: built from its metadata, kept in memory
+                from specscout.archive.writer import build_indexes
+
+                self._indexes.update({(part.name, k): v for k, v in build_indexes(
+                    pq.read_table(self.meta_path(part))).items()})
+        return self._indexes[key]
+
+    def seen(self) -> index.HashSet:
+        """The hashes (:func:`path_hash`) of every file processed into the store."""
+        seen = index.HashSet()
+        for part in self.parts:
+            seen.add(np.asarray(self.index(part, "paths")))
+        return seen
 
     # --- reading metadata ------------------------------------------------------------------
 
-    def _dataset(self) -> pads.Dataset | None:
-        files = [str(self.meta_path(p)) for p in self.parts]
+    def _dataset(self, parts: Sequence[Part] | None = None) -> pads.Dataset | None:
+        files = [str(self.meta_path(p)) for p in (self.parts if parts is None else parts)]
         return pads.dataset(files, schema=META_SCHEMA, format="parquet") if files else None
 
     def meta(self, columns: Sequence[str] | None = None, status: str | None = "ok",
@@ -213,55 +222,120 @@ class Store:
             expr = cond if expr is None else expr & cond
         return ds.to_table(columns=list(columns) if columns else None, filter=expr)
 
-    def summary(self, by: str = "release") -> dict:
-        """Counts of the files processed: by status; the pooled spectra by the metadata
-        column ``by``; the files not pooled by reason."""
-        t = self.meta(columns=["status", "reason", by], status=None)
-        status = dict.fromkeys(STATUSES, 0) | _counts(t["status"])
-        ok = pc.equal(t["status"], "ok")
-        return {"status": status, "key": by, "by": _counts(t[by].filter(ok)),
-                "reasons": _counts(t["reason"].filter(pc.invert(ok)))}
+    def records(self, rows: Sequence[int] | np.ndarray,
+                columns: Sequence[str] | None = None) -> pa.Table:
+        """The metadata records of pool rows ``rows`` (sorted by row; rows not in the pool are
+        left out), reading only the parts, and the row groups, that hold them."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        rows = rows[(rows >= 0) & (rows < len(self))]
+        columns = list(dict.fromkeys(["row", *(columns or META_SCHEMA.names)]))
+        if not rows.size:
+            return META_SCHEMA.empty_table().select(columns)
+        which = self._locate(rows)
+        tables = []
+        for k in np.unique(which):
+            part = self.parts[int(k)]
+            mine = rows[which == k]
+            expr = ((pc.field("row") >= int(mine[0])) & (pc.field("row") <= int(mine[-1]))
+                    & pc.field("row").isin(mine))
+            tables.append(pq.read_table(self.meta_path(part), columns=columns, filters=expr))
+        return pa.concat_tables(tables).sort_by("row")
+
+    def record(self, row: int) -> dict:
+        """The metadata record of pool row ``row``."""
+        found = self.records([row]).to_pylist()
+        if not found:
+            raise KeyError(f"no spectrum at row {row}: the pool has rows 0..{len(self) - 1}")
+        return found[0]
 
     def failures(self) -> pa.Table:
-        """Every file that was flagged or failed, with its reason."""
-        return self.meta(columns=["path", "status", "reason", "detail", "flags"], status=None,
-                         filter=pc.field("status") != "ok")
+        """Every file that was flagged or failed, with its reason, and not processed again
+        later (``ingest --retry-failed``)."""
+        columns = ["path", "status", "reason", "detail", "flags"]
+        found = []
+        for k, part in enumerate(self.parts):
+            t = pq.read_table(self.meta_path(part), columns=columns,
+                              filters=pc.field("status") != "ok")
+            if len(t):
+                found.append((k, t))
+        tables = []
+        later, added_from = index.HashSet(), len(self.parts)  # the paths of parts[added_from:]
+        for k, t in reversed(found):
+            for p in self.parts[k + 1 : added_from]:
+                later.add(np.asarray(self.index(p, "paths")))
+            added_from = k + 1
+            hashes = path_hash(t["path"].to_pylist())
+            again = later.contains(hashes) | self._again_within(self.parts[k], t, hashes)
+            tables.append(t.filter(pa.array(~again)))
+        return pa.concat_tables(tables[::-1]) if tables else \
+            META_SCHEMA.empty_table().select(columns)
 
-    def seen(self) -> np.ndarray:
-        """Sorted hashes (:func:`path_hash`) of every file processed into the store."""
-        hashes = [path_hash(pq.read_table(self.meta_path(p),
-                                          columns=["path"])["path"].to_pylist())
-                  for p in self.parts]
-        return np.sort(np.concatenate(hashes)) if hashes else np.empty(0, np.uint64)
+    def _again_within(self, part: Part, failed: pa.Table, hashes: np.ndarray) -> np.ndarray:
+        """Which ``failed`` records of ``part`` its own later records process again (a
+        compaction merges a failure and its retry into one part)."""
+        paths = np.asarray(self.index(part, "paths"))
+        twice = (np.searchsorted(paths, hashes, "right") - np.searchsorted(paths, hashes)) > 1
+        if not twice.any():
+            return twice
+        every = pq.read_table(self.meta_path(part), columns=["path", "status"])
+        last_position = {p: i for i, p in enumerate(every["path"].to_pylist())}
+        position = {}
+        for i, (p, st) in enumerate(zip(every["path"].to_pylist(),
+                                        every["status"].to_pylist(), strict=True)):
+            if st != "ok":
+                position.setdefault(p, []).append(i)
+        names = failed["path"].to_pylist()
+        seen: dict[str, int] = {}
+        out = np.zeros(len(names), dtype=bool)
+        for j, name in enumerate(names):
+            k = seen.get(name, 0)
+            seen[name] = k + 1
+            out[j] = twice[j] and position[name][k] < last_position[name]
+        return out
+
+    def summary(self, by: str = "release") -> dict:
+        """Counts of the files processed: by status (failures retried later counted once,
+        as they ended); the pooled spectra by the metadata column ``by``; the files not pooled
+        by reason."""
+        failed = self.failures()
+        ok = self.meta(columns=[by])
+        status = {"ok": len(ok)} | {s: 0 for s in STATUSES[1:]} | _counts(failed["status"])
+        return {"status": status, "key": by, "by": _counts(ok[by]),
+                "reasons": _counts(failed["reason"])}
 
     def lookup(self, key: str, values: Sequence) -> pa.Table:
         """The pooled spectra whose ``key`` (row, id, obsid or designation) is one of
-        ``values``: a table of ``value`` (as asked), ``row`` and ``id``. A designation matches
-        by its position part (:func:`designation_key`), so "LAMOST J0637..." and "J0637..."
-        agree."""
+        ``values``: a table of ``value`` (as asked; each once), ``row`` and ``id``. A
+        designation matches by its position part (:func:`designation_key`), so
+        "LAMOST J0637..." and "J0637..." agree. Found through the parts' indexes: the cost
+        does not grow with the pool. A row or obsid that is not a whole number is a
+        ValueError."""
         if key not in LOOKUP_KEYS:
             raise ValueError(f"look up by one of {LOOKUP_KEYS}, not {key!r}")
-        values = list(values)
-        if key in ("row", "obsid"):
-            values = [int(v) for v in values]
-        if key != "designation":
-            columns = list(dict.fromkeys(["row", "id", key]))
-            found = self.meta(columns=columns, filter=pc.field(key).isin(values))
-            return pa.table({"value": found[key], "row": found["row"], "id": found["id"]})
-        asked: dict[str, list[str]] = {}
-        for v in values:
-            asked.setdefault(designation_key(v), []).append(v)
-        meta = self.meta(columns=["row", "id", "designation"])
-        keys = _designation_keys(meta["designation"])
-        found = meta.filter(pc.is_in(keys, pa.array(list(asked), pa.string())))
-        out = {"value": [], "row": [], "id": []}
-        for row, id_, d in zip(found["row"].to_pylist(), found["id"].to_pylist(),
-                               found["designation"].to_pylist(), strict=True):
-            for v in asked[designation_key(d)]:
-                out["value"].append(v)
+        if key in ("row", "obsid"):  # out of int64's range: nothing can match
+            values = [v for v in map(index.integer, values) if -2**63 <= v < 2**63]
+        else:
+            values = [str(v) for v in values]
+        values = list(dict.fromkeys(values))
+        if key == "row":
+            found = self.records(values, ["id"])
+            return pa.table({"value": found["row"], "row": found["row"], "id": found["id"]})
+        wanted = index.hash64(index.key_text(key, v) for v in values)
+        rows = [index.find(self.index(p, "keys"), "hash", np.unique(wanted))
+                for p in self.parts]
+        found = self.records(np.concatenate(rows) if rows else [], ["id", key])
+        asked: dict = {}
+        for v in values:  # a hash hit is confirmed against the record's own value
+            asked.setdefault(index.key_text(key, v), []).append(v)
+        out: dict[str, list] = {"value": [], "row": [], "id": []}
+        for row, id_, v in zip(found["row"].to_pylist(), found["id"].to_pylist(),
+                               found[key].to_pylist(), strict=True):
+            for value in asked.get(index.key_text(key, v), ()) if v is not None else ():
+                out["value"].append(value)
                 out["row"].append(row)
                 out["id"].append(id_)
-        return pa.table({"value": pa.array(out["value"], pa.string()),
+        value_type = pa.int64() if key == "obsid" else pa.string()
+        return pa.table({"value": pa.array(out["value"], value_type),
                          "row": pa.array(out["row"], pa.int64()),
                          "id": pa.array(out["id"], pa.string())})
 
@@ -277,12 +351,30 @@ class Store:
         for key, value in given:
             hit = set(self.lookup(key, [value])["row"].to_pylist())
             rows = hit if rows is None else rows & hit
-        return self.meta(filter=pc.field("row").isin(sorted(rows))).sort_by("row")
+        return self.records(sorted(rows))
+
+    def cone(self, ra: float, dec: float, radius_arcsec: float,
+             limit: int | None = None) -> list[tuple[int, float]]:
+        """(row, separation in arcsec) of the pooled spectra within ``radius_arcsec`` of
+        (``ra``, ``dec``) in degrees, nearest first; through the HEALPix index."""
+        wanted = index.cone_pixels(ra, dec, radius_arcsec)
+        rows = [index.find(self.index(p, "sky"), "pixel", wanted) for p in self.parts]
+        found = self.records(np.concatenate(rows) if rows else [], ["ra", "dec"])
+        r = found["ra"].to_numpy(zero_copy_only=False)
+        d = found["dec"].to_numpy(zero_copy_only=False)
+        ra0, dec0, rr, dd = map(np.radians, (ra, dec, r, d))
+        hav = (np.sin((dd - dec0) / 2) ** 2
+               + np.cos(dd) * np.cos(dec0) * np.sin((rr - ra0) / 2) ** 2)
+        sep = np.degrees(2 * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))) * 3600
+        hit = np.nonzero(sep <= radius_arcsec)[0]
+        hit = hit[np.argsort(sep[hit], kind="stable")][:limit]
+        rows_found = found["row"].to_numpy()
+        return [(int(rows_found[i]), float(sep[i])) for i in hit]
 
     # --- reading spectra -------------------------------------------------------------------
 
     def _array(self, part: Part) -> zarr.Array:
-        return zarr.open_array(str(self._part_dir(part) / "flux.zarr"), mode="r")
+        return zarr.open_array(str(self.part_dir(part) / "flux.zarr"), mode="r")
 
     def _locate(self, rows: np.ndarray) -> np.ndarray:
         starts = np.array([p.first_row for p in self.parts])
@@ -291,9 +383,6 @@ class Store:
     def part_of(self, row: int) -> Part:
         """The part that holds pool row ``row``."""
         return self.parts[int(self._locate(np.array([row]))[0])]
-
-    def meta_path(self, part: Part) -> Path:
-        return self._part_dir(part) / "meta.parquet"
 
     def flux(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Spectra of the given row ids, in that order."""
@@ -335,31 +424,28 @@ class Store:
         """The whole pool as one lazy Dask array (rows, points)."""
         import dask.array as da
 
-        arrays = [da.from_zarr(str(self._part_dir(p) / "flux.zarr"))
+        arrays = [da.from_zarr(str(self.part_dir(p) / "flux.zarr"))
                   for p in self.parts if p.rows]
         if not arrays:
             return da.zeros((0, self.points), dtype=self.dtype)
         return da.concatenate(arrays, axis=0)
 
 
+def _listed_parts(parts_dir: Path) -> list[Part]:
+    """The committed parts of a format-1 store (committed by renaming their directory)."""
+    parts = []
+    for d in sorted(p for p in parts_dir.iterdir() if not p.name.startswith(".")):
+        try:
+            meta = json.loads((d / "part.json").read_text())
+        except FileNotFoundError:
+            continue
+        parts.append(Part(d.name, meta["first_row"], meta["rows"], meta["files"]))
+    for a, b in itertools.pairwise(parts):
+        if b.first_row != a.first_row + a.rows:
+            raise SpecscoutError(f"{parts_dir}: part {b.name} starts at row {b.first_row}, "
+                                 f"expected {a.first_row + a.rows}")
+    return parts
+
+
 def _counts(column: pa.ChunkedArray) -> dict:
     return {c["values"]: c["counts"] for c in column.value_counts().to_pylist()}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(root))

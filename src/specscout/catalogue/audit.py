@@ -26,6 +26,7 @@ completely is known exactly.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta
 
+from specscout.archive.atomic import write_text
 from specscout.archive.project import Project
 from specscout.catalogue.predictions import chunks, model_candidates
 from specscout.errors import SpecscoutError
@@ -285,12 +287,13 @@ def draw(project: Project, *, positives: int = 50, negatives: int = 150,
     number_draw = labels.audit_samples.add(number, rows, [id_of[int(r)] for r in rows],
                                           strata_of, [int(s.sizes[s.of_row[r]]) for r in rows])
     path = iteration_path(project, number) / f"audit-{number_draw:03d}.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["row", "id", "label"])
-        for r in rows:
-            w.writerow([int(r), id_of[int(r)], ""])
-    (iteration_path(project, number) / f"audit-{number_draw:03d}.json").write_text(json.dumps(
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(["row", "id", "label"])
+    for r in rows:
+        w.writerow([int(r), id_of[int(r)], ""])
+    write_text(path, text.getvalue())
+    write_text(iteration_path(project, number) / f"audit-{number_draw:03d}.json", json.dumps(
         {"draw": number_draw, "threshold": threshold, "positives": positives,
          "negatives": negatives, "seed": seed,
          # The rows known exactly when the strata were made (later labels do not count).
@@ -347,8 +350,8 @@ def estimate_project(project: Project, draw_number: int | None = None,
                           **{c: int(counts[i, j]) for j, c in enumerate(classes)}}
                       for i, h in enumerate(names)},
            "classes": {classes[e["class_index"]]: e for e in results}}
-    (iteration_path(project, number) / f"audit-{draw_no:03d}-estimates.json").write_text(
-        json.dumps(out, indent=2))
+    write_text(iteration_path(project, number) / f"audit-{draw_no:03d}-estimates.json",
+               json.dumps(out, indent=2))
     return out
 
 
@@ -362,4 +365,3 @@ def coverage_project(project: Project, truth: str | Path, *, iteration: int | No
     labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
     return number, coverage(probs, truth_classes(project, truth),
                             tuple(project.config.classes), labelled, **options)
-

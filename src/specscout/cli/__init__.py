@@ -32,16 +32,16 @@ for _module in (spectra, archive, simulate, learn, labels, catalogue, web):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: the process's); returns the exit status:
-    0 done, 1 some input failed, 2 an error (named on standard error)."""
+    0 done, 1 some input failed, 2 an error (named on standard error), 130 interrupted."""
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="specscout",
                           standalone_mode=False)
     except click.ClickException as exc:  # a usage error: the message and the usage line
         exc.show()
         return exc.exit_code
-    except click.Abort:
-        print("specscout: aborted", file=sys.stderr)
-        return 1
+    except click.Abort:  # Ctrl-C
+        print("specscout: interrupted", file=sys.stderr)
+        return 130
     except (SpecscoutError, ValueError, OSError) as exc:
         print(f"specscout: error: {exc}", file=sys.stderr)
         return 2

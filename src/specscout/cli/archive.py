@@ -57,9 +57,12 @@ def _label_map(text: str | None) -> dict[str, str] | None:
                    "store, apart from the pool")
 @click.option("--label-map", default=None, metavar="FROM=TO,...",
               help="translate the CSV's labels to class names; TO empty drops the row")
+@click.option("--retry-failed", is_flag=True,
+              help="read again the files that failed before (an I/O error, a worker that "
+                   "died)")
 @quiet_option
 def ingest(project, paths, workers, scheduler, degrade_from, degrade_to, labels, label_map,
-           quiet) -> int:
+           retry_failed, quiet) -> int:
     """Read and preprocess spectrum files into the project.
 
     PATHS are directories (recursive), glob patterns, lists of paths (.txt) or files."""
@@ -72,7 +75,8 @@ def ingest(project, paths, workers, scheduler, degrade_from, degrade_to, labels,
     known = load_labels(labels, p.config.classes, _label_map(label_map)) if labels else None
     store = p.store("labelled" if known is not None else "pool")
     summary = run(store, paths, config, workers=workers, scheduler=scheduler,
-                  part_rows=p.config.part_rows, labels=known, progress=not quiet)
+                  part_rows=p.config.part_rows, labels=known, retry_failed=retry_failed,
+                  progress=not quiet)
     print(f"{store.path}: {summary}")
     print(f"{store.path} now holds {len(store)} spectra from {store.files} files")
     return 0

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import click
 
-from specscout.cli.common import counts, project_argument
+from specscout.cli.common import counts, iteration_option, open_project, project_argument
 
 catalogue_option = click.option(
     "--catalogue", multiple=True, metavar="FILE",
     help="reference catalogue (CSV, VOTable, FITS with RA/Dec); repeatable")
 threshold_option = click.option("--threshold", type=float, default=0.5, show_default=True,
                                 help="least probability of a target class")
-iteration_option = click.option("--iteration", type=int, default=None,
-                                help="default: the latest")
 
-
-def _project(path: str):
-    from specscout.archive.project import Project
-
-    return Project(path)
 
 
 @click.command()
@@ -42,7 +35,7 @@ def candidates(project, threshold, radius, catalogue, classes, iteration, out, s
 
     from specscout.catalogue.candidates import build, write
 
-    p = _project(project)
+    p = open_project(project)
     cat = build(p, threshold=threshold, radius_arcsec=radius, references=catalogue,
                 iteration=iteration,
                 classes=tuple(c.strip() for c in classes.split(",")) if classes else None)
@@ -92,7 +85,7 @@ def audit(project, draw, positives, negatives, threshold, iteration, truth, leve
     from specscout.catalogue import audit as estimates
     from specscout.errors import SpecscoutError
 
-    p = _project(project)
+    p = open_project(project)
     if coverage:
         if not truth:
             raise SpecscoutError("--coverage needs --truth: the true class of every pool "
@@ -143,7 +136,7 @@ def report(project, out, threshold, radius, catalogue) -> int:
     """A static HTML page with figures of the project."""
     from specscout.catalogue.report import write
 
-    index = write(_project(project), out, threshold=threshold, radius_arcsec=radius,
+    index = write(open_project(project), out, threshold=threshold, radius_arcsec=radius,
                   references=catalogue)
     print(f"report: {index}")
     return 0

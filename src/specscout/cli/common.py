@@ -55,12 +55,29 @@ def grid(window: tuple[float, float], points: int) -> Grid:
 
 
 project_argument = click.argument("project")
+iteration_option = click.option("--iteration", type=int, default=None,
+                                help="default: the latest")
 quiet_option = click.option("--quiet", is_flag=True, help="no progress bar")
 workers_option = click.option("--workers", type=int, default=None,
                               help="local Dask worker processes (default: one per core)")
 scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
                                 help="an existing dask.distributed scheduler, e.g. "
                                      "tcp://host:8786")
+
+
+def open_project(path: str, shared: bool = False):
+    """The project at ``path``; ``shared``: a command that writes labels or queues beside
+    other processes, which is warned when the label database cannot take that."""
+    from specscout.archive.project import Project
+
+    project = Project(path)
+    if shared:
+        from specscout.labels.schema import resolve_url, sqlite_warning
+
+        warning = sqlite_warning(resolve_url(project.config.labels_url, project.path))
+        if warning:
+            click.echo(warning, err=True)
+    return project
 
 
 def counts(items: dict) -> str:

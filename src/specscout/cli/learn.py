@@ -7,7 +7,9 @@ import click
 from specscout.cli.common import (
     Named,
     counts,
+    iteration_option,
     model_names,
+    open_project,
     project_argument,
     scheduler_option,
     strategy_names,
@@ -47,8 +49,6 @@ common_options = _options(
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda"),
     click.option("--seed", type=int, default=0),
     click.option("--quiet", is_flag=True))
-iteration_option = click.option("--iteration", type=int, default=None,
-                                help="default: the latest")
 
 
 def _train(project, o: dict) -> int:
@@ -87,11 +87,6 @@ def _query(project, o: dict, number: int | None) -> None:
           f"'specscout labels import PROJECT CSV')")
 
 
-def _project(path: str):
-    from specscout.archive.project import Project
-
-    return Project(path)
-
 
 @click.command()
 @project_argument
@@ -99,7 +94,7 @@ def _project(path: str):
 @common_options
 def train(project, **o) -> int:
     """Train a new model on every label."""
-    _train(_project(project), o)
+    _train(open_project(project, shared=True), o)
     return 0
 
 
@@ -110,7 +105,7 @@ def train(project, **o) -> int:
 @common_options
 def score(project, iteration, **o) -> int:
     """Score the pool with the latest model."""
-    _score(_project(project), o, iteration)
+    _score(open_project(project, shared=True), o, iteration)
     return 0
 
 
@@ -121,7 +116,7 @@ def score(project, iteration, **o) -> int:
 @common_options
 def query(project, iteration, **o) -> int:
     """Choose the next spectra to label."""
-    _query(_project(project), o, iteration)
+    _query(open_project(project, shared=True), o, iteration)
     return 0
 
 
@@ -133,7 +128,7 @@ def query(project, iteration, **o) -> int:
 @common_options
 def iterate(project, **o) -> int:
     """Train, score and query."""
-    p = _project(project)
+    p = open_project(project, shared=True)
     number = _train(p, o)
     _score(p, o, number)
     _query(p, o, number)
@@ -147,7 +142,7 @@ def status(project) -> int:
     from specscout.labels import label_store
     from specscout.learn.iterate import status as iterations
 
-    p = _project(project)
+    p = open_project(project)
     labels = label_store(p)
     print(f"project {p.path}: pool {len(p.store('pool'))} spectra, labelled set "
           f"{len(p.store('labelled'))}, pool labels {len(labels.current())} "
@@ -214,7 +209,7 @@ def experiment(project, truth, out, strategies, seeds, iterations, batch, initia
                   f"{row['labels']:>5} labels, macro error {row['macro_error']:.3f} "
                   f"({row['seconds']:.0f} s)", flush=True)
 
-    info = run_project(_project(project), truth, out, config, log)
+    info = run_project(open_project(project), truth, out, config, log)
     print(f"{len(config.strategies)} strategies x {len(config.seeds)} seeds in "
           f"{info['seconds']:.0f} s; curves in {out}/curves.csv and curves.png")
     print(f"pool labels needed to reach macro error <= {config.target_error} on the rare "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from specscout.cli.common import project_argument
+from specscout.cli.common import open_project, project_argument
 
 
 @click.command()
@@ -22,10 +22,9 @@ from specscout.cli.common import project_argument
               help="reference catalogue to mark known candidates (repeatable)")
 def serve(project, host, port, annotator, require_login, no_samp, catalogue) -> int:
     """The labelling web app."""
-    from specscout.archive.project import Project
     from specscout.web import serve as run
 
-    run(Project(project), host=host, port=port, annotator=annotator,
+    run(open_project(project, shared=True), host=host, port=port, annotator=annotator,
         require_login=require_login, samp=not no_samp, catalogues=catalogue)
     return 0
 

@@ -75,6 +75,47 @@ def resolve_url(url: str, project_dir: str | Path | None = None) -> str:
     return url
 
 
+#: Filesystems shared over a network, where SQLite's locking cannot be trusted.
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs",
+                       "ceph", "glusterfs", "fuse.sshfs", "fuse.glusterfs", "afs", "9p",
+                       "panfs", "orangefs")
+
+
+def filesystem(path: str | Path, mounts: str | None = None) -> str:
+    """The type of the filesystem ``path`` lies on (Linux: from /proc/mounts; "" when it
+    cannot be told)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return ""
+    path = Path(path).resolve()
+    best, kind = -1, ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if (path == point or point in path.parents) and len(point.parts) > best:
+            best, kind = len(point.parts), fields[2]
+    return kind
+
+
+def sqlite_warning(url: str) -> str | None:
+    """A warning when the label database is an SQLite file on a network filesystem (its
+    locks do not hold there: labels written at once can be lost), else None."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    kind = filesystem(Path(url[len(prefix):]).parent)
+    if kind in NETWORK_FILESYSTEMS:
+        return (f"warning: the label database {url[len(prefix):]} is SQLite on a network "
+                f"filesystem ({kind}), where its locking is unsafe: give the project a "
+                f"PostgreSQL database ([labels] url in specscout.toml) before annotators or "
+                f"cluster jobs write to it at once")
+    return None
+
+
 def connect(url: str) -> sa.Engine:
     """An engine on the label database at ``url``, its tables created or upgraded."""
     engine = sa.create_engine(url, future=True)

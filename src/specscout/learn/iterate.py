@@ -9,18 +9,27 @@
 Training data: the labelled store (the initial set) plus every pool spectrum whose current label
 in the label store is agreed. A query never proposes a spectrum already labelled or already
 queued in an earlier iteration.
+
+Every file appears whole or not at all (written beside its place, then renamed), and an
+iteration's directory appears with its model and record in it: a run killed at any moment
+leaves the iterations as they were, or with one more, complete.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import shutil
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from specscout.archive.atomic import fsync_dir, fsync_tree, write_text, write_with
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
@@ -35,8 +44,12 @@ def iterations_dir(project: Project) -> Path:
 
 
 def iteration_numbers(project: Project) -> list[int]:
+    """The iterations with a trained model, oldest first."""
     d = iterations_dir(project)
-    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name) for p in d.iterdir()
+                  if p.name.isdigit() and (p / "model.pt").is_file())
 
 
 def iteration_path(project: Project, number: int) -> Path:
@@ -54,7 +67,7 @@ def _record(path: Path, **updates) -> dict:
     f = path / "iteration.json"
     info = json.loads(f.read_text()) if f.exists() else {}
     info.update(updates)
-    f.write_text(json.dumps(info, indent=2, default=str))
+    write_text(f, json.dumps(info, indent=2, default=str))
     return info
 
 
@@ -94,14 +107,20 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
         state = Fitted.load(iteration_path(project, numbers[-1]) / "model.pt").model.state_dict()
     fitted = fit(x, y, project.config.classes, config, warm_start=state, log=log)
     path = iteration_path(project, number)
-    path.mkdir(parents=True)
-    fitted.save(path / "model.pt")
+    tmp = iterations_dir(project) / f".tmp-{number:04d}-{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True)
+    fitted.save(tmp / "model.pt")
     best = fitted.history[fitted.best_epoch - 1]
-    _record(path, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    _record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
             train={"config": asdict(config), "warm_start": bool(state), **counts,
                    "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
                    "val_loss": best["val_loss"], "train_loss": best["train_loss"],
                    "temperature": fitted.temperature, "seconds": round(fitted.seconds, 2)})
+    if path.exists() and not (path / "model.pt").exists():  # a killed run's, incomplete
+        shutil.rmtree(path)
+    fsync_tree(tmp)
+    os.rename(tmp, path)  # the iteration appears whole
+    fsync_dir(path.parent)
     return number
 
 
@@ -120,9 +139,10 @@ def score_step(project: Project, number: int | None = None, **options) -> Scores
     path = iteration_path(project, number)
     fitted = Fitted.load(path / "model.pt")
     scores = score_store(fitted, project.store("pool"), **options)
-    np.save(path / "scores.npy", scores.probabilities)
+    # Replaced whole: a reader that mapped the old file keeps reading the old one.
+    write_with(path / "scores.npy", lambda fh: np.save(fh, scores.probabilities))
     if scores.bald is not None:
-        np.save(path / "bald.npy", scores.bald)
+        write_with(path / "bald.npy", lambda fh: np.save(fh, scores.bald))
     predicted = np.bincount(scores.probabilities.argmax(1).astype(np.int64),
                             minlength=len(fitted.classes)) if len(scores.probabilities) else []
     _record(path, score={"rows": len(scores.probabilities), "seconds": round(scores.seconds, 2),
@@ -170,10 +190,11 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
     label_store(project).queue.put(number, [b["row"] for b in batch],
                                    [b["id"] for b in batch],
                                    [b["acquisition_score"] for b in batch], strategy)
-    with (path / "query.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["rank", "row", "id", "acquisition_score"])
-        writer.writeheader()
-        writer.writerows(batch)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["rank", "row", "id", "acquisition_score"])
+    writer.writeheader()
+    writer.writerows(batch)
+    write_text(path / "query.csv", text.getvalue())
     _record(path, query={"strategy": strategy, "k": k, "queued": len(batch), "seed": seed,
                          "candidates": len(allowed),
                          "seconds": round(time.perf_counter() - start, 3)})

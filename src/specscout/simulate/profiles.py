@@ -20,6 +20,7 @@ CLASSES = ("other", "emission", "double-peak")
 FAMILIES = {"single": "emission", "weak": "emission", "filled-core": "emission",
             "p-cygni": "emission", "broad-wings": "emission", "double": "double-peak"}
 
+
 def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 

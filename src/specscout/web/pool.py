@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
@@ -32,11 +31,13 @@ _NUMBER = r"[-+]?\d+(?:\.\d*)?"
 _DEGREES = re.compile(rf"\s*({_NUMBER})[\s,]+({_NUMBER})(?:[\s,]+({_NUMBER}))?\s*")
 
 
-def _mtime(path: Path) -> float:
+def _stamp(path: Path) -> tuple[int, int]:
+    """Changes whenever ``path`` is written or replaced."""
     try:
-        return path.stat().st_mtime_ns
+        st = path.stat()
     except FileNotFoundError:
-        return 0
+        return (0, 0)
+    return st.st_ino, st.st_mtime_ns
 
 
 class PoolView:
@@ -47,17 +48,19 @@ class PoolView:
         self._store: Store | None = None
         self._store_stamp = None
         self._scores: tuple | None = None  # (stamp, iteration, memory-mapped probabilities)
-        self._positions: tuple | None = None  # (rows in store, ra, dec)
 
     # --- the pool --------------------------------------------------------------------------
 
     @property
     def pool(self) -> Store:
-        stamp = _mtime(self.project.pool_path / "parts")
+        """The pool as last committed (re-read when an ingest or a compaction commits)."""
+        stamp = _stamp(self.project.pool_path / "manifest.json")
         with self._lock:
-            if self._store is None or stamp != self._store_stamp:
+            if self._store is None:
                 self._store = self.project.store("pool")
-                self._store_stamp = stamp
+            elif stamp != self._store_stamp:
+                self._store.refresh()
+            self._store_stamp = stamp
             return self._store
 
     def __len__(self) -> int:
@@ -70,9 +73,7 @@ class PoolView:
     def record(self, row: int) -> dict:
         """The metadata record of pool row ``row``."""
         self.check_row(row)
-        pool = self.pool
-        table = pq.read_table(pool.meta_path(pool.part_of(row)), filters=[("row", "==", row)])
-        rec = table.to_pylist()[0]
+        rec = self.pool.record(row)
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                 for k, v in rec.items()}
 
@@ -104,7 +105,7 @@ class PoolView:
         if not numbers:
             return None, None
         path = iteration_path(self.project, numbers[-1]) / "scores.npy"
-        stamp = (numbers[-1], _mtime(path))
+        stamp = (numbers[-1], _stamp(path))
         with self._lock:
             if self._scores is None or self._scores[0] != stamp:
                 self._scores = (stamp, numbers[-1], np.load(path, mmap_mode="r"))
@@ -119,26 +120,9 @@ class PoolView:
 
     # --- search ----------------------------------------------------------------------------
 
-    def _sky(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        size = len(self)
-        with self._lock:
-            if self._positions is None or self._positions[0] != size:
-                meta = self.pool.meta(columns=["row", "ra", "dec"])
-                self._positions = (size, meta["row"].to_numpy(),
-                                   meta["ra"].to_numpy(zero_copy_only=False),
-                                   meta["dec"].to_numpy(zero_copy_only=False))
-            return self._positions[1:]
-
     def cone(self, ra: float, dec: float, radius_arcsec: float) -> list[tuple[int, float]]:
         """(row, separation in arcsec) of pooled spectra within the radius, nearest first."""
-        rows, r, d = self._sky()
-        ra0, dec0, rr, dd = map(np.radians, (ra, dec, r, d))
-        hav = (np.sin((dd - dec0) / 2) ** 2
-               + np.cos(dd) * np.cos(dec0) * np.sin((rr - ra0) / 2) ** 2)
-        sep = np.degrees(2 * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))) * 3600
-        hit = np.nonzero(sep <= radius_arcsec)[0]
-        hit = hit[np.argsort(sep[hit])][:SEARCH_LIMIT]
-        return [(int(rows[i]), float(sep[i])) for i in hit]
+        return self.pool.cone(ra, dec, radius_arcsec, limit=SEARCH_LIMIT)
 
     def search(self, text: str) -> list[dict]:
         """Spectra matching ``text``: a pool row ("row 12"), an id, an obsid, a designation
