@@ -24,7 +24,7 @@ import numpy as np
 
 from specscout.archive.project import Project
 from specscout.labels import label_store
-from specscout.learn.iterate import iteration_path
+from specscout.learn.iterations import iteration_path
 
 QUEUE = 1000
 

@@ -142,7 +142,7 @@ def scored_iteration(project, number: int, probabilities: np.ndarray) -> Path:
     """Iteration ``number`` of ``project`` as 'specscout score' leaves it, with the given
     class probabilities of every pool row; its model is an untrained small network (the tests
     that use this look at what follows from the scores, not at the network)."""
-    from specscout.learn.iterate import iteration_path
+    from specscout.learn.iterations import iteration_path
     from specscout.learn.model import build
     from specscout.learn.train import Fitted, TrainConfig
 

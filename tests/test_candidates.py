@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from astropy import units as u
 from astropy.io.votable import parse
 from astropy.table import Table
 
 from specscout.archive.project import Project
-from specscout.catalogue.candidates import build, group, write
+from specscout.catalogue.candidates import build, write
+from specscout.catalogue.objects import Grouping, group
 from specscout.cli import main
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
@@ -81,7 +81,32 @@ def test_threshold_and_radius(project):
 def test_group_is_friends_of_friends():
     ra = np.array([0.0, 2 * ARCSEC, 4 * ARCSEC, 100.0])
     # 0-2 and 2-4 arcsec are links, 0-4 is not: still one object.
-    assert group(ra, np.zeros(4), 2.5 * u.arcsec).tolist() == [0, 0, 0, 1]
+    assert group(ra, np.zeros(4), 2.5).tolist() == [0, 0, 0, 1]
+    # Thousands of spectra at one position (one star, many visits) are one point to pair.
+    many = np.r_[np.full(5000, 10.0), 10.0 + 2 * ARCSEC, np.nan, 200.0]
+    assert np.bincount(group(many, np.zeros(len(many)), 2.5)).tolist() == [5001, 1, 1]
+
+
+def test_regrouping_after_a_change_equals_grouping_afresh():
+    rng = np.random.default_rng(3)
+    n = 3000  # clumps, so that objects of several spectra are common
+    ra = np.repeat(rng.uniform(0, 0.2, n // 3), 3) + rng.normal(0, 1.5 * ARCSEC, n)
+    dec = np.repeat(rng.uniform(0, 0.2, n // 3), 3) + rng.normal(0, 1.5 * ARCSEC, n)
+    rows = np.arange(n) * 2
+    base = Grouping(rows, ra, dec, 3.0)
+    for trial in range(20):
+        removed = rng.choice(rows, 30, replace=False)
+        added = np.arange(20) * 2 + 1 + 10_000 * trial
+        add_ra, add_dec = rng.uniform(0, 0.2, 20), rng.uniform(0, 0.2, 20)
+        got_rows, got = base.regroup(removed, added, add_ra, add_dec)
+        keep = ~np.isin(rows, removed)
+        all_rows = np.r_[rows[keep], added]
+        order = np.argsort(all_rows)
+        fresh = group(np.r_[ra[keep], add_ra][order], np.r_[dec[keep], add_dec][order], 3.0)
+        np.testing.assert_array_equal(got_rows, all_rows[order])
+        # The same partition, whatever the numbering.
+        pairs = {(int(a), int(b)) for a, b in zip(got, fresh, strict=True)}
+        assert len(pairs) == len(set(got.tolist())) == len(set(fresh.tolist()))
 
 
 @pytest.mark.parametrize("suffix", [".xml", ".fits", ".csv", ".ecsv", ".parquet"])
@@ -127,3 +152,48 @@ def test_a_reference_catalogue_without_positions_is_refused(project, tmp_path):
     (tmp_path / "junk.fits").write_bytes(b"not a table")
     with pytest.raises(SpecscoutError, match="cannot read it as a table"):
         build(project, references=(tmp_path / "junk.fits",))
+
+
+def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
+    """The web app's list, kept and updated label by label, says what a catalogue built
+    afresh says: the same spectra, objects, classes, sources, order and known objects."""
+    from specscout.catalogue.live import LiveCandidates
+    from specscout.catalogue.objects import read_reference
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    project = Project.init(tmp_path / "p")
+    centre_ra, centre_dec = rng.uniform(0, 1, n // 4), rng.uniform(0, 1, n // 4)
+    ra = np.repeat(centre_ra, 4) + rng.normal(0, 2 * ARCSEC, n)
+    dec = np.repeat(centre_dec, 4) + rng.normal(0, 2 * ARCSEC, n)
+    project.store().commit(np.zeros((n, 140), np.float32), [
+        {"path": f"f{i}", "id": f"s{i}", "designation": f"J{i}", "ra": ra[i], "dec": dec[i],
+         "snr": 10.0, "status": "ok", "flags": 0, "reason": "", "detail": ""}
+        for i in range(n)])
+    probs = rng.dirichlet([2, 1, 1], n)
+    scored_iteration(project, 1, probs)
+    (tmp_path / "ref.csv").write_text("ra,dec,type\n" + "".join(
+        f"{a},{d},Be\n" for a, d in zip(centre_ra[::5], centre_dec[::5], strict=True)))
+    refs = (tmp_path / "ref.csv",)
+    labels = label_store(project)
+    names = project.config.classes
+    for r in rng.choice(n, 100, replace=False):  # labels before the list is made
+        labels.add(f"s{r}", int(r), str(rng.choice(names)), "ana")
+    live = LiveCandidates(project.store(), np.load(
+        project.path / "iterations" / "0001" / "scores.npy", mmap_mode="r"),
+        labels.current(), names=names, threshold=0.4, targets=[1, 2], references=refs)
+    assert read_reference(refs[0]).tree is not None
+    for step in range(12):
+        for r in rng.choice(n, 15, replace=False):  # and after
+            labels.add(f"s{r}", int(r), rng.choice([*names, None]), rng.choice(["ana", "bo"]))
+        page = live.page(labels.current(), limit=50)
+        cat = build(project, threshold=0.4, references=refs)
+        s = cat.spectra
+        assert page["spectra"] == len(s) and page["objects"] == len(cat.objects), step
+        assert sorted(live.rows_now(labels.current()).tolist()) == sorted(s["row"].tolist())
+        p_own = np.array([r[f"p_{r['class']}"] for r in s])
+        order = np.lexsort((np.asarray(s["row"]), -p_own))[:50]
+        expected = [(int(s["row"][i]), str(s["class"][i]), str(s["source"][i]),
+                     bool(s["known"][i])) for i in order]
+        got = [(i["row"], i["class"], i["source"], i["known"]) for i in page["items"]]
+        assert got == expected, step

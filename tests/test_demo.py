@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from specscout.archive.project import Project
 from specscout.cli import main
 from specscout.labels import label_store
-from specscout.learn.iterate import status
+from specscout.learn.iterations import status
 from specscout.web import AppConfig, create_app
 
 

@@ -13,7 +13,7 @@ from specscout.archive.ingest import ingest
 from specscout.archive.project import Project
 from specscout.cli import main
 from specscout.labels import label_store
-from specscout.learn.iterate import status
+from specscout.learn.iterations import status
 from specscout.learn.score import predict, score_store
 from specscout.learn.train import Fitted
 from specscout.simulate import SurveyConfig, simulate_labelled, simulate_survey
@@ -128,3 +128,69 @@ def test_experiment_needs_the_truth_of_every_spectrum(project, tmp_path, capsys)
     assert main(["experiment", str(project.path), "--truth", str(tmp_path / "partial.parquet"),
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "are not in" in capsys.readouterr().err
+
+
+def test_a_failure_while_writing_an_iteration_leaves_none_half_written(project, monkeypatch):
+    from specscout.learn import iterate
+    from specscout.learn.train import TrainConfig
+
+    project, _ = project
+    before = iterate.iteration_numbers(project)
+    scores = iterate.iteration_path(project, before[-1]) / "scores.npy"
+    old_scores = np.load(scores)
+
+    def dies_while_saving(self, path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(b"the first bytes of a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Fitted, "save", dies_while_saving)
+    with pytest.raises(OSError, match="disk full"):
+        iterate.train_step(project, TrainConfig(model="small-cnn", max_epochs=1))
+    monkeypatch.undo()
+    assert iterate.iteration_numbers(project) == before
+    assert iterate.latest(project) == before[-1]
+
+    def dies_while_writing(values):
+        def write(fh) -> None:
+            fh.write(b"\x93NUMPY half")
+            raise OSError("disk full")
+        return write
+
+    real = iterate.write_with
+    monkeypatch.setattr(iterate, "write_with", lambda path, w: real(path, dies_while_writing(w)))
+    with pytest.raises(OSError, match="disk full"):
+        iterate.score_step(project, before[-1])
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.load(scores), old_scores)  # the old scores, whole
+    assert not list(scores.parent.glob(".*.tmp"))
+
+
+def test_iterate_killed_at_any_moment_leaves_whole_iterations(project, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from specscout.learn.iterations import iteration_numbers, iteration_path
+
+    project, _ = project
+    copy = Project(shutil.copytree(project.path, tmp_path / "p"))
+    cmd = [sys.executable, "-m", "specscout.cli", "iterate", str(copy.path), *FAST,
+           "--epochs", "3", "--batch", "5"]
+    for delay in (2.5, 3.5, 4.5, 6.0):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for n in iteration_numbers(copy):
+            path = iteration_path(copy, n)
+            Fitted.load(path / "model.pt")
+            assert "train" in json.loads((path / "iteration.json").read_text())
+            if (path / "scores.npy").exists():
+                assert np.load(path / "scores.npy").shape == (len(copy.store()), 3)
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert len(iteration_numbers(copy)) > len(iteration_numbers(project))

@@ -126,3 +126,24 @@ def test_queue(labels):
     labels.queue.put(2, [7], ["g"], [0.5], "rare")
     assert [q["row"] for q in labels.queue.batch(1)] == [5, 3]
     assert labels.queue.batch()[0]["strategy"] == "rare"
+
+
+def test_sqlite_on_a_network_filesystem_is_warned_about(tmp_path, monkeypatch, capsys):
+    from specscout.archive.project import Project
+    from specscout.cli import main
+    from specscout.labels import schema
+
+    mounts = ("/dev/vda / ext4 rw 0 0\n"
+              "server:/export /net/projects nfs4 rw,relatime 0 0\n"
+              "/dev/vdb /net/projects/local ext4 rw 0 0\n")
+    assert schema.filesystem("/net/projects/a/b", mounts) == "nfs4"
+    assert schema.filesystem("/net/projects/local/a", mounts) == "ext4"
+    assert schema.filesystem("/home/x", mounts) == "ext4"
+    assert schema.sqlite_warning("postgresql+psycopg://db/labels") is None
+    project = Project.init(tmp_path / "p")
+    assert main(["status", str(project.path)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.setattr(schema, "filesystem", lambda path, mounts=None: "nfs4")
+    assert main(["query", str(project.path)]) == 2  # no iteration yet; warned first
+    err = capsys.readouterr().err
+    assert "SQLite on a network filesystem (nfs4)" in err and "PostgreSQL" in err

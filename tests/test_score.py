@@ -35,3 +35,27 @@ def test_predict_uses_the_fast_path_only_where_exact():
     other = PaperCNN(points=144).eval()  # falls back to the module
     probs, _ = predict(other, np.zeros((3, 144), np.float32))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", [PaperCNN(), SmallCNN(), PaperCNN(points=144)])
+def test_mc_dropout_passes_share_the_features_and_match_whole_passes(model):
+    """Each pass through the shared features equals a whole forward pass of the module with
+    the same dropout masks (the same random stream)."""
+    points = getattr(model, "points", 140)
+    x = np.random.default_rng(1).normal(size=(70, points)).astype(np.float32)
+    torch.manual_seed(5)
+    mean, bald = predict(model, x, temperature=1.5, batch=32, mc_passes=6)
+    torch.manual_seed(5)
+    model.train()  # whole passes with dropout on, batch by batch as predict draws them
+    passes = np.empty((6, 70, 3), np.float32)
+    with torch.inference_mode():
+        for start in range(0, 70, 32):
+            xb = torch.as_tensor(x[start : start + 32])
+            for t in range(6):
+                passes[t, start : start + 32] = torch.softmax(model(xb) / 1.5, 1).numpy()
+    model.eval()
+    np.testing.assert_allclose(mean, passes.mean(0), atol=2e-5)
+    from specscout.learn.strategies import bald_scores
+
+    np.testing.assert_allclose(bald, bald_scores(passes), atol=2e-5)
+    assert np.abs(passes[0] - passes[1]).max() > 1e-4  # dropout was on: the passes differ

@@ -102,3 +102,11 @@ def test_unknown_strategy():
 def test_k_larger_than_pool():
     rows, _ = query("entropy", P, 100)
     assert sorted(rows.tolist()) == list(range(len(P)))
+
+
+def test_diverse_batch_of_identical_spectra_has_no_repeats():
+    # Archives hold copies (a file ingested under two names): the batch still has k rows.
+    p = np.tile([[0.4, 0.3, 0.3]], (50, 1))
+    emb = np.zeros((50, 8))
+    rows, _ = query("diverse", p, 10, embeddings=emb, pool_factor=3)
+    assert len(rows) == len(set(rows.tolist())) == 10

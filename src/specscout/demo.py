@@ -90,12 +90,8 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
     from specscout.catalogue.report import write as write_report
     from specscout.labels import label_store
     from specscout.learn.experiment import truth_classes
-    from specscout.learn.iterate import (
-        load_scores,
-        query_step,
-        score_step,
-        train_step,
-    )
+    from specscout.learn.iterate import query_step, score_step, train_step
+    from specscout.learn.iterations import load_scores
     from specscout.learn.train import TrainConfig
     from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled, simulate_survey
 

@@ -7,8 +7,8 @@ Each part keeps three NumPy files beside its data, written with it and never cha
     paths.npy   sorted 64-bit hashes of the paths of every file the part processed
     keys.npy    (hash, row) sorted by hash: the hashes of "id:...", "obsid:..." and
                 "designation:..." (the position part, see :func:`designation_key`)
-    sky.npy     (pixel, row) sorted by pixel: HEALPix (nside 1024, nested, 3.4') of each
-                pooled spectrum with a position
+    sky.npy     (pixel, row, ra, dec) sorted by pixel: HEALPix (nside 1024, nested, 3.4')
+                of each pooled spectrum with a position
 
 They are memory-mapped when read, so a lookup is a binary search per part whatever the part's
 size. A 64-bit hash can collide: lookups confirm every hit against the metadata.
@@ -26,7 +26,7 @@ import numpy as np
 #: HEALPix resolution of the positional index (nested ordering).
 NSIDE = 1024
 KEY_DTYPE = np.dtype([("hash", "<u8"), ("row", "<i8")])
-SKY_DTYPE = np.dtype([("pixel", "<i8"), ("row", "<i8")])
+SKY_DTYPE = np.dtype([("pixel", "<i8"), ("row", "<i8"), ("ra", "<f8"), ("dec", "<f8")])
 #: What precedes the position part of a designation ("LAMOST " of "LAMOST J063715.90+...").
 _DESIGNATION_PREFIX, _KEEP = r"^.*\s(J\d{4})", r"\1"
 
@@ -92,8 +92,11 @@ def sky_entries(rows: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> np.ndarray
     """The sky.npy array of pooled spectra (those without a position are left out)."""
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
     ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
-    return _sorted(pixels(ra[ok] % 360, dec[ok]), np.asarray(rows, np.int64)[ok], SKY_DTYPE,
-                   "pixel")
+    out = np.zeros(int(ok.sum()), dtype=SKY_DTYPE)
+    out["ra"], out["dec"] = ra[ok] % 360, dec[ok]
+    out["pixel"], out["row"] = pixels(out["ra"], out["dec"]), np.asarray(rows, np.int64)[ok]
+    out.sort(order=["pixel", "row"], kind="stable")
+    return out
 
 
 def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> np.ndarray:
@@ -106,7 +109,7 @@ def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> np.ndarray:
 
 
 def _sorted(keys: np.ndarray, rows: np.ndarray, dtype: np.dtype, field: str) -> np.ndarray:
-    out = np.empty(len(keys), dtype=dtype)
+    out = np.zeros(len(keys), dtype=dtype)
     out[field] = keys
     out["row"] = rows
     out.sort(order=[field, "row"], kind="stable")
@@ -114,16 +117,16 @@ def _sorted(keys: np.ndarray, rows: np.ndarray, dtype: np.dtype, field: str) -> 
 
 
 def find(entries: np.ndarray, field: str, wanted: np.ndarray) -> np.ndarray:
-    """Rows of the ``entries`` (sorted by ``field``) whose ``field`` is in ``wanted``."""
+    """The ``entries`` (sorted by ``field``) whose ``field`` is in ``wanted``."""
     if not len(entries) or not len(wanted):
-        return np.empty(0, np.int64)
+        return entries[:0]
     column = entries[field]
     lo = np.searchsorted(column, wanted, side="left")
     hi = np.searchsorted(column, wanted, side="right")
     hits = hi > lo
     if not hits.any():
-        return np.empty(0, np.int64)
-    return np.concatenate([np.asarray(entries["row"][a:b]) for a, b in
+        return entries[:0]
+    return np.concatenate([np.asarray(entries[a:b]) for a, b in
                            zip(lo[hits], hi[hits], strict=True)])
 
 

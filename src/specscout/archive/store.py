@@ -303,13 +303,13 @@ class Store:
         return {"status": status, "key": by, "by": _counts(ok[by]),
                 "reasons": _counts(failed["reason"])}
 
-    def lookup(self, key: str, values: Sequence) -> pa.Table:
+    def lookup(self, key: str, values: Sequence, limit: int | None = None) -> pa.Table:
         """The pooled spectra whose ``key`` (row, id, obsid or designation) is one of
         ``values``: a table of ``value`` (as asked; each once), ``row`` and ``id``. A
         designation matches by its position part (:func:`designation_key`), so
         "LAMOST J0637..." and "J0637..." agree. Found through the parts' indexes: the cost
-        does not grow with the pool. A row or obsid that is not a whole number is a
-        ValueError."""
+        does not grow with the pool. ``limit``: at most that many spectra (a search box's
+        page). A row or obsid that is not a whole number is a ValueError."""
         if key not in LOOKUP_KEYS:
             raise ValueError(f"look up by one of {LOOKUP_KEYS}, not {key!r}")
         if key in ("row", "obsid"):  # out of int64's range: nothing can match
@@ -318,12 +318,12 @@ class Store:
             values = [str(v) for v in values]
         values = list(dict.fromkeys(values))
         if key == "row":
-            found = self.records(values, ["id"])
+            found = self.records(values[:limit], ["id"])
             return pa.table({"value": found["row"], "row": found["row"], "id": found["id"]})
-        wanted = index.hash64(index.key_text(key, v) for v in values)
-        rows = [index.find(self.index(p, "keys"), "hash", np.unique(wanted))
-                for p in self.parts]
-        found = self.records(np.concatenate(rows) if rows else [], ["id", key])
+        wanted = np.unique(index.hash64(index.key_text(key, v) for v in values))
+        rows = np.concatenate([index.find(self.index(p, "keys"), "hash", wanted)["row"]
+                               for p in self.parts] or [np.empty(0, np.int64)])
+        found = self.records(rows[:limit], ["id", key])
         asked: dict = {}
         for v in values:  # a hash hit is confirmed against the record's own value
             asked.setdefault(index.key_text(key, v), []).append(v)
@@ -353,23 +353,39 @@ class Store:
             rows = hit if rows is None else rows & hit
         return self.records(sorted(rows))
 
+    def positions(self, rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ra, dec) in degrees of pool rows ``rows`` (NaN where unknown), from the parts'
+        positional indexes, without reading the metadata."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ra, dec = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+        which = self._locate(rows) if rows.size else rows
+        for k in np.unique(which):
+            part = self.parts[int(k)]
+            key = (part.name, "positions")
+            if key not in self._indexes:  # the sky index in row order, once per part
+                sky = self.index(part, "sky")
+                table = np.full((part.rows, 2), np.nan)
+                table[np.asarray(sky["row"]) - part.first_row] = np.stack(
+                    [sky["ra"], sky["dec"]], axis=1)
+                self._indexes[key] = table
+            sel = np.nonzero(which == k)[0]
+            ra[sel], dec[sel] = self._indexes[key][rows[sel] - part.first_row].T
+        return ra, dec
+
     def cone(self, ra: float, dec: float, radius_arcsec: float,
              limit: int | None = None) -> list[tuple[int, float]]:
         """(row, separation in arcsec) of the pooled spectra within ``radius_arcsec`` of
         (``ra``, ``dec``) in degrees, nearest first; through the HEALPix index."""
         wanted = index.cone_pixels(ra, dec, radius_arcsec)
-        rows = [index.find(self.index(p, "sky"), "pixel", wanted) for p in self.parts]
-        found = self.records(np.concatenate(rows) if rows else [], ["ra", "dec"])
-        r = found["ra"].to_numpy(zero_copy_only=False)
-        d = found["dec"].to_numpy(zero_copy_only=False)
-        ra0, dec0, rr, dd = map(np.radians, (ra, dec, r, d))
+        near = np.concatenate([index.find(self.index(p, "sky"), "pixel", wanted)
+                               for p in self.parts] or [np.empty(0, index.SKY_DTYPE)])
+        ra0, dec0, rr, dd = map(np.radians, (ra, dec, near["ra"], near["dec"]))
         hav = (np.sin((dd - dec0) / 2) ** 2
                + np.cos(dd) * np.cos(dec0) * np.sin((rr - ra0) / 2) ** 2)
         sep = np.degrees(2 * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))) * 3600
         hit = np.nonzero(sep <= radius_arcsec)[0]
-        hit = hit[np.argsort(sep[hit], kind="stable")][:limit]
-        rows_found = found["row"].to_numpy()
-        return [(int(rows_found[i]), float(sep[i])) for i in hit]
+        hit = hit[np.lexsort((near["row"][hit], sep[hit]))][:limit]
+        return [(int(near["row"][i]), float(sep[i])) for i in hit]
 
     # --- reading spectra -------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from specscout.archive.project import Project
 from specscout.catalogue.predictions import chunks, model_candidates
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
-from specscout.learn.iterate import iteration_path, load_scores
+from specscout.learn.iterations import iteration_path, load_scores
 
 REST_EDGES = (0.01, 0.1)
 

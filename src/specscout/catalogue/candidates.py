@@ -11,22 +11,21 @@ catalogue: known (with the catalogue and its type) or new.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 from astropy import units as u
-from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.table import Table
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from specscout.archive.project import Project
+from specscout.catalogue.objects import crossmatch, group, unit_vectors
 from specscout.catalogue.predictions import chunks, model_candidates
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
-from specscout.learn.iterate import load_scores
+from specscout.labels.store import agreed
+from specscout.learn.iterations import load_scores
 from specscout.learn.strategies import entropy
 
 #: Units and UCDs of the exported columns (VOTable FIELD attributes).
@@ -78,51 +77,37 @@ def _describe(table: Table) -> Table:
     return table
 
 
-def group(ra: np.ndarray, dec: np.ndarray, radius: u.Quantity) -> np.ndarray:
-    """Object number (0..) of each position: friends of friends within ``radius``."""
-    n = len(ra)
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
-    coords = SkyCoord(ra * u.deg, dec * u.deg)
-    i, j, _, _ = search_around_sky(coords, coords, radius)
-    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    # Number objects by their first spectrum, so the numbering follows the pool's order.
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(np.argsort(first))
-    return order[labels]
+def model_rows(probabilities: np.ndarray, threshold: float, targets: Sequence[int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, class) of the spectra the model proposes as candidates of ``targets``, read in
+    chunks so that a pool of millions never needs the probabilities in float32 at once."""
+    rows, classes = [], []
+    for start, p in chunks(probabilities):
+        best, proposed = model_candidates(p, threshold)
+        hit = np.nonzero(proposed & np.isin(best, targets))[0]
+        rows.append(hit + start)
+        classes.append(best[hit].astype(np.int8))
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int8)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(classes)
 
 
-def read_reference(path: str | Path) -> tuple[str, SkyCoord, np.ndarray]:
-    """(name, positions, types) of a reference catalogue file (CSV, VOTable or FITS) with
-    RA/Dec columns in degrees or sexagesimal text."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecscoutError(f"{path}: no such catalogue file")
-    fmt = {".csv": "ascii.csv", ".xml": "votable", ".vot": "votable"}.get(path.suffix.lower())
-    try:
-        table = Table.read(path, format=fmt) if fmt else Table.read(path)
-    except Exception as exc:
-        raise SpecscoutError(f"{path}: cannot read it as a table ({exc})") from exc
-    names = {c.lower(): c for c in table.colnames}
-
-    def find(options: tuple[str, ...]) -> str | None:
-        return next((names[o] for o in options if o in names), None)
-
-    ra = find(("ra", "raj2000", "_raj2000", "ra_icrs", "radeg", "ra_deg"))
-    dec = find(("dec", "dej2000", "_dej2000", "de_icrs", "decdeg", "dec_deg", "de"))
-    if ra is None or dec is None:
-        raise SpecscoutError(f"{path}: no RA/Dec columns among {table.colnames}")
-    if table[ra].dtype.kind in "US":
-        coords = SkyCoord(table[ra], table[dec], unit=(u.hourangle, u.deg))
-    else:
-        coords = SkyCoord(np.asarray(table[ra], float) * u.deg,
-                          np.asarray(table[dec], float) * u.deg)
-    kind = next((names[c] for c in names if "objtype" in c), None) or \
-        next((names[c] for c in names if "type" in c or c in ("class", "otype")), None)
-    types = (np.array([str(v) if v is not np.ma.masked else "" for v in table[kind]])
-             if kind else np.full(len(table), "", dtype=object))
-    return path.stem, coords, types
+def select(model: tuple[np.ndarray, np.ndarray], current: dict[int, str],
+           names: Sequence[str], targets: Sequence[int]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, class, whether a human gave it) of the candidates: the model's, less every
+    spectrum a human labelled, plus those labelled as a target class."""
+    rows, cls = model
+    labelled = np.fromiter(current, dtype=np.int64, count=len(current))
+    keep = ~np.isin(rows, labelled)
+    index = {c: i for i, c in enumerate(names)}
+    human = {r: index[c] for r, c in current.items() if index.get(c) in targets}
+    h_rows = np.fromiter(human, dtype=np.int64, count=len(human))
+    h_cls = np.fromiter(human.values(), dtype=np.int8, count=len(human))
+    all_rows = np.concatenate([rows[keep], h_rows])
+    order = np.argsort(all_rows, kind="stable")
+    return (all_rows[order], np.concatenate([cls[keep], h_cls])[order],
+            np.concatenate([np.zeros(int(keep.sum()), bool), np.ones(len(h_rows), bool)])[order])
 
 
 def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.0,
@@ -137,128 +122,81 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
         raise SpecscoutError(f"unknown classes {sorted(unknown)}; the project has {names}")
     number, probs = load_scores(project, iteration)
     target_idx = [names.index(c) for c in targets]
-    # Chunked so that a pool of millions never needs the probabilities in float32 at once.
-    predicted = np.empty(len(probs), dtype=np.int8)
-    by_model = np.empty(len(probs), dtype=bool)
-    for start, p in chunks(probs):
-        best, proposed = model_candidates(p, threshold)
-        predicted[start : start + len(p)] = best
-        by_model[start : start + len(p)] = proposed & np.isin(best, target_idx)
-
-    labels = label_store(project)
-    current = labels.current()
-    annotators: dict[int, set[str]] = {}
-    for r in labels.history():
-        if r["label"] is not None and not r["audit"]:
-            annotators.setdefault(r["row"], set()).add(r["annotator"])
-    labelled_rows = np.array(sorted(current), dtype=np.int64)
-    if len(labelled_rows):
-        by_model[labelled_rows] = False  # a human's word replaces the model's
-    rows = np.union1d(np.nonzero(by_model)[0],
-                      [r for r, c in current.items() if c in targets]).astype(np.int64)
-
+    votes = label_store(project).votes()
+    current = agreed(votes)
+    rows, cls, by_human = select(model_rows(probs, threshold, target_idx), current, names,
+                                 target_idx)
     pool = project.store("pool")
-    meta = pool.meta(columns=["row", "id", "obsid", "designation", "ra", "dec", "snr", "path"],
-                     filter=pc.field("row").isin(rows)).sort_by("row")
+    meta = pool.records(rows, ["id", "obsid", "designation", "ra", "dec", "snr", "path"])
     p = np.asarray(probs[rows], dtype=np.float32).reshape(len(rows), len(names))
-    label = [current.get(int(r), "") for r in rows]
-    cls = [lab or names[int(predicted[r])] for r, lab in zip(rows, label, strict=True)]
+    label = [current[int(r)] if h else "" for r, h in zip(rows, by_human, strict=True)]
     spectra = Table({
         "row": rows, "id": meta["id"].to_pylist(), "obsid": meta["obsid"].to_numpy(),
         "designation": meta["designation"].to_pylist(),
         "ra": meta["ra"].to_numpy(zero_copy_only=False),
         "dec": meta["dec"].to_numpy(zero_copy_only=False),
         "snr": meta["snr"].to_numpy(zero_copy_only=False),
-        "class": cls, "source": ["label" if lab else "model" for lab in label],
-        "predicted": [names[int(predicted[r])] for r in rows],
+        "class": np.asarray(names)[cls],
+        "source": np.where(by_human, "label", "model"),
+        "predicted": np.asarray(names)[p.argmax(1)] if len(p) else np.empty(0, str),
         **{f"p_{c}": p[:, i] for i, c in enumerate(names)},
         "uncertainty": entropy(p).astype(np.float32) if len(p) else np.empty(0, np.float32),
         "label": label,
-        "annotators": [",".join(sorted(annotators.get(int(r), ()))) for r in rows],
+        "annotators": [",".join(sorted(a for a, v in votes[int(r)].items() if v is not None))
+                       if int(r) in votes else "" for r in rows],
         "path": meta["path"].to_pylist(),
     })
-    radius = radius_arcsec * u.arcsec
-    has_pos = np.isfinite(spectra["ra"]) & np.isfinite(spectra["dec"])
-    obj = np.full(len(spectra), -1, dtype=np.int64)
-    obj[has_pos] = group(np.asarray(spectra["ra"])[has_pos], np.asarray(spectra["dec"])[has_pos],
-                         radius)
-    # Spectra without a position are objects of their own.
-    n_pos = obj.max() + 1 if has_pos.any() else 0
-    obj[~has_pos] = n_pos + np.arange(int((~has_pos).sum()))
-    spectra.add_column(obj, name="object", index=0)
+    spectra.add_column(group(spectra["ra"], spectra["dec"], radius_arcsec), name="object",
+                       index=0)
     spectra.sort(["object", "row"])
     objects = _objects(spectra, targets)
-    _crossmatch(objects, references, radius)
-    spectra = _with_known(spectra, objects)
+    known, catalogue, kind, separation = crossmatch(objects["ra"], objects["dec"], references,
+                                                    radius_arcsec)
+    objects["known"], objects["catalogue"] = known, catalogue
+    objects["catalogue_type"], objects["separation"] = kind, separation
+    at = np.asarray(spectra["object"])
+    spectra["known"], spectra["catalogue"] = known[at], np.asarray(catalogue, dtype=str)[at]
     return Catalogue(_describe(spectra), _describe(objects), number, threshold)
 
 
 def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
-    """One row per object of ``spectra`` (sorted by object): the mean direction of its
-    spectra, its majority class, the best signal-to-noise and probabilities."""
+    """One row per object of ``spectra`` (sorted by object, numbered 0..): the mean direction
+    of its spectra, its majority class, the best signal-to-noise and probabilities."""
     obj = np.asarray(spectra["object"])
+    columns = ("object", "designation", "ra", "dec", "class", "n_spectra", "source",
+               *(f"p_{c}" for c in targets), "snr", "spectra")
     if not len(obj):
-        return Table(names=("object", "designation", "ra", "dec", "class", "n_spectra",
-                            "source", *(f"p_{c}" for c in targets), "snr", "spectra"),
-                     dtype=(int, str, float, float, str, int, str,
-                            *(float for _ in targets), float, str))
+        return Table(names=columns, dtype=(int, str, float, float, str, int, str,
+                                           *(float for _ in targets), float, str))
     starts = np.flatnonzero(np.r_[True, obj[1:] != obj[:-1]])
-    stops = np.r_[starts[1:], len(obj)]
-    ra, dec = np.radians(np.asarray(spectra["ra"], float)), np.radians(
-        np.asarray(spectra["dec"], float))
-    xyz = np.add.reduceat(np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra),
-                                    np.sin(dec)], axis=1), starts, axis=0)
+    sizes = np.diff(np.r_[starts, len(obj)])
+    xyz = np.add.reduceat(unit_vectors(spectra["ra"], spectra["dec"]), starts, axis=0)
     ra0 = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])) % 360
     dec0 = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
-    rows = []
-    for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
-        s = spectra[a:b]
-        classes, counts = np.unique(np.asarray(s["class"]), return_counts=True)
-        snr = np.asarray(s["snr"], float)
-        rows.append({
-            "object": int(obj[a]), "designation": str(s["designation"][int(np.argmax(snr))]),
-            "ra": float(ra0[i]), "dec": float(dec0[i]), "class": str(classes[np.argmax(counts)]),
-            "n_spectra": len(s), "source": "label" if "label" in s["source"] else "model",
-            **{f"p_{c}": float(np.max(s[f"p_{c}"])) for c in targets},
-            "snr": float(np.nanmax(snr)), "spectra": ",".join(s["id"]),
-        })
-    return Table(rows=rows)
+    snr = np.asarray(spectra["snr"], float)
+    best = _argmax_per_group(np.nan_to_num(snr, nan=-np.inf), starts)
+    names, cls = np.unique(np.asarray(spectra["class"]), return_inverse=True)
+    counts = np.zeros((len(starts), len(names)), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(len(starts)), sizes), cls.ravel()), 1)
+    ids = np.asarray(spectra["id"], dtype=object)
+    return Table({
+        "object": obj[starts],
+        "designation": np.asarray([str(d) for d in spectra["designation"][best]]),
+        "ra": ra0, "dec": dec0, "class": names[counts.argmax(1)], "n_spectra": sizes,
+        "source": np.where(np.logical_or.reduceat(np.asarray(spectra["source"]) == "label",
+                                                  starts), "label", "model"),
+        **{f"p_{c}": np.maximum.reduceat(np.asarray(spectra[f"p_{c}"], float), starts)
+           for c in targets},
+        "snr": np.fmax.reduceat(snr, starts),
+        "spectra": [",".join(ids[a : a + n]) for a, n in zip(starts, sizes, strict=True)],
+    })
 
 
-def _crossmatch(objects: Table, references: tuple[str | Path, ...],
-                radius: u.Quantity) -> None:
-    n = len(objects)
-    known = np.zeros(n, dtype=bool)
-    catalogue = [""] * n
-    kind = [""] * n
-    separation = np.full(n, np.nan)
-    if n and references:
-        coords = SkyCoord(np.asarray(objects["ra"]) * u.deg, np.asarray(objects["dec"]) * u.deg)
-        finite = np.isfinite(np.asarray(objects["ra"], float))
-        for ref in references:
-            name, ref_coords, types = read_reference(ref)
-            if len(ref_coords) == 0:
-                continue
-            idx, sep, _ = coords.match_to_catalog_sky(ref_coords)
-            hit = (sep <= radius) & finite
-            for i in np.nonzero(hit)[0]:
-                catalogue[i] = ",".join(filter(None, [catalogue[i], name]))
-                kind[i] = kind[i] or types[idx[i]]
-                if not known[i] or sep[i].arcsec < separation[i]:
-                    separation[i] = sep[i].arcsec
-                known[i] = True
-    objects["known"] = known
-    objects["catalogue"] = catalogue
-    objects["catalogue_type"] = kind
-    objects["separation"] = separation
-
-
-def _with_known(spectra: Table, objects: Table) -> Table:
-    known = dict(zip(objects["object"], objects["known"], strict=True))
-    cat = dict(zip(objects["object"], objects["catalogue"], strict=True))
-    spectra["known"] = [bool(known[o]) for o in spectra["object"]]
-    spectra["catalogue"] = [str(cat[o]) for o in spectra["object"]]
-    return spectra
+def _argmax_per_group(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The index of each group's largest value (the first of ties)."""
+    group_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+    order = np.lexsort((np.arange(len(values)), -values, group_of))
+    return order[starts]
 
 
 FORMATS = {".xml": "votable", ".vot": "votable", ".fits": "fits", ".csv": "ascii.csv",

@@ -21,7 +21,7 @@ from specscout.catalogue.audit import show
 from specscout.catalogue.candidates import Catalogue, build
 from specscout.catalogue.predictions import chunks
 from specscout.labels import label_store
-from specscout.learn.iterate import iteration_path, load_scores, status
+from specscout.learn.iterations import iteration_path, load_scores, status
 
 HALPHA = 6564.61
 

@@ -52,7 +52,8 @@ common_options = _options(
 
 
 def _train(project, o: dict) -> int:
-    from specscout.learn.iterate import status, train_step
+    from specscout.learn.iterate import train_step
+    from specscout.learn.iterations import status
     from specscout.learn.train import TrainConfig
 
     config = TrainConfig(model=o["model"], max_epochs=o["epochs"], patience=o["patience"],
@@ -78,7 +79,8 @@ def _score(project, o: dict, number: int | None) -> None:
 
 
 def _query(project, o: dict, number: int | None) -> None:
-    from specscout.learn.iterate import latest, query_step
+    from specscout.learn.iterate import query_step
+    from specscout.learn.iterations import latest
 
     number = number or latest(project)
     batch = query_step(project, o["strategy"], o["batch"], number, seed=o["seed"])
@@ -140,7 +142,7 @@ def iterate(project, **o) -> int:
 def status(project) -> int:
     """The project's iterations."""
     from specscout.labels import label_store
-    from specscout.learn.iterate import status as iterations
+    from specscout.learn.iterations import status as iterations
 
     p = open_project(project)
     labels = label_store(p)

@@ -68,29 +68,57 @@ class LabelStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def _latest_per_annotator(self, audit: bool = False) -> list[dict]:
+    def votes(self, audit: bool = False) -> dict[int, dict[str, str | None]]:
+        """{pool row: {annotator: their latest label}} (``None``: retracted or unsure);
+        training labels, or with ``audit`` the audit labels."""
         t = labels_table
-        latest = (sa.select(t.c.row, t.c.annotator, sa.func.max(t.c.id).label("id"))
-                  .where(t.c.audit == audit).group_by(t.c.row, t.c.annotator).subquery())
-        q = sa.select(t).join(latest, t.c.id == latest.c.id)
+        latest = (sa.select(sa.func.max(t.c.id).label("id")).where(t.c.audit == audit)
+                  .group_by(t.c.row, t.c.annotator).subquery())
+        q = sa.select(t.c.row, t.c.annotator, t.c.label).join(latest, t.c.id == latest.c.id)
+        out: dict[int, dict[str, str | None]] = {}
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            for row, annotator, label in conn.execute(q):
+                out.setdefault(row, {})[annotator] = label
+        return out
+
+    def since(self, after: int, audit: bool = False) -> list[tuple[int, int, str, str | None]]:
+        """(id, row, annotator, label) of the label rows appended after id ``after``, oldest
+        first: what a reader that has seen the labels up to ``after`` has to catch up on."""
+        t = labels_table
+        q = (sa.select(t.c.id, t.c.row, t.c.annotator, t.c.label)
+             .where(t.c.id > after, t.c.audit == audit).order_by(t.c.id))
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
+    def tallies(self) -> dict:
+        """Label rows (retractions left out) per annotator, training and audit; training labels
+        per iteration and class; and all label rows."""
+        t = labels_table
+        given = t.c.label.is_not(None)
+        with self.engine.connect() as conn:
+            per_annotator: dict[str, dict[str, int]] = {}
+            for who, audit, n in conn.execute(
+                    sa.select(t.c.annotator, t.c.audit, sa.func.count()).where(given)
+                    .group_by(t.c.annotator, t.c.audit)):
+                per_annotator.setdefault(who, {"training": 0, "audit": 0})[
+                    "audit" if audit else "training"] = n
+            per_iteration: dict[str, dict[str, int]] = {}
+            for it, label, n in conn.execute(
+                    sa.select(t.c.iteration, t.c.label, sa.func.count())
+                    .where(given, t.c.audit.is_(False)).group_by(t.c.iteration, t.c.label)):
+                per_iteration.setdefault(str(it or 0), {})[label] = n
+            rows = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+        return {"annotators": per_annotator, "iterations": per_iteration, "labels": rows}
 
     def current(self, audit: bool = False) -> dict[int, str]:
         """{pool row: label} where every annotator's latest label agrees (retractions and
         disagreements are left out); training labels, or with ``audit`` the audit labels."""
-        votes: dict[int, set[str | None]] = {}
-        for r in self._latest_per_annotator(audit):
-            votes.setdefault(r["row"], set()).add(r["label"])
-        return {row: next(iter(v)) for row, v in votes.items()
-                if len(v - {None}) == 1 and None not in v}
+        return agreed(self.votes(audit))
 
     def disagreements(self, audit: bool = False) -> dict[int, dict[str, str]]:
         """{pool row: {annotator: label}} where annotators' latest labels differ."""
-        by_row: dict[int, dict[str, str | None]] = {}
-        for r in self._latest_per_annotator(audit):
-            by_row.setdefault(r["row"], {})[r["annotator"]] = r["label"]
-        return {row: v for row, v in by_row.items() if len({x for x in v.values() if x}) > 1}
+        return {row: v for row, v in self.votes(audit).items()
+                if len({x for x in v.values() if x}) > 1}
 
     def latest(self, rows: Sequence[int], audit: bool = False
                ) -> dict[int, dict[str, str | None]]:
@@ -108,3 +136,13 @@ class LabelStore:
             for r in conn.execute(q):
                 out.setdefault(r.row, {})[r.annotator] = r.label
         return out
+
+
+def agreed(votes: dict[int, dict[str, str | None]]) -> dict[int, str]:
+    """{row: label} of the rows whose annotators all give one label (none retracted)."""
+    out = {}
+    for row, by in votes.items():
+        labels = set(by.values())
+        if len(labels) == 1 and None not in labels:
+            out[row] = next(iter(labels))
+    return out

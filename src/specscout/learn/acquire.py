@@ -11,17 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
-from torch import nn
 
 from specscout.errors import SpecscoutError
 from specscout.learn.strategies import STRATEGIES, query, top_k
 
 
-def embedder(model: nn.Module, flux_of: Callable[[np.ndarray], np.ndarray]
+def embedder(model, flux_of: Callable[[np.ndarray], np.ndarray]
              ) -> Callable[[np.ndarray], np.ndarray]:
     """A function of rows giving the network's penultimate features of those spectra
     (``flux_of(rows)`` reads them)."""
+    import torch
 
     def embed(rows: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -33,7 +32,7 @@ def embedder(model: nn.Module, flux_of: Callable[[np.ndarray], np.ndarray]
 
 def acquire(strategy: str, probabilities: np.ndarray, k: int, *, rng: np.random.Generator,
             target: tuple[int, ...], bald: np.ndarray | None = None,
-            model: nn.Module | None = None,
+            model=None,
             flux_of: Callable[[np.ndarray], np.ndarray] | None = None,
             ) -> tuple[np.ndarray, np.ndarray]:
     """(indices into ``probabilities``, acquisition scores) of the ``k`` spectra that

@@ -13,7 +13,8 @@ This module evaluates the identical network differently (benchmarks/bench_score.
 - the dense weights permuted once so that the channels-last flatten matches the paper's order.
 
 The outputs equal the module's to float32 rounding (tests/test_score.py). Dropout is inactive
-at inference, so this is exact for deterministic scoring; MC-dropout passes use the module.
+at inference; MC-dropout passes share everything before the first dropout (the convolutions
+and the first dense layer) and repeat the rest.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FastPaperCNN:
             self.u.append([t.contiguous() for t in
                            (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2)])
         dense1, dense2, out = model.head[0], model.head[3], model.out
+        self.dropout = model.head[2].p
         channels = convs[-1].out_channels
         length = dense1.in_features // channels
         # The paper flattens (channels, length); here activations are (length, channels).
@@ -88,15 +90,33 @@ class FastPaperCNN:
         h = self._winograd(self._stream_tiles(*h), 5, pool=True)
         return h.reshape(b, -1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The flattened convolutional features of spectra ``x``, on cache-sized blocks."""
+        with torch.inference_mode():
+            return torch.cat([self._features(x[i : i + BLOCK])
+                              for i in range(0, len(x), BLOCK)])
+
+    def dense(self, h: torch.Tensor) -> torch.Tensor:
+        """The first dense layer (the largest), which precedes every dropout."""
+        with torch.inference_mode():
+            return torch.relu_(torch.addmm(self.b1, h, self.w1))
+
+    def rest(self, h: torch.Tensor, dropout: bool = False) -> torch.Tensor:
+        """Logits from the first dense layer's output; ``dropout``: one MC-dropout pass, so
+        that passes share everything before the first dropout."""
+        with torch.inference_mode():
+            if dropout:
+                h = torch.nn.functional.dropout(h, self.dropout, training=True)
+            h = torch.relu_(torch.addmm(self.b2, h, self.w2))
+            if dropout:
+                h = torch.nn.functional.dropout(h, self.dropout, training=True)
+            return torch.addmm(self.b3, h, self.w3)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of spectra ``x`` (batch, points), float32 on the CPU. The convolutions run
         on cache-sized blocks; the dense layers, whose weights are the large operand, on the
         whole batch at once."""
-        with torch.inference_mode():
-            h = torch.cat([self._features(x[i : i + BLOCK]) for i in range(0, len(x), BLOCK)])
-            h = torch.relu_(torch.addmm(self.b1, h, self.w1))
-            h = torch.relu_(torch.addmm(self.b2, h, self.w2))
-            return torch.addmm(self.b3, h, self.w3)
+        return self.rest(self.dense(self.features(x)))
 
 
 def supports(model: torch.nn.Module) -> bool:

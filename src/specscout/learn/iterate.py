@@ -1,31 +1,20 @@
-"""Iterations of active learning in a project: train -> score -> query -> (labels) -> ...
-
-    PROJECT/iterations/0001/
-      model.pt        the network, its temperature and the config that made it
-      scores.npy      class probabilities of every pool row (float16); bald.npy with MC passes
-      query.csv       the query batch: rank, row, id, acquisition score
-      iteration.json  what happened: training set, epochs, losses, scoring rate, strategy, timing
+"""Running the iterations of active learning in a project: train -> score -> query ->
+(labels) -> ... Each step is recorded in the iteration's directory (:mod:`.iterations`).
 
 Training data: the labelled store (the initial set) plus every pool spectrum whose current label
 in the label store is agreed. A query never proposes a spectrum already labelled or already
 queued in an earlier iteration.
-
-Every file appears whole or not at all (written beside its place, then renamed), and an
-iteration's directory appears with its model and record in it: a run killed at any moment
-leaves the iterations as they were, or with one more, complete.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
 import time
 import uuid
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
@@ -34,41 +23,17 @@ from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
 from specscout.learn.acquire import acquire
+from specscout.learn.iterations import (
+    iteration_numbers,
+    iteration_path,
+    iterations_dir,
+    latest,
+    load_scores,
+    record,
+)
 from specscout.learn.score import Scores, score_store
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted, TrainConfig, fit
-
-
-def iterations_dir(project: Project) -> Path:
-    return project.path / "iterations"
-
-
-def iteration_numbers(project: Project) -> list[int]:
-    """The iterations with a trained model, oldest first."""
-    d = iterations_dir(project)
-    if not d.is_dir():
-        return []
-    return sorted(int(p.name) for p in d.iterdir()
-                  if p.name.isdigit() and (p / "model.pt").is_file())
-
-
-def iteration_path(project: Project, number: int) -> Path:
-    return iterations_dir(project) / f"{number:04d}"
-
-
-def latest(project: Project) -> int:
-    numbers = iteration_numbers(project)
-    if not numbers:
-        raise SpecscoutError(f"{project.path} has no iteration yet: run 'specscout train'")
-    return numbers[-1]
-
-
-def _record(path: Path, **updates) -> dict:
-    f = path / "iteration.json"
-    info = json.loads(f.read_text()) if f.exists() else {}
-    info.update(updates)
-    write_text(f, json.dumps(info, indent=2, default=str))
-    return info
 
 
 def training_set(project: Project) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -111,7 +76,7 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     tmp.mkdir(parents=True)
     fitted.save(tmp / "model.pt")
     best = fitted.history[fitted.best_epoch - 1]
-    _record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
             train={"config": asdict(config), "warm_start": bool(state), **counts,
                    "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
                    "val_loss": best["val_loss"], "train_loss": best["train_loss"],
@@ -122,15 +87,6 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     os.rename(tmp, path)  # the iteration appears whole
     fsync_dir(path.parent)
     return number
-
-
-def load_scores(project: Project, number: int | None = None) -> tuple[int, np.ndarray]:
-    """(iteration, its class probabilities of every pool row, memory-mapped float16)."""
-    number = number or latest(project)
-    path = iteration_path(project, number) / "scores.npy"
-    if not path.exists():
-        raise SpecscoutError(f"iteration {number} has no scores: run 'specscout score'")
-    return number, np.load(path, mmap_mode="r")
 
 
 def score_step(project: Project, number: int | None = None, **options) -> Scores:
@@ -145,7 +101,7 @@ def score_step(project: Project, number: int | None = None, **options) -> Scores
         write_with(path / "bald.npy", lambda fh: np.save(fh, scores.bald))
     predicted = np.bincount(scores.probabilities.argmax(1).astype(np.int64),
                             minlength=len(fitted.classes)) if len(scores.probabilities) else []
-    _record(path, score={"rows": len(scores.probabilities), "seconds": round(scores.seconds, 2),
+    record(path, score={"rows": len(scores.probabilities), "seconds": round(scores.seconds, 2),
                          "spectra_per_s": round(scores.rate, 1),
                          "mc_passes": options.get("mc_passes", 0),
                          "precision": options.get("precision", "float32"),
@@ -195,13 +151,7 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
     writer.writeheader()
     writer.writerows(batch)
     write_text(path / "query.csv", text.getvalue())
-    _record(path, query={"strategy": strategy, "k": k, "queued": len(batch), "seed": seed,
+    record(path, query={"strategy": strategy, "k": k, "queued": len(batch), "seed": seed,
                          "candidates": len(allowed),
                          "seconds": round(time.perf_counter() - start, 3)})
     return batch
-
-
-def status(project: Project) -> list[dict]:
-    """Every iteration's record, oldest first."""
-    return [json.loads((iteration_path(project, n) / "iteration.json").read_text())
-            for n in iteration_numbers(project)]

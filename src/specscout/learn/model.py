@@ -1,7 +1,10 @@
 """Network definitions, by name. The default is the reference paper's CNN.
 
 Every model maps a batch of spectra ``(batch, points)`` to class logits ``(batch, classes)``
-and exposes ``embed`` for the penultimate features the diversity strategies use.
+in three stages: ``features`` (convolutions, no dropout), ``head`` (dense layers with dropout)
+and ``out``; ``embed`` gives the penultimate features the diversity strategies use. MC-dropout
+passes share what precedes the first dropout of ``head`` (see
+:func:`specscout.learn.score.predict`).
 """
 
 from __future__ import annotations

@@ -81,10 +81,12 @@ def k_center_greedy(embeddings: np.ndarray, k: int, first: int = 0) -> np.ndarra
     x = np.asarray(embeddings, dtype=np.float64)
     chosen = [first]
     dist = np.linalg.norm(x - x[first], axis=1)
+    dist[first] = -np.inf  # never chosen twice, even among identical spectra
     for _ in range(min(k, len(x)) - 1):
         nxt = int(np.argmax(dist))
         chosen.append(nxt)
         dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+        dist[nxt] = -np.inf
     return np.array(chosen, dtype=np.int64)
 
 

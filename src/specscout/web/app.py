@@ -34,16 +34,20 @@ from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from specscout.archive.project import Project
+from specscout.catalogue.live import LiveCandidates
 from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
 from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, label_store
-from specscout.labels.schema import audit_table, labels_table, queue_table
-from specscout.learn.iterate import iteration_path
+from specscout.labels.schema import audit_table, queue_table
+from specscout.labels.store import agreed
+from specscout.learn.iterations import iteration_path
 from specscout.web.pool import DEFAULT_RADIUS_ARCSEC, LINES, PoolView
 
 COOKIE = "specscout_token"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 STATIC = resources.files("specscout.web") / "static"
+#: Labels changed since the candidate list was built, beyond which it is built again.
+REBUILD_AFTER = 2000
 
 
 def is_loopback(host: str) -> bool:
@@ -97,7 +101,8 @@ class State:
         self.samp = SampLink(on_message=self.on_samp) if config.samp else None
         self.sent_tables: dict[str, list[int]] = {}  # SAMP table-id -> pool rows
         self._versions: dict[int, str] = {}
-        self._candidates: tuple | None = None
+        self._candidates: dict[tuple, LiveCandidates] = {}
+        self._votes: dict[bool, tuple[int, dict]] = {}
         self._items: dict[bool, tuple] = {}
         self._lock = threading.Lock()
 
@@ -131,19 +136,34 @@ class State:
         self._items[audit] = (stamp, found)
         return found
 
-    def candidates(self, threshold: float):
-        from specscout.catalogue.candidates import build
+    def votes(self, audit: bool) -> dict[int, dict[str, str | None]]:
+        """{row: {annotator: latest label}}, kept and caught up with the labels appended
+        since the last call."""
+        with self._lock:
+            last, votes = self._votes.get(audit, (0, {}))
+            for label_id, row, who, label in self.labels.since(last, audit):
+                votes.setdefault(row, {})[who] = label
+                last = label_id
+            self._votes[audit] = (last, votes)
+            return votes
 
-        iteration, _ = self.pool.scores()
+    def candidates(self, threshold: float) -> tuple[int, LiveCandidates]:
+        """(iteration, the candidate list) of the latest scored iteration at ``threshold``,
+        brought up to date with the labels."""
+        iteration, probs = self.pool.scores()
         if iteration is None:
             raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
-        # Any new label may change the list.
-        key = (iteration, threshold, self.labels.last_id(labels_table))
+        current = agreed(self.votes(False))
+        key = (iteration, threshold, len(self.pool))
         with self._lock:
-            if self._candidates is None or self._candidates[0] != key:
-                self._candidates = (key, build(self.project, threshold=threshold,
-                                               references=self.config.catalogues))
-            return self._candidates[1]
+            live = self._candidates.get(key)
+            # Rebuilt when labels have changed too much since (each page costs the change).
+            if live is None or len(live.changed(current)) > REBUILD_AFTER:
+                live = LiveCandidates(
+                    self.pool.pool, probs, current, names=self.classes, threshold=threshold,
+                    targets=range(1, len(self.classes)), references=self.config.catalogues)
+                self._candidates = {key: live}
+            return iteration, live
 
     def on_samp(self, mtype: str, params: dict) -> dict | None:
         """An event for the page from a SAMP message: the spectrum to show."""
@@ -363,25 +383,17 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     @app.get("/api/progress")
     def progress(who: str = Depends(annotator)) -> dict:
-        history = state.labels.history()
-        per_annotator: dict[str, dict[str, int]] = {}
-        per_iteration: dict[str, dict[str, int]] = {}
-        for h in history:
-            if h["label"] is None:
-                continue
-            kind = "audit" if h["audit"] else "training"
-            a = per_annotator.setdefault(h["annotator"], {"training": 0, "audit": 0})
-            a[kind] += 1
-            if not h["audit"]:  # training labels by the iteration that asked for them
-                it = per_iteration.setdefault(str(h["iteration"] or 0), {})
-                it[h["label"]] = it.get(h["label"], 0) + 1
+        tallies = state.labels.tallies()
         per_class = {c: {"training": 0, "audit": 0} for c in state.classes}
-        for audit in (False, True):
-            for label in state.labels.current(audit).values():
+        votes = {audit: state.votes(audit) for audit in (False, True)}
+        for audit, by_row in votes.items():
+            for label in agreed(by_row).values():
                 per_class[label]["audit" if audit else "training"] += 1
-        disagreements = state.labels.disagreements()
-        out = {"classes": per_class, "annotators": per_annotator, "iterations": per_iteration,
-               "disagreements": len(disagreements), "labels": len(history),
+        disagreements = {row: v for row, v in votes[False].items()
+                         if len({x for x in v.values() if x}) > 1}
+        out = {"classes": per_class, "annotators": tallies["annotators"],
+               "iterations": tallies["iterations"], "disagreements": len(disagreements),
+               "labels": tallies["labels"],
                "disagreeing": [{"row": r, "labels": v}
                                for r, v in sorted(disagreements.items())[:200]]}
         for audit, name in ((False, "queue"), (True, "audit")):
@@ -396,17 +408,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     @app.get("/api/candidates")
     def candidates(threshold: float = Query(0.5, ge=0, le=1), limit: int = Query(500, ge=1),
                    who: str = Depends(annotator)) -> dict:
-        cat = state.candidates(threshold)
-        s = cat.spectra
-        prob = np.array([s[f"p_{c}"][i] for i, c in enumerate(s["class"])], dtype=float) \
-            if len(s) else np.empty(0)
-        order = np.argsort(-prob, kind="stable")[:limit]
-        keys = ("row", "id", "designation", "ra", "dec", "snr", "class", "source", "object",
-                "known")
-        items = [{**{k: _plain(s[k][i]) for k in keys}, "probability": round(float(prob[i]), 4)}
-                 for i in order]
-        return {"iteration": cat.iteration, "threshold": threshold, "spectra": len(s),
-                "objects": len(cat.objects), "items": items}
+        iteration, live = state.candidates(threshold)
+        page = live.page(agreed(state.votes(False)), limit)
+        return {"iteration": iteration, "threshold": threshold, **page}
 
     @app.get("/api/search")
     def search(q: str = Query(..., min_length=1, max_length=200),
@@ -456,7 +460,8 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     def table_rows(action: str, threshold: float) -> list[int]:
         if action == "queue":
             return [i["row"] for i in state.items(False)[1]]
-        return [int(r) for r in state.candidates(threshold).spectra["row"]]
+        _, live = state.candidates(threshold)
+        return live.rows_now(agreed(state.votes(False))).tolist()
 
     def check_key(key: str) -> None:
         if not secrets.compare_digest(key.encode(), state.key.encode()):
@@ -514,12 +519,3 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     return app
-
-
-def _plain(value):
-    """A JSON-able Python value from a numpy / astropy cell."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

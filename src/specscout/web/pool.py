@@ -19,7 +19,7 @@ from astropy.coordinates import SkyCoord
 from specscout.archive.project import Project
 from specscout.archive.store import Store
 from specscout.errors import SpecscoutError
-from specscout.learn.iterate import iteration_numbers, iteration_path
+from specscout.learn.iterations import iteration_numbers, iteration_path
 
 #: Lines marked on the plots (vacuum Angstrom).
 LINES = {"H-alpha": 6564.61, "He I 6680": 6679.99, "[N II] 6585": 6585.27,
@@ -73,9 +73,7 @@ class PoolView:
     def record(self, row: int) -> dict:
         """The metadata record of pool row ``row``."""
         self.check_row(row)
-        rec = self.pool.record(row)
-        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                for k, v in rec.items()}
+        return {k: _finite(v) for k, v in self.pool.record(row).items()}
 
     def flux(self, row: int) -> np.ndarray:
         self.check_row(row)
@@ -145,18 +143,20 @@ class PoolView:
                 add([row], "row")
         pool = self.pool
         for key in ("id", "designation") + (("obsid",) if text.isdigit() else ()):
-            add(pool.lookup(key, [text])["row"].to_pylist(), key)
+            add(pool.lookup(key, [text], limit=SEARCH_LIMIT)["row"].to_pylist(), key)
         if not hits:
             position = _position(text)
             if position is not None:
                 found = self.cone(*position)
                 add([r for r, _ in found], "position", dict(found))
-        out = []
-        for h in hits.values():
-            rec = self.record(h["row"])
-            out.append({**h, **{k: rec[k] for k in ("id", "obsid", "designation", "ra", "dec",
-                                                      "snr")}})
-        return out
+        shown = ("id", "obsid", "designation", "ra", "dec", "snr")
+        records = {r["row"]: r for r in pool.records(list(hits), shown).to_pylist()}
+        return [{**h, **{k: _finite(records[row][k]) for k in shown}}
+                for row, h in hits.items()]
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def _position(text: str) -> tuple[float, float, float] | None:
