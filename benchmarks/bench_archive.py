@@ -13,11 +13,12 @@ Ondrejov-like spectra is ingested once, matched to R 1531.
 At each size a project over that pool (the pool and labelled set linked in; its own label
 database and iterations) runs these, each as its own process, as a user would: a resumed
 ingest that skips every file; one iteration (``specscout iterate``: the paper's CNN trained on
-the 2,000 labels, the pool scored, 100 queried by entropy); scoring with 10 MC-dropout passes;
-every query strategy; a 10,000-label import; ``candidates``; an audit draw; ``report``; ``info``;
-and ``specscout serve``, whose endpoints are timed over loopback (next spectrum, save a label,
-search by id, obsid, designation and position, the candidates page on first load and after a
-new label, progress).
+the 2,000 labels, the pool scored, 100 queried by entropy); every query strategy; a
+10,000-label import; ``candidates``; an audit draw; ``report``; ``info``; ``specscout serve``,
+whose endpoints are timed over loopback (next spectrum, save a label, search by id, obsid,
+designation and position, the candidates page on first load and after a new label, progress);
+last, scoring with 10 MC-dropout passes and the ``bald`` query on its scores. The steps done
+so far are in ``progress-SIZE.json`` while a size runs.
 
 Each step's wall time, rate and peak RSS (of the command's process; for Dask steps also its
 largest worker) go into one table, with the time per million spectra so that a cost that grows
@@ -46,6 +47,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPECSCOUT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 LINKS_PER_DIR = 1000
+# bald last: it needs the MC-dropout scores, the longest step, run at the end
 STRATEGIES = ("entropy", "margin", "least-confidence", "random", "rare", "diverse", "bald")
 
 
@@ -202,9 +204,8 @@ def steps(base: Path, archive: Path, ingested: list[Path], size: int, row: dict)
                       "train_s": it["train"]["seconds"], "labels": it["train"]["labelled_set"]
                       + it["train"]["pool_labels"], "score_s": it["score"]["seconds"],
                       "query_s": it["query"]["seconds"]}
-    r = run(specscout("score", p, "--mc-passes", "10", "--quiet"))
-    row["score_mc10"] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
-    for strategy in STRATEGIES:
+    _progress(base, row)
+    for strategy in STRATEGIES[:-1]:
         r = run(specscout("query", p, "--strategy", strategy, "--batch", "100", "--quiet"))
         row[f"query_{strategy}"] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
 
@@ -227,7 +228,19 @@ def steps(base: Path, archive: Path, ingested: list[Path], size: int, row: dict)
                        ("report", ("report", p)), ("info", ("info", p))):
         r = run(specscout(*args))
         row[name] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
+        _progress(base, row)
     row["web"] = web(p, pool, rng)
+    _progress(base, row)
+    # last, as the longest: scoring with 10 MC-dropout passes (what bald needs)
+    r = run(specscout("score", p, "--mc-passes", "10", "--quiet"))
+    row["score_mc10"] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
+    r = run(specscout("query", p, "--strategy", "bald", "--batch", "100", "--quiet"))
+    row["query_bald"] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
+
+
+def _progress(base: Path, row: dict) -> None:
+    """The steps of the size under way so far, readable while the run goes on."""
+    (base / f"progress-{row['size']}.json").write_text(json.dumps(row, indent=1))
 
 
 def _m(r: dict) -> dict:

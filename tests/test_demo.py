@@ -62,3 +62,22 @@ def test_demo(tmp_path, capsys):
     assert client.get("/api/queue").json()["iteration"] == 2
     assert client.get("/api/queue", params={"audit": True}).json()["done"] == \
         summary["audit_labels"]
+
+
+def test_demo_on_an_mrs_survey(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", str(out), "--layout", "mrs", "--survey", "100", "--labelled", "160",
+                 "--iterations", "1", "--batch", "20", "--model", "small-cnn", "--epochs", "3",
+                 "--workers", "1"]) == 0
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["pooled"] == 100 * 4 and summary["failed"] == 0  # coadd + 3 exposures
+    project = Project(out / "project")
+    assert project.config.resolution == 1531 and project.config.grid.points == 140
+    exposures = project.store().meta(columns=["exposure"])["exposure"].to_pylist()
+    assert exposures.count("coadd") == 100
+    table = parse(out / "candidates-spectra.xml").get_first_table().to_table()
+    assert len(table) == summary["candidates"]["spectra"] > 0
+    objects = {}  # the epochs of one file (one star) make one object
+    for spectrum_id, obj in zip(table["id"], table["object"], strict=True):
+        objects.setdefault(str(spectrum_id).split("#")[0], set()).add(int(obj))
+    assert all(len(found) == 1 for found in objects.values())

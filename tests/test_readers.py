@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from specscout import read
+from specscout import ReadError, read
 from specscout.spectra.readers import identify
 from specscout.spectra.writers import lamost_wavelength, write_lamost, write_ondrejov_raw
 
@@ -211,6 +211,30 @@ def test_unknown_layout_falls_back_to_specutils(tmp_path):
     assert s.meta.layout == "specutils"
     np.testing.assert_allclose(s.wavelength, wave.value)
     np.testing.assert_allclose(s.flux, flux.value)
+
+
+def test_text_files_go_to_specutils_binary_garbage_does_not(tmp_path):
+    pytest.importorskip("specutils")
+    import astropy.units as u
+    from astropy.table import QTable
+
+    wave = np.linspace(6500, 6600, 50) * u.AA
+    path = tmp_path / "spectrum.ecsv"  # a text format specscout has no reader of
+    QTable({"wavelength": wave, "flux": np.ones(50) * u.Jy}).write(path)
+    s = read(path)
+    assert s.meta.layout == "specutils"
+    np.testing.assert_allclose(s.wavelength, wave.value)
+    # A damaged FITS file (its first card broken) and binary noise are not text: refused at
+    # once as not-fits, without specutils' format guessing (tens of seconds on such files).
+    header = b"".join(c.ljust(80) for c in (b"RIMPLE  =                    T",
+                                            b"NAXIS   =                    0", b"END"))
+    rng = np.random.default_rng(0)
+    for name, data in (("damaged.fits", header.ljust(2880) + rng.bytes(500_000)),
+                       ("noise.bin", rng.bytes(500_000))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ReadError) as err:
+            read(tmp_path / name)
+        assert err.value.reason == "not-fits" and "specutils" not in err.value.detail
 
 
 def test_the_real_emission_lines_survive_the_reader_and_preprocessing(shared_data):

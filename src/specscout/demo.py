@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from specscout.archive.project import Project
+from specscout.archive.project import Project, ProjectConfig
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class DemoConfig:
     known_fraction: float = 0.4  # of the survey's emission-line objects in the reference list
     workers: int | None = None
     seed: int = 0
+    layout: str = "dr2"  # the survey's files; "mrs": LAMOST MRS, matched down to LRS
 
 
 def _say(log: Callable[[str], None] | None, text: str) -> None:
@@ -113,18 +114,22 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
     simulate_labelled(out / "data" / "ondrejov", SurveyConfig(
         n=config.labelled, seed=config.seed + 1, fractions=PAPER_MIX), workers=config.workers)
     truth = simulate_survey(out / "data" / "survey", SurveyConfig(
-        n=config.survey, seed=config.seed + 2, repeats=config.repeats), workers=config.workers)
+        n=config.survey, seed=config.seed + 2, repeats=config.repeats), layout=config.layout,
+        workers=config.workers)
     known = reference_catalogue(truth, out / "data" / "known-emission-stars.csv",
                                 config.known_fraction, config.seed + 3)
     lap("simulate")
 
     _say(log, "[2/6] ingesting both into a project (labelled set matched to R 1531) ...")
-    project = Project.init(out / "project")
+    # MRS files (a coadd and exposures each) go into an LRS-like project: one model for both
+    preset = "lamost-mrs-as-lrs" if config.layout == "mrs" else "lamost-lrs"
+    project = Project.init(out / "project", ProjectConfig.preset(preset))
     pooled = ingest(project.store("pool"), [out / "data" / "survey"],
                     project.config.preprocess(), workers=config.workers, progress=False)
     labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)
     ingest(project.store("labelled"), [out / "data" / "ondrejov"],
-           project.config.preprocess(None, 1531.0), workers=config.workers, labels=labels,
+           project.config.preprocess(None, project.config.resolution or 1531.0),
+           workers=config.workers, labels=labels,
            progress=False)
     lap("ingest")
     y = truth_classes(project, truth)

@@ -12,9 +12,12 @@ class SpecscoutError(Exception):
 class ReadError(SpecscoutError):
     """A spectrum file that cannot be read.
 
-    ``reason`` is a short stable code (``not-fits``, ``truncated``, ``bad-gzip``, ``empty``,
-    ``no-flux``, ``missing-keyword``, ``unknown-layout``, ``io``) that ingest stores in its
-    failures table; ``detail`` says more in words.
+    ``reason`` is a short stable code that ingest stores in its failures table: ``not-fits``,
+    ``truncated``, ``damaged`` (FITS structure broken), ``bad-gzip``, ``too-large`` (over
+    1 GiB, on disk or gunzipped), ``empty``, ``no-flux``, ``missing-keyword``, ``bad-keyword``
+    (a count or axis that is not one), ``bad-wavelength``, ``unknown-layout``, ``malformed``
+    (values no reader foresaw), ``io``;
+    ``detail`` says more in words.
     """
 
     def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:

@@ -27,7 +27,7 @@ from specscout.archive.index import HashSet, contains, path_hash
 from specscout.archive.store import Store
 from specscout.errors import ReadError, SpecscoutError
 from specscout.spectra.preprocess import PreprocessConfig, describe, prepare
-from specscout.spectra.readers import read
+from specscout.spectra.readers import read_all
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -111,12 +111,13 @@ def _record(path: str, status: str, **kw) -> dict:
 def process_batch(paths: Sequence[str], config: PreprocessConfig,
                   labels: dict[str, str] | None = None,
                   dtype: str = "float32") -> tuple[np.ndarray, list[dict]]:
-    """Read and preprocess ``paths``. Returns the pooled spectra and one record per path."""
+    """Read and preprocess ``paths``. Returns the pooled spectra and the records: one per
+    spectrum of a file that reads (several for a file of several epochs or targets), one for
+    a file that does not. A file's records are consecutive."""
     flux, records = [], []
     for path in paths:
         try:
-            spectrum = read(path)
-            prepared = prepare(spectrum, config)
+            found = [(s, prepare(s, config)) for s in read_all(path)]
         except ReadError as exc:
             records.append(_record(path, "failed", reason=exc.reason, detail=exc.detail))
             continue
@@ -124,21 +125,24 @@ def process_batch(paths: Sequence[str], config: PreprocessConfig,
             records.append(_record(path, "failed", reason="error",
                                    detail=f"{type(exc).__name__}: {exc}"))
             continue
-        m = spectrum.meta
-        rec = _record(path, "ok", id=m.id, obsid=m.obsid, designation=m.designation, ra=m.ra,
-                      dec=m.dec, snr=m.snr, window_snr=prepared.snr,
-                      survey_class=m.survey_class, survey_subclass=m.survey_subclass,
-                      release=m.release, instrument=m.instrument, layout=m.layout)
-        if labels is not None:
-            rec["label"] = labels.get(path, labels.get(m.id))
-            if rec["label"] is None:
-                rec.update(status="failed", reason="no-label",
-                           detail=f"neither the path nor the id {m.id!r} has a label")
-        if rec["status"] == "ok" and prepared.flags:
-            rec.update(status="flagged", flags=prepared.flags, reason=describe(prepared.flags))
-        if rec["status"] == "ok":
-            flux.append(prepared.flux)
-        records.append(rec)
+        for spectrum, prepared in found:
+            m = spectrum.meta
+            rec = _record(path, "ok", id=m.id, obsid=m.obsid, designation=m.designation,
+                          ra=m.ra, dec=m.dec, snr=m.snr, window_snr=prepared.snr,
+                          survey_class=m.survey_class, survey_subclass=m.survey_subclass,
+                          release=m.release, instrument=m.instrument, layout=m.layout,
+                          exposure=m.exposure, mjd=m.mjd)
+            if labels is not None:
+                rec["label"] = labels.get(path, labels.get(m.id))
+                if rec["label"] is None:
+                    rec.update(status="failed", reason="no-label",
+                               detail=f"neither the path nor the id {m.id!r} has a label")
+            if rec["status"] == "ok" and prepared.flags:
+                rec.update(status="flagged", flags=prepared.flags,
+                           reason=describe(prepared.flags))
+            if rec["status"] == "ok":
+                flux.append(prepared.flux)
+            records.append(rec)
     points = config.grid.points
     array = np.array(flux, dtype=dtype).reshape(-1, points)
     return array, records
@@ -152,7 +156,8 @@ class IngestSummary:
     ingested: int = 0
     flagged: int = 0
     failed: int = 0
-    skipped: int = 0  # already in the store
+    skipped: int = 0  # files already in the store
+    files: int = 0  # files read (a file may hold several spectra)
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -161,6 +166,7 @@ class IngestSummary:
         return self.ingested + self.flagged + self.failed
 
     def add(self, records: list[dict]) -> None:
+        self.files += len({r["path"] for r in records})
         for r in records:
             if r["status"] == "ok":
                 self.ingested += 1
@@ -172,10 +178,11 @@ class IngestSummary:
                 self.reasons[r["reason"]] = self.reasons.get(r["reason"], 0) + 1
 
     def __str__(self) -> str:
-        rate = self.processed / self.seconds if self.seconds else 0.0
+        rate = self.files / self.seconds if self.seconds else 0.0
+        spectra = f"{self.processed} records from " if self.processed != self.files else ""
         text = (f"ingested {self.ingested}, flagged {self.flagged}, failed {self.failed}, "
                 f"skipped {self.skipped} already in the store "
-                f"({self.processed} files in {self.seconds:.1f} s, {rate:.0f} files/s)")
+                f"({spectra}{self.files} files in {self.seconds:.1f} s, {rate:.0f} files/s)")
         if self.reasons:
             text += "\n  reasons: " + ", ".join(f"{k} {v}" for k, v in
                                                 sorted(self.reasons.items()))

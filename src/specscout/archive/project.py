@@ -38,6 +38,9 @@ normalisation = "{normalisation}"
 max_masked_fraction = {max_masked_fraction}
 # Spectra whose median signal-to-noise in the window is below this are flagged.
 min_snr = {min_snr}
+# The resolving power every spectrum is degraded to before resampling; 0 keeps each file's
+# own (e.g. 1531 makes LAMOST MRS or Ondrejov spectra look like LAMOST LRS ones).
+resolution = {resolution}
 
 [store]
 # "float32" or "float16" for the preprocessed spectra.
@@ -61,6 +64,7 @@ class ProjectConfig:
     dtype: str = "float32"
     part_rows: int = 4096
     labels_url: str = "sqlite:///labels.db"
+    resolution: float | None = None  # degrade every spectrum to this resolving power
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):
@@ -70,10 +74,18 @@ class ProjectConfig:
         if self.part_rows < 1:
             raise SpecscoutError("part_rows must be positive")
 
+    @classmethod
+    def preset(cls, name: str, **overrides) -> ProjectConfig:
+        """The configuration of a preset (``PRESETS``), with ``overrides``."""
+        if name not in PRESETS:
+            raise SpecscoutError(f"unknown preset {name!r}: one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
     def preprocess(self, degrade_from: float | None = None,
                    degrade_to: float | None = None) -> PreprocessConfig:
         return PreprocessConfig(grid=self.grid, normalisation=self.normalisation,
-                                degrade_from=degrade_from, degrade_to=degrade_to,
+                                degrade_from=degrade_from,
+                                degrade_to=degrade_to or self.resolution,
                                 max_masked_fraction=self.max_masked_fraction,
                                 min_snr=self.min_snr)
 
@@ -82,7 +94,7 @@ class ProjectConfig:
             classes=", ".join(f'"{c}"' for c in self.classes), grid=self.grid,
             normalisation=self.normalisation, max_masked_fraction=self.max_masked_fraction,
             min_snr=self.min_snr, dtype=self.dtype, part_rows=self.part_rows,
-            labels_url=self.labels_url)
+            labels_url=self.labels_url, resolution=self.resolution or 0)
 
     @classmethod
     def from_toml(cls, text: str, source: str = "config") -> ProjectConfig:
@@ -100,12 +112,23 @@ class ProjectConfig:
                 max_masked_fraction=float(pre.get("max_masked_fraction",
                                                   default.max_masked_fraction)),
                 min_snr=float(pre.get("min_snr", default.min_snr)),
+                resolution=float(pre.get("resolution", 0)) or None,
                 dtype=str(store.get("dtype", default.dtype)),
                 part_rows=int(store.get("part_rows", default.part_rows)),
                 labels_url=str(labels.get("url", default.labels_url)),
             )
         except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
             raise SpecscoutError(f"{source}: {exc}") from None
+
+
+#: Starting points for ``specscout init --preset``: the window, its points and the
+#: resolution. LAMOST LRS as the reference paper; LAMOST MRS at its native sampling
+#: (0.15 A a pixel, R ~ 7500); LAMOST MRS matched to LRS, so that one model serves both.
+PRESETS = {
+    "lamost-lrs": {"grid": Grid(), "resolution": None},
+    "lamost-mrs": {"grid": Grid(6519.0, 6732.0, 1412), "resolution": 7500.0},
+    "lamost-mrs-as-lrs": {"grid": Grid(), "resolution": 1531.0},
+}
 
 
 class Project:

@@ -45,7 +45,9 @@ LOOKUP_KEYS = ("row", "id", "obsid", "designation")
 #: Records per Parquet row group: reading one record reads one group.
 ROW_GROUP = 4096
 
-#: The metadata of every processed file. ``row`` is -1 for files not pooled.
+#: The metadata of every spectrum processed, and of every file that could not be read.
+#: ``row`` is -1 for what is not pooled. Stores written before ``exposure`` and ``mjd`` read
+#: them as nulls.
 META_SCHEMA = pa.schema([
     ("row", pa.int64()),
     ("path", pa.string()),
@@ -61,6 +63,8 @@ META_SCHEMA = pa.schema([
     ("release", pa.string()),
     ("instrument", pa.string()),
     ("layout", pa.string()),
+    ("exposure", pa.string()),  # which spectrum of a file of several ("coadd", a time, ...)
+    ("mjd", pa.float64()),  # when it was observed
     ("status", pa.string()),
     ("flags", pa.int32()),
     ("reason", pa.string()),
@@ -238,7 +242,7 @@ class Store:
             mine = rows[which == k]
             expr = ((pc.field("row") >= int(mine[0])) & (pc.field("row") <= int(mine[-1]))
                     & pc.field("row").isin(mine))
-            tables.append(pq.read_table(self.meta_path(part), columns=columns, filters=expr))
+            tables.append(self._dataset([part]).to_table(columns=columns, filter=expr))
         return pa.concat_tables(tables).sort_by("row")
 
     def record(self, row: int) -> dict:
@@ -254,8 +258,8 @@ class Store:
         columns = ["path", "status", "reason", "detail", "flags"]
         found = []
         for k, part in enumerate(self.parts):
-            t = pq.read_table(self.meta_path(part), columns=columns,
-                              filters=pc.field("status") != "ok")
+            t = self._dataset([part]).to_table(columns=columns,
+                                               filter=pc.field("status") != "ok")
             if len(t):
                 found.append((k, t))
         tables = []
@@ -272,26 +276,23 @@ class Store:
 
     def _again_within(self, part: Part, failed: pa.Table, hashes: np.ndarray) -> np.ndarray:
         """Which ``failed`` records of ``part`` its own later records process again (a
-        compaction merges a failure and its retry into one part)."""
+        compaction merges a failure and its retry into one part). A file's records are
+        consecutive, so a later record of the same path in another run of records is a
+        retry; the other spectra of the same file are not."""
         paths = np.asarray(self.index(part, "paths"))
         twice = (np.searchsorted(paths, hashes, "right") - np.searchsorted(paths, hashes)) > 1
         if not twice.any():
             return twice
-        every = pq.read_table(self.meta_path(part), columns=["path", "status"])
-        last_position = {p: i for i, p in enumerate(every["path"].to_pylist())}
-        position = {}
-        for i, (p, st) in enumerate(zip(every["path"].to_pylist(),
-                                        every["status"].to_pylist(), strict=True)):
-            if st != "ok":
-                position.setdefault(p, []).append(i)
-        names = failed["path"].to_pylist()
-        seen: dict[str, int] = {}
-        out = np.zeros(len(names), dtype=bool)
-        for j, name in enumerate(names):
-            k = seen.get(name, 0)
-            seen[name] = k + 1
-            out[j] = twice[j] and position[name][k] < last_position[name]
-        return out
+        every = self._dataset([part]).to_table(columns=["path", "status"])
+        names, status = every["path"].to_pylist(), every["status"].to_pylist()
+        run, runs, last_run = -1, [], {}
+        for i, name in enumerate(names):
+            if i == 0 or name != names[i - 1]:
+                run += 1
+            runs.append(run)
+            last_run[name] = run
+        return np.array([runs[i] != last_run[names[i]] for i in range(len(names))
+                         if status[i] != "ok"], dtype=bool)
 
     def summary(self, by: str = "release") -> dict:
         """Counts of the files processed: by status (failures retried later counted once,

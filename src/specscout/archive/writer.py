@@ -238,7 +238,7 @@ class Writer:
                 at += p.rows
         with pq.ParquetWriter(tmp / "meta.parquet", META_SCHEMA) as w:
             for p in group:
-                w.write_table(pq.read_table(store.meta_path(p)).cast(META_SCHEMA),
+                w.write_table(store._dataset([p]).to_table(),
                               row_group_size=ROW_GROUP)
         indexes = {}
         for kind, field in (("paths", None), ("keys", "hash"), ("sky", "pixel")):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 from specscout.cli.common import (
-    grid,
-    grid_options,
     project_argument,
     quiet_option,
     scheduler_option,
@@ -16,17 +14,31 @@ from specscout.cli.common import (
 
 @click.command()
 @project_argument
-@grid_options
+@click.option("--preset", type=click.Choice(["lamost-lrs", "lamost-mrs", "lamost-mrs-as-lrs"]),
+              default="lamost-lrs", show_default=True,
+              help="the window, points and resolution of a survey: LAMOST LRS as the paper; "
+                   "LAMOST MRS at its native sampling (1412 points, R 7500); MRS matched to LRS "
+                   "(140 points, R 1531), so that one model serves both")
+@click.option("--window", nargs=2, type=float, metavar="START STOP", default=None,
+              help="vacuum wavelength window in Angstrom (default: the preset's)")
+@click.option("--points", type=int, default=None, help="points of the grid (default: the "
+              "preset's)")
+@click.option("--resolution", type=float, default=None, metavar="R",
+              help="degrade every spectrum to this resolving power (default: the preset's)")
 @click.option("--classes", default=None, metavar="A,B,...",
               help="class names, background first (default: other,emission,double-peak)")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32")
-def init(project, window, points, classes, dtype) -> int:
+def init(project, preset, window, points, resolution, classes, dtype) -> int:
     """Create a discovery project directory."""
     from specscout.archive.project import Project, ProjectConfig
+    from specscout.spectra.grid import Grid
 
-    config = ProjectConfig(grid=grid(window, points), dtype=dtype,
-                           classes=tuple(c.strip() for c in classes.split(","))
-                           if classes else ProjectConfig().classes)
+    base = ProjectConfig.preset(preset, dtype=dtype)
+    start, stop = window or (base.grid.start, base.grid.stop)
+    config = ProjectConfig.preset(
+        preset, grid=Grid(start, stop, points or base.grid.points), dtype=dtype,
+        resolution=resolution or base.resolution,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else base.classes)
     created = Project.init(project, config)
     print(f"created project {created.path} (edit {created.path / 'specscout.toml'} to change it)")
     return 0
@@ -117,4 +129,36 @@ def info(project, failures) -> int:
     return 0
 
 
-COMMANDS = [init, ingest, info]
+@click.command()
+@click.argument("out")
+@click.option("--service", required=True, metavar="URL",
+              help="the SSA service's base URL (e.g. found in the VO registry with "
+                   "pyvo.registry.search(servicetype='ssa', keywords=...))")
+@click.option("--ids", default=None, metavar="CSV",
+              help="the publisher's dataset ids to fetch (an 'id' column; a 'label' column "
+                   "is carried into OUT/fetched.csv)")
+@click.option("--pos", nargs=2, type=float, default=None, metavar="RA DEC",
+              help="or: what the service holds around this position (degrees)")
+@click.option("--size", type=float, default=0.01, show_default=True,
+              help="radius of the region around --pos (degrees)")
+@click.option("--time", "time_range", nargs=2, default=None, metavar="START END",
+              help="with --pos: observed between these ISO 8601 times")
+@click.option("--workers", type=int, default=8, show_default=True,
+              help="downloads at once")
+def fetch(out, service, ids, pos, size, time_range, workers) -> int:
+    """Download spectra from a Virtual Observatory archive (IVOA SSA) into OUT; resumable."""
+    from specscout.archive.fetch import fetch as run
+    from specscout.archive.fetch import read_ids
+    from specscout.errors import SpecscoutError
+
+    if not ids and pos is None:
+        raise SpecscoutError("say what to fetch: --ids CSV, or --pos RA DEC")
+    summary = run(service, out, ids=read_ids(ids) if ids else (), pos=pos, size=size,
+                  time_range=time_range, workers=workers)
+    print(f"{out}: {summary}")
+    print(f"files listed in {out}/fetched.csv (id, path, label): ingest them with "
+          f"'specscout ingest PROJECT {out} --labels {out}/fetched.csv'")
+    return 1 if summary.failed else 0
+
+
+COMMANDS = [init, ingest, info, fetch]

@@ -13,8 +13,9 @@ from specscout.cli.common import counts, quiet_option, scheduler_option, workers
 @click.option("--kind", type=click.Choice(["survey", "labelled"]), default="survey",
               help="a LAMOST-like survey, or an Ondrejov-like labelled set (R 13000, air, "
                    "CCD700 raw layout, the paper's 47/41/12 % class mix)")
-@click.option("--layout", type=click.Choice(["dr1", "dr2", "dr9"]), default="dr2",
-              show_default=True, help="LAMOST layout of the survey's files")
+@click.option("--layout", type=click.Choice(["dr1", "dr2", "dr9", "mrs"]), default="dr2",
+              show_default=True, help="LAMOST layout of the survey's files (dr1, dr2-dr8, dr9+ "
+              "low resolution; mrs: medium resolution, a coadd and 3 exposures a file)")
 @click.option("--no-gzip", is_flag=True, help="survey files not gzipped")
 @click.option("--gzip", is_flag=True, help="labelled-set files gzipped")
 @click.option("--emission", type=float, default=None,
@@ -52,7 +53,9 @@ def simulate(out, n, kind, layout, no_gzip, gzip, emission, double_peak, snr, re
         truth = simulate_labelled(out, config, compress=gzip, workers=workers,
                                   scheduler=scheduler, progress=not quiet)
     classes = pq.read_table(truth, columns=["class"])["class"].value_counts().to_pylist()
-    print(f"wrote {n} spectra to {out} in {time.perf_counter() - start:.1f} s "
+    spectra = sum(c["counts"] for c in classes)
+    what = f"{n} spectra" if spectra == n else f"{n} files ({spectra} spectra)"
+    print(f"wrote {what} to {out} in {time.perf_counter() - start:.1f} s "
           f"({counts({c['values']: c['counts'] for c in classes})}); truth in {truth}")
     if kind == "labelled":
         labels = Path(out) / "labels.csv"
@@ -73,15 +76,18 @@ def simulate(out, n, kind, layout, no_gzip, gzip, emission, double_peak, snr, re
 @click.option("--epochs", type=int, default=30, show_default=True, help="at most, per training")
 @click.option("--workers", type=int, default=None, help="local Dask workers")
 @click.option("--seed", type=int, default=0)
+@click.option("--layout", type=click.Choice(["dr2", "mrs"]), default="dr2", show_default=True,
+              help="the survey's files: LAMOST LRS, or LAMOST MRS (a coadd and three "
+                   "exposures per file, matched down to LRS: preset lamost-mrs-as-lrs)")
 def demo(out, survey, labelled, iterations, batch, strategy, model, epochs, workers,
-         seed) -> int:
+         seed, layout) -> int:
     """The whole job on a simulated archive: simulate, ingest, iterate with a simulated
     annotator, audit, catalogue, report. OUT is a new directory."""
     from specscout.demo import DemoConfig, run
 
     run(out, DemoConfig(survey=survey, labelled=labelled, iterations=iterations, batch=batch,
                         strategy=strategy, model=model, max_epochs=epochs, workers=workers,
-                        seed=seed))
+                        seed=seed, layout=layout))
     return 0
 
 

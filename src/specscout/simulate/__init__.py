@@ -7,6 +7,7 @@ sets in real file layouts, with their truth tables.
 from specscout.simulate.profiles import CLASSES, FAMILIES, draw_profile, line_profile
 from specscout.simulate.survey import (
     LAMOST,
+    MRS,
     ONDREJOV,
     PAPER_MIX,
     Instrument,
@@ -19,6 +20,6 @@ from specscout.simulate.survey import (
     simulate_survey,
 )
 
-__all__ = ["CLASSES", "FAMILIES", "LAMOST", "ONDREJOV", "PAPER_MIX", "Instrument",
+__all__ = ["CLASSES", "FAMILIES", "LAMOST", "MRS", "ONDREJOV", "PAPER_MIX", "Instrument",
            "SurveyConfig", "Templates", "draw", "draw_profile", "line_profile",
            "load_templates", "render", "simulate_labelled", "simulate_survey"]

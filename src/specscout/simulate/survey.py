@@ -37,9 +37,16 @@ from specscout.spectra.spectrum import Meta
 from specscout.spectra.writers import (
     LAMOST_LAYOUTS,
     lamost_wavelength,
+    mrs_wavelength,
     write_lamost,
+    write_lamost_mrs,
     write_ondrejov_raw,
 )
+
+#: The layouts of a simulated survey: LAMOST LRS (DR1, DR2-DR8, DR9+) and LAMOST MRS.
+SURVEY_LAYOUTS = (*LAMOST_LAYOUTS, "mrs")
+#: Exposures of each simulated MRS file, besides their coadd.
+MRS_EXPOSURES = 3
 
 #: Night-sky lines near H-alpha (air, Angstrom): [O I] and OH, where sky subtraction leaves
 #: residuals in real spectra.
@@ -98,6 +105,8 @@ class Instrument:
 #: ``specscout calibrate`` measures on real LAMOST spectra; the SNR distribution follows the
 #: sideband scatter of the real LAMOST files of ../shared/data (median 0.028).
 LAMOST = Instrument(resolving_power=1600.0, snr_median=42.0, snr_sigma=0.35, medium="vacuum")
+#: LAMOST MRS, red arm: R ~ 7500, vacuum; the SNR of the coadd of its exposures.
+MRS = Instrument(resolving_power=7500.0, snr_median=30.0, snr_sigma=0.45, medium="vacuum")
 #: Ondrejov 2m, CCD700 around H-alpha: R ~ 13000, air, high signal-to-noise.
 ONDREJOV = Instrument(resolving_power=13000.0, snr_median=150.0, snr_sigma=0.3, medium="air")
 
@@ -251,35 +260,78 @@ VISIT_KEYS = ("snr", "amplitude", "tilt")
 def _survey_batch(indices: list[int], out: str, config: SurveyConfig, layout: str,
                   compress: bool) -> list[dict]:
     templates = load_templates()
+    instrument = MRS if layout == "mrs" else LAMOST
     wave = lamost_wavelength(3909)
     rows = []
     for i in indices:
         rng = np.random.default_rng([config.seed, i])
-        truth = draw(rng, config, LAMOST, templates)
+        truth = draw(rng, config, instrument, templates)
         star = star_of(i, config)
         if star != i:  # the same star again: its spectrum's star and line, new conditions
-            first = draw(np.random.default_rng([config.seed, star]), config, LAMOST, templates)
+            first = draw(np.random.default_rng([config.seed, star]), config, instrument,
+                         templates)
             truth = {k: (truth[k] if k in VISIT_KEYS else v) for k, v in first.items()}
         truth["object"] = star
-        flux, ivar, andmask, noise = render(truth, templates, LAMOST, wave, rng, config)
         ra, dec = _sky_position(np.random.default_rng([config.seed, star, 2]))
         if star != i:  # astrometry of another visit: within a fraction of an arcsec
             jitter = np.random.default_rng([config.seed, i, 2]).normal(0, 0.2 / 3600, 2)
             ra = (ra + jitter[0] / max(math.cos(math.radians(dec)), 1e-6)) % 360
             dec = float(np.clip(dec + jitter[1], -90, 90))
         plan = i // 4000
-        name = f"spec-{55900 + plan}-SIM{plan:05d}_sp{(i // 250) % 16 + 1:02d}-{i % 250 + 1:03d}"
-        path = Path(out) / f"plan{plan:05d}" / (name + (".fits.gz" if compress else ".fits"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = Meta(id=name, path=str(path), instrument="LAMOST LRS", layout=layout,
-                    release="DR9" if layout == "dr9" else "", ra=ra, dec=dec,
+        meta = dict(layout=layout, ra=ra, dec=dec,
                     designation=_designation(ra, dec), obsid=100_000_000 + i,
                     snr=truth["snr"], survey_class="STAR",
                     survey_subclass=truth["spt"][:2] or "Non")
-        write_lamost(path, flux, ivar, meta, layout=layout, andmask=andmask, compress=compress)
-        rows.append({"id": name, "path": str(path), "obsid": meta.obsid, "ra": ra, "dec": dec,
-                     "designation": meta.designation, **truth, **noise})
+        if layout == "mrs":
+            name = f"med-{58300 + plan}-SIM{plan:05d}_sp{(i // 250) % 16 + 1:02d}-{i % 250 + 1:03d}"
+            ids, noise = _mrs_file(i, name, out, truth, templates, rng, config, meta, compress)
+        else:
+            name = (f"spec-{55900 + plan}-SIM{plan:05d}_sp{(i // 250) % 16 + 1:02d}-"
+                    f"{i % 250 + 1:03d}")
+            path = Path(out) / f"plan{plan:05d}" / (name + (".fits.gz" if compress else ".fits"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flux, ivar, andmask, noise = render(truth, templates, LAMOST, wave, rng, config)
+            write_lamost(path, flux, ivar, Meta(
+                id=name, path=str(path), instrument="LAMOST LRS",
+                release="DR9" if layout == "dr9" else "",
+                **meta),
+                layout=layout, andmask=andmask, compress=compress)
+            ids = [(name, str(path))]
+        for ident, path in ids:  # one truth row per spectrum
+            rows.append({"id": ident, "path": path, "obsid": meta["obsid"], "ra": ra,
+                         "dec": dec, "designation": meta["designation"], **truth, **noise})
     return rows
+
+
+def _mrs_file(i: int, name: str, out: str, truth: dict, templates: Templates,
+              rng: np.random.Generator, config: SurveyConfig, meta: dict,
+              compress: bool) -> tuple[list[tuple[str, str]], dict]:
+    """A LAMOST MRS file of MRS_EXPOSURES exposures of the star and their coadd; the blue arm
+    lies outside the templates, so it carries no data. Returns (id, path) of its spectra."""
+    plan = i // 4000
+    path = Path(out) / f"plan{plan:05d}" / (name + (".fits.gz" if compress else ".fits"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    red = mrs_wavelength("R")
+    blue = np.zeros(mrs_wavelength("B").size)
+    no_blue = (blue, blue, np.full(blue.size, NO_DATA))
+    exposure_truth = {**truth, "snr": truth["snr"] / math.sqrt(MRS_EXPOSURES)}
+    exposures, noise = [], {"cosmic_rays": 0, "sky_residuals": 0}
+    start = 83_900_000 + 1440 * (i // 250) + 100  # local minutes: one night per plate
+    for e in range(MRS_EXPOSURES):
+        flux, ivar, bits, added = render(exposure_truth, templates, MRS, red, rng, config)
+        exposures.append((start + 14 * e, {"B": no_blue, "R": (flux, ivar, bits)}))
+        noise = {k: noise[k] + added[k] for k in noise}
+    fluxes = np.array([x[1]["R"][0] for x in exposures])
+    ivars = np.array([x[1]["R"][1] for x in exposures])
+    weight = ivars.sum(0)
+    coadd_flux = np.divide((fluxes * ivars).sum(0), weight, out=np.zeros(red.size),
+                           where=weight > 0)
+    bits = np.bitwise_and.reduce(np.array([x[1]["R"][2] for x in exposures]), axis=0)
+    write_lamost_mrs(path, {"B": no_blue, "R": (coadd_flux, weight, bits)}, exposures,
+                     Meta(id=name, path=str(path), instrument="LAMOST MRS", release="DR7",
+                          **{**meta, "layout": "lamost-mrs"}), compress=compress)
+    return ([(f"{name}#coadd", str(path))]
+            + [(f"{name}#{m}", str(path)) for m, _ in exposures]), noise
 
 
 def _labelled_batch(indices: list[int], out: str, config: SurveyConfig,
@@ -360,8 +412,8 @@ def simulate_survey(out: str | Path, config: SurveyConfig | None = None, layout:
     """Write a LAMOST-like survey of ``config.n`` files under ``out`` and ``out/truth.parquet``.
     Spectrum i depends only on (seed, i), so the survey is the same however it is split."""
     config = config or SurveyConfig()
-    if layout not in LAMOST_LAYOUTS:
-        raise ValueError(f"layout must be one of {LAMOST_LAYOUTS}")
+    if layout not in SURVEY_LAYOUTS:
+        raise ValueError(f"layout must be one of {SURVEY_LAYOUTS}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = _run(_survey_batch, config.n, (os.fspath(out), config, layout, compress), workers,

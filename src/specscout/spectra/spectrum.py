@@ -15,7 +15,10 @@ class Meta:
     """What is known about a spectrum besides its pixels.
 
     ``survey_class`` / ``survey_subclass`` are the archive pipeline's own classification
-    (e.g. ``STAR`` / ``K5``), not specscout's labels.
+    (e.g. ``STAR`` / ``K5``), not specscout's labels. A file that holds several spectra (the
+    coadd and the exposures of a LAMOST MRS file, the targets of a DESI file) gives each an
+    ``id`` of its own and says which it is in ``exposure`` ("coadd", an exposure's time, a
+    target id); ``mjd`` is when it was observed (UTC Modified Julian Date).
     """
 
     id: str
@@ -31,6 +34,8 @@ class Meta:
     survey_class: str = ""
     survey_subclass: str = ""
     resolving_power: float = math.nan
+    exposure: str = ""
+    mjd: float = math.nan
 
 
 @dataclass(slots=True)

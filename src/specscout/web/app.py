@@ -350,6 +350,13 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                  who: str = Depends(annotator)) -> JSONResponse:
         return JSONResponse(spectrum_payload(row, who, audit))
 
+    @app.get("/api/spectrum/{row}/epochs")
+    def epochs(row: int, who: str = Depends(annotator)) -> dict:
+        try:
+            return {"row": row, "epochs": state.pool.epochs(row)}
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+
     @app.get("/api/spectrum/{row}/original")
     def original(row: int, who: str = Depends(annotator)) -> dict:
         try:

@@ -26,6 +26,8 @@ LINES = {"H-alpha": 6564.61, "He I 6680": 6679.99, "[N II] 6585": 6585.27,
          "[N II] 6550": 6549.86, "[S II] 6718": 6718.29}
 
 SEARCH_LIMIT = 50
+#: Spectra this close to one another are epochs of one object.
+EPOCH_RADIUS_ARCSEC = 3.0
 DEFAULT_RADIUS_ARCSEC = 5.0
 _NUMBER = r"[-+]?\d+(?:\.\d*)?"
 _DEGREES = re.compile(rf"\s*({_NUMBER})[\s,]+({_NUMBER})(?:[\s,]+({_NUMBER}))?\s*")
@@ -80,19 +82,41 @@ class PoolView:
         return self.pool.flux([row])[0].astype(np.float32)
 
     def original(self, row: int) -> dict:
-        """The whole spectrum from its file, as read by specscout's readers; or the reason it
-        cannot be read now (the path is the store's, never the client's)."""
-        from specscout.spectra.readers import read
+        """The whole spectrum from its file (the one of this row, in a file of several), as
+        read by specscout's readers; or the reason it cannot be read now (the path is the
+        store's, never the client's)."""
+        from specscout.spectra.readers import read_all
 
-        path = self.record(row)["path"]
+        record = self.record(row)
+        path = record["path"]
         try:
-            spec = read(path)
+            found = read_all(path)
         except (OSError, SpecscoutError, ValueError) as exc:
             return {"path": path, "error": str(exc)}
+        spec = next((s for s in found if s.meta.id == record["id"]), None)
+        if spec is None:
+            return {"path": path, "error": f"{record['id']} is no longer in the file"}
         good = ~spec.mask & np.isfinite(spec.flux)
         return {"path": path, "medium": spec.medium,
                 "wavelength": np.round(spec.wavelength[good], 3).tolist(),
                 "flux": spec.flux[good].astype(float).tolist()}
+
+    def epochs(self, row: int, radius_arcsec: float = EPOCH_RADIUS_ARCSEC,
+               limit: int = 40) -> list[dict]:
+        """The other spectra of this spectrum's object (its other exposures, or visits),
+        within ``radius_arcsec``, by time of observation, with their windows."""
+        rec = self.record(row)
+        if rec["ra"] is None or rec["dec"] is None:
+            return []
+        near = [r for r, _ in self.pool.cone(rec["ra"], rec["dec"], radius_arcsec,
+                                             limit=limit + 1) if r != row][:limit]
+        if not near:
+            return []
+        found = self.pool.records(near, ("id", "exposure", "mjd", "release")).to_pylist()
+        flux = dict(zip(near, self.pool.flux(near).astype(np.float32), strict=True))
+        found.sort(key=lambda r: (_finite(r["mjd"]) is None, r["mjd"] or 0, r["row"]))
+        return [{**{k: _finite(r[k]) for k in ("row", "id", "exposure", "mjd", "release")},
+                 "flux": [round(float(v), 5) for v in flux[r["row"]]]} for r in found]
 
     # --- the latest scores -----------------------------------------------------------------
 

@@ -1,9 +1,12 @@
-"""Readers: any survey spectrum file -> :class:`~specscout.spectra.spectrum.Spectrum`.
+"""Readers: any survey spectrum file -> :class:`~specscout.spectra.spectrum.Spectrum` (or
+several, for files that hold more than one).
 
 One module per instrument, each registering an ``identify(fits) -> bool`` predicate and a
-``read(fits, path) -> Spectrum`` loader with a priority (as specutils' loaders do). The file is
-read and parsed once (:mod:`.fitsbytes`); the first reader whose ``identify`` accepts it reads
-it. Files no reader knows go to specutils' readers when specutils is installed.
+``read(fits, path)`` loader with a priority (as specutils' loaders do); a loader returns one
+Spectrum, or a list of them. The file is read and parsed once (:mod:`.fitsbytes`); the first
+reader whose ``identify`` accepts it reads it. Files no reader knows go to specutils' readers
+when specutils is installed. :func:`read_all` gives every spectrum of a file, :func:`read` the
+first (a multi-epoch file's coadd).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from specscout.spectra.spectrum import Spectrum
 class Reader:
     name: str
     identify: Callable[[FitsBytes], bool]
-    read: Callable[[FitsBytes, str], Spectrum]
+    read: Callable[[FitsBytes, str], Spectrum | list[Spectrum]]
     priority: int
 
 
@@ -31,7 +34,7 @@ REGISTRY: list[Reader] = []
 def register(name: str, identify: Callable[[FitsBytes], bool], priority: int = 0):
     """Decorator registering ``read`` under ``name``; higher priority is tried first."""
 
-    def wrap(read: Callable[[FitsBytes, str], Spectrum]) -> Callable[[FitsBytes, str], Spectrum]:
+    def wrap(read: Callable) -> Callable:
         REGISTRY.append(Reader(name, identify, read, priority))
         REGISTRY.sort(key=lambda r: -r.priority)
         return read
@@ -66,8 +69,8 @@ def identify(path: str | Path) -> str:
     return reader.name if reader else "specutils"
 
 
-def read(path: str | Path) -> Spectrum:
-    """Read one spectrum file (FITS, plain or gzip).
+def read_all(path: str | Path) -> list[Spectrum]:
+    """Every spectrum of one file (FITS, plain or gzip), in the file's order.
 
     Raises :class:`~specscout.errors.ReadError` naming the path and the reason when the file
     cannot be read.
@@ -76,22 +79,49 @@ def read(path: str | Path) -> Spectrum:
     try:
         fits = _open(path)
     except ReadError as exc:
-        if exc.reason == "not-fits":  # maybe a format only specutils knows (ASCII, HDF5...)
-            return fallback.read_or_raise(path, exc)
+        if exc.reason == "not-fits" and fallback.may_read(path):  # ASCII, HDF5...
+            return [fallback.read_or_raise(path, exc)]
         raise
     reader = _identify(fits, path)
     if reader is None:
-        return fallback.read_or_raise(
-            path, ReadError(path, "unknown-layout", "no specscout reader identifies this file")
-        )
+        try:
+            fits.check_structure()
+        except FitsError as exc:
+            raise ReadError(path, exc.reason, exc.detail) from None
+        return [fallback.read_or_raise(
+            path, ReadError(path, "unknown-layout", "no specscout reader identifies this file"))]
     try:
-        return reader.read(fits, path)
+        found = reader.read(fits, path)
     except FitsError as exc:
         raise ReadError(path, exc.reason, exc.detail) from None
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError) as exc:
+        # values no reader foresaw (a damaged file): reported, never a crash of the caller
+        raise ReadError(path, "malformed", f"{reader.name} reader: {type(exc).__name__}: "
+                                           f"{exc}") from None
+    found = found if isinstance(found, list) else [found]
+    if not found:
+        raise ReadError(path, "no-flux", f"the {reader.name} reader found no spectrum in it")
+    return found
+
+
+def read(path: str | Path) -> Spectrum:
+    """The (first) spectrum of one file: for a file of several epochs, their coadd.
+
+    Raises :class:`~specscout.errors.ReadError` naming the path and the reason when the file
+    cannot be read.
+    """
+    return read_all(path)[0]
 
 
 # Import the readers so that they register themselves.
-from specscout.spectra.readers import fallback, lamost, ondrejov, sdss  # noqa: E402
+from specscout.spectra.readers import (  # noqa: E402
+    desi,
+    fallback,
+    lamost,
+    lamost_mrs,
+    ondrejov,
+    sdss,
+)
 
-__all__ = ["REGISTRY", "Reader", "fallback", "identify", "lamost", "ondrejov", "read",
-           "register", "sdss"]
+__all__ = ["REGISTRY", "Reader", "desi", "fallback", "identify", "lamost", "lamost_mrs",
+           "ondrejov", "read", "read_all", "register", "sdss"]

@@ -34,11 +34,15 @@ def text(header: Header, key: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def required(header: Header, key: str, path: str) -> float:
+def required(header: Header, key: str, path: str, default: float | None = None) -> float:
+    """A numeric keyword; ``default`` when absent, if given; else a ReadError."""
     value = header.get(key)
+    if value is None and default is not None:
+        return default
+    if value is None:
+        raise ReadError(path, "missing-keyword", f"{key} is absent")
     if not isinstance(value, int | float) or isinstance(value, bool):
-        found = "absent" if value is None else repr(value)
-        raise ReadError(path, "missing-keyword", f"{key} is {found}")
+        raise ReadError(path, "bad-keyword", f"{key} is {value!r}, not a number")
     return float(value)
 
 

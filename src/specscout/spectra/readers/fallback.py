@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 
 from specscout.errors import ReadError
 from specscout.spectra.readers._common import checked_wavelength, stem
 from specscout.spectra.spectrum import Meta, Spectrum
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def may_read(path: str) -> bool:
+    """Whether a file that is not FITS may be another format specutils reads: HDF5, or text
+    (lines, no NUL bytes). Binary garbage and damaged FITS (whose 80-character header cards
+    have no line breaks) are not tried: specutils' format guessing takes tens of seconds on
+    them and can only fail."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4096)
+    except (OSError, EOFError):
+        return False
+    if head.startswith(_HDF5):
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a character cut at the end
+            return False
+    return b"\0" not in head and b"\n" in head
 
 
 def read_or_raise(path: str, error: ReadError) -> Spectrum:

@@ -10,6 +10,8 @@ raises :class:`Unsupported`, and tests compare every value with astropy on the r
 
 from __future__ import annotations
 
+import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ BLOCK = 2880
 CARD = 80
 _END = b"END" + b" " * 77
 _GZIP_MAGIC = b"\x1f\x8b"
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 
 _IMAGE_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _TFORM = re.compile(r"^(\d*)([A-Z])")
@@ -47,14 +50,27 @@ class Unsupported(FitsError):
         super().__init__("unknown-layout", detail)
 
 
-def load_bytes(path: str | Path) -> bytes:
-    """The file's bytes, gunzipped when they start with the gzip magic number."""
-    raw = Path(path).read_bytes()
+#: The most bytes a spectrum file may hold, or expand to once gunzipped: a bound on the
+#: memory one file can take (a gzip bomb, a mislabelled cube), far above any spectrum file
+#: (LAMOST ~0.2 MB, MRS ~3 MB, a DESI coadd of 500 targets ~0.3 GB).
+MAX_BYTES = 1 << 30
+
+
+def load_bytes(path: str | Path, limit: int | None = None) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic number; at most
+    ``limit`` bytes (default ``MAX_BYTES``), before or after gunzipping."""
+    path = Path(path)
+    limit = MAX_BYTES if limit is None else limit
+    if path.stat().st_size > limit:
+        raise FitsError("too-large", f"{path.stat().st_size} bytes, more than {limit}")
+    raw = path.read_bytes()
     if raw[:2] != _GZIP_MAGIC:
         return raw
     d = _zlib.decompressobj(wbits=31)
     try:
-        out = d.decompress(raw)
+        out = d.decompress(raw, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise FitsError("too-large", f"expands to more than {limit} bytes when gunzipped")
         out += d.flush()
     except _zlib.error as exc:
         raise FitsError("bad-gzip", f"corrupt gzip stream: {exc}") from None
@@ -64,9 +80,12 @@ def load_bytes(path: str | Path) -> bytes:
         import gzip
 
         try:
-            out = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
+                out = fh.read(limit + 1)
         except (OSError, EOFError, _zlib.error) as exc:
             raise FitsError("bad-gzip", f"corrupt gzip stream: {exc}") from None
+        if len(out) > limit:
+            raise FitsError("too-large", f"expands to more than {limit} bytes when gunzipped")
     return out
 
 
@@ -157,6 +176,7 @@ class HDU:
     header: Header
     offset: int  # where the data starts in the buffer
     nbytes: int  # data size without padding
+    start: int = 0  # where the header starts
 
     @property
     def is_table(self) -> bool:
@@ -195,7 +215,7 @@ class FitsBytes:
                 "truncated",
                 f"HDU {len(self._hdus)} needs {nbytes} data bytes, file has {len(data) - offset}",
             )
-        hdu = HDU(header, offset, nbytes)
+        hdu = HDU(header, offset, nbytes, start)
         self._hdus.append(hdu)
         self._next = offset + -(-nbytes // BLOCK) * BLOCK
         return hdu
@@ -207,6 +227,24 @@ class FitsBytes:
                 return None
         return self._hdus[index]
 
+    def check_structure(self) -> None:
+        """Raise ``FitsError("damaged", ...)`` unless the file is sound FITS throughout: the
+        primary says SIMPLE = T, every header is printable ASCII ending in END, every HDU's
+        data fits, and nothing but padding follows the last HDU. Checked before a file goes to
+        a general FITS library (astropy can loop for minutes on a damaged header)."""
+        i = 0
+        while self.hdu(i) is not None:
+            i += 1
+        if self.hdu(0).header.get("SIMPLE") is not True:
+            raise FitsError("damaged", "the primary header does not say SIMPLE = T")
+        for k, hdu in enumerate(self._hdus):
+            if _NOT_PRINTABLE.search(self.data, hdu.start, hdu.offset):
+                raise FitsError("damaged", f"header of HDU {k} has characters that are not "
+                                           "printable ASCII")
+        rest = self.data[self._next :]
+        if rest.strip(b"\0 "):
+            raise FitsError("damaged", f"{len(rest)} bytes after HDU {i - 1} are not an HDU")
+
     def find(self, extname: str) -> HDU | None:
         """The first extension whose EXTNAME is ``extname`` (case-insensitive)."""
         want, i = extname.upper(), 1
@@ -215,6 +253,14 @@ class FitsBytes:
                 return hdu
             i += 1
         return None
+
+    def extnames(self) -> list[str]:
+        """The EXTNAME of every extension, in order ("" where it has none)."""
+        names, i = [], 1
+        while (hdu := self.hdu(i)) is not None:
+            names.append(str(hdu.header.get("EXTNAME", "")).strip())
+            i += 1
+        return names
 
     def image(self, hdu: HDU) -> np.ndarray:
         """The image of ``hdu`` as an array (big-endian; scaled to float when BSCALE/BZERO)."""
@@ -226,7 +272,7 @@ class FitsBytes:
         shape = _axes(h)
         if not shape:
             raise FitsError("empty", "HDU has no data array (NAXIS = 0)")
-        arr = np.frombuffer(self.data, dtype=dtype, count=int(np.prod(shape)), offset=hdu.offset)
+        arr = np.frombuffer(self.data, dtype=dtype, count=math.prod(shape), offset=hdu.offset)
         arr = arr.reshape(shape[::-1])
         scale, zero = h.get("BSCALE", 1), h.get("BZERO", 0)
         if scale != 1 or zero != 0:
@@ -239,7 +285,7 @@ class FitsBytes:
         if not hdu.is_table:
             raise FitsError("unknown-layout", "HDU is not a binary table")
         fields, scales = [], {}
-        for i in range(1, int(h.get("TFIELDS", 0)) + 1):
+        for i in range(1, _int(h, "TFIELDS", 0) + 1):
             name = str(h.get(f"TTYPE{i}", f"col{i}"))
             form = str(h.get(f"TFORM{i}", "")).strip()
             match = _TFORM.match(form)
@@ -259,7 +305,7 @@ class FitsBytes:
             if scale != 1 or zero != 0:
                 scales[name] = (scale, zero)
         dtype = np.dtype(fields)
-        width, rows = int(h.get("NAXIS1", 0)), int(h.get("NAXIS2", 0))
+        width, rows = _int(h, "NAXIS1", 0), _int(h, "NAXIS2", 0)
         if dtype.itemsize != width:
             raise FitsError("unknown-layout", f"row width {width} != columns' {dtype.itemsize}")
         table = np.frombuffer(self.data, dtype=dtype, count=rows, offset=hdu.offset)
@@ -283,17 +329,21 @@ def _tdim(value, repeat: int, name: str) -> tuple[int, ...]:
     return axes[::-1]
 
 
+def _int(h: Header, key: str, default: int | None = None) -> int:
+    """An integer keyword that must be >= 0 (axes, counts)."""
+    value = h.get(key, default)
+    if value is None:
+        raise FitsError("missing-keyword", f"no {key}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FitsError("bad-keyword", f"{key} = {value!r}, not a count")
+    return value
+
+
 def _axes(h: Header) -> tuple[int, ...]:
-    naxis = h.get("NAXIS")
-    if not isinstance(naxis, int) or naxis < 0:
-        raise FitsError("missing-keyword", f"NAXIS is {naxis!r}")
-    axes = []
-    for i in range(1, naxis + 1):
-        n = h.get(f"NAXIS{i}")
-        if not isinstance(n, int) or n < 0:
-            raise FitsError("missing-keyword", f"NAXIS{i} is {n!r}")
-        axes.append(n)
-    return tuple(axes)
+    naxis = _int(h, "NAXIS")
+    if naxis > 999:
+        raise FitsError("bad-keyword", f"NAXIS = {naxis}")
+    return tuple(_int(h, f"NAXIS{i}") for i in range(1, naxis + 1))
 
 
 def _data_size(h: Header) -> int:
@@ -304,10 +354,10 @@ def _data_size(h: Header) -> int:
     bitpix = h.get("BITPIX")
     if bitpix not in _IMAGE_DTYPES:
         raise FitsError("unknown-layout", f"BITPIX = {bitpix!r} is not valid FITS")
-    count = int(np.prod(axes, dtype=np.int64))
+    count = math.prod(axes)  # Python integers: no overflow whatever NAXISn say
     if h.get("SIMPLE") is True and axes[0] == 0:  # random groups: not a spectrum layout
         raise Unsupported("random-groups primary HDU")
-    pcount, gcount = int(h.get("PCOUNT", 0) or 0), int(h.get("GCOUNT", 1) or 1)
+    pcount, gcount = _int(h, "PCOUNT", 0), _int(h, "GCOUNT", 1)
     return abs(int(bitpix)) // 8 * gcount * (pcount + count)  # type: ignore[arg-type]
 
 
@@ -390,24 +440,32 @@ def image_hdu(data: np.ndarray | None, cards: list[Card], primary: bool = True) 
     return _header(first + cards) + _pad(payload, b"\0")
 
 
-def table_hdu(columns: dict[str, np.ndarray], cards: list[Card]) -> bytes:
-    """A one-row binary table of vector columns (float32/float64/int32)."""
+def table_hdu(columns: dict[str, np.ndarray], cards: list[Card],
+              one_row: bool = True) -> bytes:
+    """A binary table (float32/float64/int16/int32/int64 columns): one row of vector
+    columns, or with ``one_row=False`` one row per element (as LAMOST MRS stores pixels)."""
     codes = {"f4": "E", "f8": "D", "i2": "I", "i4": "J", "i8": "K"}
+    columns = {k: np.asarray(v) for k, v in columns.items()}
+    n = 1 if one_row else len(next(iter(columns.values())))
     fields, head = [], []
     for i, (name, values) in enumerate(columns.items(), start=1):
-        values = np.asarray(values)
         code = codes[values.dtype.str[1:]]
-        fields.append((name, values.dtype.newbyteorder(">"), values.shape))
-        head += [(f"TTYPE{i}", name, ""), (f"TFORM{i}", f"{values.size}{code}", "")]
-    row = np.zeros(1, dtype=np.dtype(fields))
+        shape = values.shape if one_row else ()
+        fields.append((name, values.dtype.newbyteorder(">"), shape))
+        head += [(f"TTYPE{i}", name, ""),
+                 (f"TFORM{i}", f"{values.size}{code}" if one_row else code, "")]
+    rows = np.zeros(n, dtype=np.dtype(fields))
     for name, values in columns.items():
-        row[name][0] = values
+        if one_row:
+            rows[name][0] = values
+        else:
+            rows[name] = values
     first: list[Card] = [("XTENSION", "BINTABLE", "binary table extension"),
                          ("BITPIX", 8, ""), ("NAXIS", 2, ""),
-                         ("NAXIS1", row.dtype.itemsize, "bytes per row"),
-                         ("NAXIS2", 1, "rows"), ("PCOUNT", 0, ""), ("GCOUNT", 1, ""),
+                         ("NAXIS1", rows.dtype.itemsize, "bytes per row"),
+                         ("NAXIS2", n, "rows"), ("PCOUNT", 0, ""), ("GCOUNT", 1, ""),
                          ("TFIELDS", len(columns), "")]
-    return _header(first + head + cards) + _pad(row.tobytes(), b"\0")
+    return _header(first + head + cards) + _pad(rows.tobytes(), b"\0")
 
 
 def gzip_bytes(data: bytes, level: int = 1) -> bytes:

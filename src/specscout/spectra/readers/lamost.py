@@ -124,6 +124,7 @@ def read(fits: FitsBytes, path: str) -> Spectrum:
         designation=text(h, "DESIG"),
         obsid=obsid if isinstance(obsid, int) and not isinstance(obsid, bool) else None,
         snr=number(h, "SNRR", "SN_R"),
+        mjd=number(h, "MJD"),
         survey_class=text(h, "CLASS"),
         survey_subclass=text(h, "SUBCLASS"),
         resolving_power=RESOLVING_POWER,

@@ -37,7 +37,9 @@ def _is_votable(fits: FitsBytes) -> bool:
     if hdu is None or not hdu.is_table:
         return False
     h = hdu.header
-    columns = {str(h.get(f"TTYPE{i}")) for i in range(1, int(h.get("TFIELDS", 0)) + 1)}
+    n = h.get("TFIELDS")
+    n = n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 999 else 0
+    columns = {str(h.get(f"TTYPE{i}")) for i in range(1, n + 1)}
     return text(h, "DS_IDPUB").startswith(IVOA_PREFIX) and {"spectral", "flux"} <= columns
 
 
@@ -76,11 +78,11 @@ def read_raw(fits: FitsBytes, path: str) -> Spectrum:
     if hdu.is_empty:
         raise ReadError(path, "empty", "primary HDU has no data")
     flux = np.asarray(fits.image(hdu), dtype=np.float32)
-    step = h.get("CDELT1", h.get("CD1_1"))
-    if not isinstance(step, int | float):
+    if "CDELT1" not in h and "CD1_1" not in h:
         raise ReadError(path, "missing-keyword", "neither CDELT1 nor CD1_1 is present")
-    pix = np.arange(flux.size) + 1.0 - float(h.get("CRPIX1", 1.0))  # type: ignore[arg-type]
-    wave = required(h, "CRVAL1", path) + float(step) * pix
+    step = required(h, "CDELT1" if "CDELT1" in h else "CD1_1", path)
+    pix = np.arange(flux.size) + 1.0 - required(h, "CRPIX1", path, default=1.0)
+    wave = required(h, "CRVAL1", path) + step * pix
     if h.get("DC-FLAG") == 1:
         wave = 10.0**wave
     ident = IVOA_PREFIX + stem(text(h, "FILENAME") or path)

@@ -1,9 +1,10 @@
 """SDSS / BOSS ``spec-PLATE-MJD-FIBER.fits`` files (DR8 and later data model).
 
 HDU 1 ``COADD``: one row per pixel with columns ``flux``, ``loglam`` (log10 vacuum Angstrom),
-``ivar``, ``and_mask``, ``or_mask``, ``wdisp``, ``sky``, ``model``. HDU 2 ``SPECOBJ`` holds the
-pipeline's CLASS, SUBCLASS, Z and signal-to-noise. Primary header: PLATE, MJD, FIBERID,
-PLUG_RA, PLUG_DEC, RUN2D.
+``ivar``, ``and_mask``, ``or_mask``, ``wdisp``, ``sky``, ``model``. HDU 2 ``SPECOBJ`` (SDSS) or
+``SPALL`` (BOSS) holds the pipeline's CLASS, SUBCLASS, Z and signal-to-noise; its cells may be
+arrays (TDIMn). Primary header: PLATEID, MJD, FIBERID, PLUG_RA, PLUG_DEC, RUN2D. The
+designation is built as SDSS does: "SDSS Jhhmmss.ss+ddmmss.s", truncated.
 """
 
 from __future__ import annotations
@@ -27,14 +28,25 @@ def _identify(fits: FitsBytes) -> bool:
 
 
 def _specobj_field(fits: FitsBytes, name: str) -> object:
-    hdu = fits.find("SPECOBJ")
+    hdu = fits.find("SPECOBJ") or fits.find("SPALL")  # SDSS / BOSS
     if hdu is None:
         return None
     table = fits.table(hdu)
     if len(table) == 0 or name not in (table.dtype.names or ()):
         return None
     value = table[name][0]
-    return value.decode().strip() if isinstance(value, bytes) else value
+    return value.decode("ascii", errors="replace").strip() if isinstance(value, bytes) else value
+
+
+def designation(ra: float, dec: float) -> str:
+    """The IAU-style SDSS designation of a position (digits truncated, not rounded)."""
+    if not (np.isfinite(ra) and np.isfinite(dec)):
+        return ""
+    centi = int(ra / 15 * 360000)  # hundredths of a second of time
+    deci = int(abs(dec) * 36000)  # tenths of an arcsecond
+    return (f"SDSS J{centi // 360000:02d}{centi // 6000 % 60:02d}{centi % 6000 / 100:05.2f}"
+            f"{'-' if dec < 0 else '+'}{deci // 36000:02d}{deci // 600 % 60:02d}"
+            f"{deci % 600 / 10:04.1f}")
 
 
 @register("sdss", _identify, priority=10)
@@ -55,14 +67,17 @@ def read(fits: FitsBytes, path: str) -> Spectrum:
     ident = (f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}"
              if all(isinstance(v, int) for v in (plate, mjd, fiber)) else stem(path))
     snr = _specobj_field(fits, "SN_MEDIAN_ALL")
+    ra, dec = number(h, "PLUG_RA", "RA"), number(h, "PLUG_DEC", "DEC")
     meta = Meta(
         id=ident,
         path=path,
         instrument="SDSS",
         layout="sdss-coadd",
-        release=text(h, "RUN2D"),
-        ra=number(h, "PLUG_RA", "RA"),
-        dec=number(h, "PLUG_DEC", "DEC"),
+        release=text(h, "RUN2D") or str(_specobj_field(fits, "RUN2D") or ""),
+        ra=ra,
+        dec=dec,
+        designation=designation(ra, dec),
+        mjd=number(h, "MJD"),
         snr=float(snr) if isinstance(snr, int | float | np.number) else np.nan,
         survey_class=str(_specobj_field(fits, "CLASS") or ""),
         survey_subclass=str(_specobj_field(fits, "SUBCLASS") or ""),

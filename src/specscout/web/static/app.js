@@ -157,7 +157,7 @@ function renderSpectrum(s, context) {
     ${keyHelp()}
     <div id="state" class="bar"></div>
     <div class="plots"><div id="plot-window"></div><div id="plot-full" class="muted">
-      Loading the original file…</div></div>
+      Loading the original file…</div><div id="epochs"></div></div>
     <div class="side">
       <section><h3>Metadata</h3><table>
         ${["id", "designation", "obsid", "ra", "dec", "snr", "window_snr", "survey_class",
@@ -184,6 +184,36 @@ function renderSpectrum(s, context) {
     plot(el, o.wavelength, o.flux, `Whole spectrum (${o.medium} wavelengths; shaded: the window)`,
          S.session.lines, [w[0], w[w.length - 1]]);
   }).catch((e) => { $("#plot-full").textContent = e.message; });
+  api(`/api/spectrum/${s.row}/epochs`).then((e) => {
+    if (S.current !== s || !e.epochs.length) return;
+    showEpochs(s, e.epochs);
+  }).catch(() => {});
+}
+
+// The other epochs of the object (exposures of a multi-epoch file, revisits), overlaid.
+function showEpochs(s, epochs) {
+  const el = $("#epochs");
+  const when = (m) => (m === null ? "" : `MJD ${fmt(m, 3)}`);
+  el.innerHTML = `<h3>Other epochs of this object (${epochs.length})</h3>
+    <div id="plot-epochs"></div>${rowsTable(epochs.map((x) => ({ ...x,
+      when: when(x.mjd) })), [["id", "id"], ["exposure", "exposure"], ["when", "observed"],
+      ["release", "release"]])}`;
+  if (!S.audit) {
+    el.querySelectorAll("tr.link").forEach((tr) => tr.addEventListener("click", () => {
+      location.hash = `#/spectrum/${tr.dataset.row}`;
+    }));
+  }
+  const width = Math.max(400, el.clientWidth || 900);
+  const series = [{ label: "λ (Å)", value: (u, v) => fmt(v, 2) },
+    { label: "this one", stroke: "#1f6feb", width: 2, value: (u, v) => fmt(v, 4) },
+    ...epochs.map((x, i) => ({ label: x.exposure || x.id, width: 1,
+      stroke: `hsl(${(35 + 47 * i) % 360} 60% 50% / 0.7)`, value: (u, v) => fmt(v, 4) }))];
+  const u = new uPlot({ title: "Windows of every epoch", width, height: 220,
+    scales: { x: { time: false } }, series, legend: { show: epochs.length <= 12 },
+    axes: [{ label: "wavelength (Å)" }, { label: "flux" }],
+    plugins: [wheelZoomPan(), linesMarker(S.session.lines)] },
+    [s.wavelength, s.flux, ...epochs.map((x) => x.flux)], $("#plot-epochs"));
+  S.plots.push(u);
 }
 
 function showState() {
