@@ -142,7 +142,7 @@ def test_gzip_is_transparent(tmp_path):
 
 
 def test_written_hdus_are_valid_fits_for_astropy(tmp_path):
-    from specscout.spectra.readers.fitsbytes import image_hdu, table_hdu
+    from specscout.spectra.fitswrite import image_hdu, table_hdu
 
     cards = [("S", "it's", "a quote"), ("EMPTY", "", ""), ("I", -7, ""), ("F", 1.5e-12, ""),
              ("F2", 3.0, ""), ("B", False, ""), ("LONGCOM", 1, "x" * 100)]

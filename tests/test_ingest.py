@@ -219,7 +219,7 @@ def test_a_file_that_kills_its_worker_is_named_and_the_rest_ingested(tmp_path):
     import dask
     import distributed  # noqa: F401  (its defaults must be loaded before a setting is lifted)
 
-    from specscout.spectra.readers.fitsbytes import image_hdu
+    from specscout.spectra.fitswrite import image_hdu
 
     files = _survey(tmp_path / "s", 24)
     killer = tmp_path / "s" / "spec-00010.fits"

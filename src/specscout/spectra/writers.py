@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specscout.spectra.readers.fitsbytes import Card, gzip_bytes, image_hdu, table_hdu
+from specscout.spectra.fitswrite import Card, gzip_bytes, image_hdu, table_hdu
 from specscout.spectra.spectrum import Meta
 
 LAMOST_LAYOUTS = ("dr1", "dr2", "dr9")
