@@ -69,14 +69,17 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
 
     A batch whose worker dies (a crash, the memory limit, a signal: the scheduler gives up on
     it with ``KilledWorker``) is split in halves that are run again, until the item that
-    kills its worker stands alone; ``on_death([item])`` then gives its result. Without
-    ``on_death`` the error is raised.
+    kills its worker stands alone. A worker's death fails every batch it held, the innocent
+    ones queued beside the culprit too, so an item is judged only when it ran with nothing
+    else in flight: once the batches before it are done, it runs alone, and if it dies then,
+    ``on_death([item])`` gives its result. Without ``on_death`` the error is raised.
     """
     from collections import deque
+    from contextlib import suppress
     from itertools import islice
 
-    from distributed import KilledWorker
-    from distributed.client import FutureCancelledError
+    from distributed import KilledWorker, wait
+    from distributed.client import FutureCancelledError, FuturesCancelledError
 
     def scatter() -> list:
         return [client.scatter(a, broadcast=True) if a is not None else None for a in args]
@@ -84,12 +87,12 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
     shared = scatter()
     in_flight = per_worker * max(len(client.scheduler_info()["workers"]), 1) + 1
 
-    def submit(batch):
-        return batch, client.submit(func, batch, *shared, pure=False)
+    def submit(batch, alone: bool = False):
+        return batch, client.submit(func, batch, *shared, pure=False), alone
 
     queue = deque(submit(b) for b in islice(batches, in_flight))
     while queue:
-        batch, future = queue.popleft()
+        batch, future, alone = queue.popleft()
         try:
             result = future.result()
         except (KilledWorker, FutureCancelledError) as exc:
@@ -105,9 +108,15 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
                 half = len(batch) // 2
                 queue.extendleft([submit(batch[half:]), submit(batch[:half])])
                 continue
+            if not alone:  # perhaps only beside the culprit: try it with nothing else running
+                # cancelled ones are run again when their turn comes
+                with suppress(FuturesCancelledError):
+                    wait([f for _, f, _ in queue])
+                queue.appendleft(submit(batch, alone=True))
+                continue
             result = on_death(batch)
         else:
             future.release()
-        for b in islice(batches, 1):
+        for b in islice(batches, max(in_flight - len(queue), 0)):
             queue.append(submit(b))
         yield result
