@@ -71,7 +71,8 @@ def test_workers_in_another_directory_ingest_and_score(tmp_path, monkeypatch):
             (here / f"{label}.csv").write_text("row,label\n" + "".join(
                 f"{r},{label}\n" for r in rows))
             assert main(["labels", "import", "p", f"{label}.csv"]) == 0
-        assert main(["train", "p", "--model", "small-cnn", "--epochs", "2", "--quiet"]) == 0
+        assert main(["train", "p", "--model", "small-cnn", "--epochs", "2", "--quiet",
+                     "--no-domain"]) == 0
         assert main(["score", "p", "--scheduler", address, "--quiet"]) == 0
         from specscout.learn.iterations import load_scores
 

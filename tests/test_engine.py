@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from specscout.archive.ingest import ingest
-from specscout.archive.project import Project
+from specscout.archive.project import Project, ProjectConfig
 from specscout.cli import main
 from specscout.labels import label_store
 from specscout.learn.iterations import status
@@ -28,7 +28,8 @@ def project(tmp_path_factory):
         "emission": 0.41, "double-peak": 0.12}))
     simulate_survey(tmp / "survey", SurveyConfig(n=900, seed=2, fractions={
         "emission": 0.06, "double-peak": 0.03}))
-    project = Project.init(tmp / "p")
+    # The loop itself (training in the domain: test_domain_project.py)
+    project = Project.init(tmp / "p", ProjectConfig(domain=False))
     ingest(project.store(), [tmp / "survey"], project.config.preprocess(), workers=2,
            progress=False)
     from specscout.archive.ingest import load_labels

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from specscout import read
-from specscout.archive.fetch import fetch, file_name
+from specscout.archive.fetch import fetch, file_name, unique_name
 from specscout.cli import main
 from specscout.spectra.writers import write_ondrejov_raw
 
@@ -240,3 +240,28 @@ def test_file_names_are_safe():
     assert file_name(PREFIX + "ua000001", "") == "ua000001.fits"
     assert file_name("ivo://x/y?../../etc/passwd", "") == "passwd.fits"
     assert file_name("", "http://h/get?id=a b") == "a_b.fits"
+
+
+def test_a_service_that_cannot_answer_is_named_not_a_crash(service, tmp_path):
+    """Nothing listening, or something that answers but not with a VOTable: each id, and
+    the query by position, is a named failure, and the run ends normally."""
+    ids = [(PREFIX + "ua000000", ""), (PREFIX + "ua000001", "")]
+    for url in ("http://127.0.0.1:9/ssa", service.url.replace("/ssa", "/data/ua000000")):
+        out = tmp_path / "out"
+        summary = fetch(url, out, ids=ids, workers=2)
+        assert summary.fetched == 0 and sorted(k for k, _ in summary.failed) == sorted(
+            k for k, _ in ids)
+        assert all("could not answer the query" in r for _, r in summary.failed)
+        assert len(_rows(out / "fetch-failures.csv")) == 2
+        summary = fetch(url, out, pos=(11.0, 0.0), size=1.5)
+        ((key, reason),) = summary.failed
+        assert key.startswith("query") and "could not answer the query" in reason
+        assert _rows(out / "fetch-failures.csv") == [{"id": key, "reason": reason}]
+
+
+def test_ids_with_the_same_tail_get_files_of_their_own():
+    taken: dict[str, str] = {}
+    a = unique_name("ivo://one/archive#spec1", "", taken)
+    b = unique_name("ivo://two/archive#spec1", "", taken)
+    assert a == "spec1.fits" and b != a and b.startswith("spec1-") and b.endswith(".fits")
+    assert unique_name("ivo://two/archive#spec1", "", taken) == b  # stable for one id

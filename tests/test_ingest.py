@@ -258,6 +258,38 @@ def test_retry_failed_processes_failures_again_and_counts_each_file_once(tmp_pat
     assert len(project.store()) == 6
 
 
+def test_retrying_a_file_of_several_spectra_adds_only_what_failed(tmp_path):
+    """A file of a coadd and three exposures, only the coadd labelled: the exposures fail
+    (no-label). A retry must not store the coadd a second time, nor lose a failure."""
+    from specscout.simulate import SurveyConfig, simulate_survey
+
+    simulate_survey(tmp_path / "s", SurveyConfig(n=2, seed=3), layout="mrs")
+    config = ProjectConfig.preset("lamost-mrs")
+    store = Store.open_or_create(tmp_path / "store", points=config.grid.points)
+    pre = config.preprocess()
+    ids = Store.open_or_create(tmp_path / "probe", points=config.grid.points)
+    ingest(ids, [tmp_path / "s"], pre, workers=1, progress=False)
+    every = ids.meta(columns=["id", "exposure"])["id"].to_pylist()
+    coadds = [i for i, e in zip(every, ids.meta(columns=["exposure"])["exposure"].to_pylist(),
+                                strict=True) if e == "coadd"]
+    assert len(every) == 8 and len(coadds) == 2
+
+    def run(labelled: list[str], retry: bool):
+        return ingest(store, [tmp_path / "s"], pre, workers=1, progress=False,
+                      labels=dict.fromkeys(labelled, "other"), retry_failed=retry)
+
+    first = run(coadds, retry=False)
+    assert (first.ingested, first.failed) == (2, 6)
+    again = run(coadds, retry=True)  # the exposures still have no label
+    assert (again.ingested, again.failed) == (0, 6)
+    assert sorted(store.meta(columns=["id"])["id"].to_pylist()) == sorted(coadds)
+    assert len(store.failures()) == 6
+    last = run(every, retry=True)  # now they have
+    assert (last.ingested, last.failed) == (6, 0)
+    stored = store.meta(columns=["id"])["id"].to_pylist()
+    assert sorted(stored) == sorted(every) and not len(store.failures())
+
+
 def test_two_ingests_at_once_one_refuses_and_nothing_is_doubled(tmp_path):
     _survey(tmp_path / "s", 300)
     project = Project.init(tmp_path / "p", ProjectConfig(part_rows=20))
@@ -272,3 +304,33 @@ def test_two_ingests_at_once_one_refuses_and_nothing_is_doubled(tmp_path):
     assert "is being written by pid" in refused and "wait for it to finish" in refused
     paths = project.store().meta(columns=["path"])["path"].to_pylist()
     assert len(paths) == len(set(paths)) == 300
+
+
+def test_a_damaged_exposure_fails_alone_and_the_file_s_other_spectra_are_pooled(tmp_path):
+    """An MRS file whose one exposure table lost its wavelengths: the coadd and the other
+    exposures are pooled, the damaged one is a failure naming its id and why."""
+    from astropy.io import fits
+
+    from specscout.simulate import SurveyConfig, simulate_survey
+
+    simulate_survey(tmp_path / "s", SurveyConfig(n=1, seed=3), layout="mrs")
+    (path,) = sorted((tmp_path / "s").rglob("*.fits*"))
+    with fits.open(path) as hdul:
+        exposures = [h.name for h in hdul if h.name.startswith("R-")]
+        damaged = exposures[1]
+        hdus = [h if h.name != damaged else fits.BinTableHDU.from_columns(
+            [c for c in h.columns if c.name != "LOGLAM"], header=h.header, name=h.name)
+            for h in hdul]
+        fits.HDUList(hdus).writeto(tmp_path / "damaged.fits")
+    path.unlink()
+    config = ProjectConfig.preset("lamost-mrs")
+    store = Store.open_or_create(tmp_path / "store", points=config.grid.points)
+    summary = ingest(store, [tmp_path / "damaged.fits"], config.preprocess(), workers=1,
+                     progress=False)
+    assert (summary.ingested, summary.failed, summary.files) == (3, 1, 1)
+    meta = store.meta(columns=["id", "status", "reason", "detail"], status=None).to_pylist()
+    (fail,) = [m for m in meta if m["status"] == "failed"]
+    assert fail["id"] == f"damaged#{damaged[2:]}" and fail["reason"] == "no-flux"
+    assert fail["detail"].startswith(f"{damaged} has columns")
+    assert sorted(m["id"] for m in meta if m["status"] == "ok") == sorted(
+        ["damaged#coadd"] + [f"damaged#{e[2:]}" for e in exposures if e != damaged])

@@ -10,7 +10,7 @@ from specscout.cli import main
 from specscout.labels import label_store
 from specscout.simulate import SurveyConfig, simulate_labelled, simulate_survey
 
-FAST = ["--model", "small-cnn", "--epochs", "6", "--patience", "2", "--quiet"]
+FAST = ["--model", "small-cnn", "--epochs", "6", "--patience", "2", "--quiet", "--no-domain"]
 
 
 @pytest.fixture(scope="module")

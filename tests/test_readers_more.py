@@ -109,7 +109,7 @@ def test_dr1_and_dr5_share_the_grid_of_one_plan_and_night(shared_data):
     assert same == []  # were one here, its two reductions would be compared spectrum-wise
 
 
-def _desi_file(path, targets=3, seed=0):
+def _desi_file(path, targets=3, seed=0, without: tuple[str, ...] = ()):
     """A DESI coadd written from the data model (DESI DR1 documentation): FIBERMAP, and per
     arm B/R/Z the WAVELENGTH, FLUX, IVAR and MASK HDUs."""
     rng = np.random.default_rng(seed)
@@ -125,10 +125,11 @@ def _desi_file(path, targets=3, seed=0):
     for arm, wave in grids.items():
         flux = rng.normal(10, 1, (targets, wave.size)).astype(np.float32)
         flux[:, (wave > 6560) & (wave < 6570)] += 30  # a line at H-alpha
-        hdus += [fits.ImageHDU(wave, name=f"{arm}_WAVELENGTH"),
-                 fits.ImageHDU(flux, name=f"{arm}_FLUX"),
-                 fits.ImageHDU(np.ones_like(flux), name=f"{arm}_IVAR"),
-                 fits.ImageHDU(np.zeros(flux.shape, np.int32), name=f"{arm}_MASK")]
+        hdus += [h for h in (fits.ImageHDU(wave, name=f"{arm}_WAVELENGTH"),
+                             fits.ImageHDU(flux, name=f"{arm}_FLUX"),
+                             fits.ImageHDU(np.ones_like(flux), name=f"{arm}_IVAR"),
+                             fits.ImageHDU(np.zeros(flux.shape, np.int32), name=f"{arm}_MASK"))
+                 if h.name not in without]
     fits.HDUList(hdus).writeto(path)
     return grids
 
@@ -148,6 +149,14 @@ def test_desi_coadd_one_spectrum_per_target(tmp_path):
             at = np.searchsorted(s.wavelength, 6565.0)
             r = np.searchsorted(grids["R"], s.wavelength[at])
             assert s.flux[at] == hdul["R_FLUX"].data[k][r]
+
+
+def test_desi_without_an_inverse_variance_has_none_not_an_invented_one(tmp_path):
+    _desi_file(tmp_path / "coadd.fits", targets=2, without=("R_IVAR",))
+    spectra = read_all(tmp_path / "coadd.fits")
+    assert len(spectra) == 2 and all(s.ivar is None for s in spectra)
+    _desi_file(tmp_path / "whole.fits", targets=2)
+    assert all(s.ivar is not None for s in read_all(tmp_path / "whole.fits"))
 
 
 def test_every_real_file_reads(shared_data):

@@ -43,6 +43,9 @@ class DemoConfig:
     workers: int | None = None
     seed: int = 0
     layout: str = "dr2"  # the survey's files; "mrs": LAMOST MRS, matched down to LRS
+    # Training in the survey's domain (docs/training.md), at a size for a laptop's minutes
+    injected: int = 500
+    negatives: int = 2000
 
 
 def _say(log: Callable[[str], None] | None, text: str) -> None:
@@ -123,7 +126,8 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
     _say(log, "[2/6] ingesting both into a project (labelled set matched to R 1531) ...")
     # MRS files (a coadd and exposures each) go into an LRS-like project: one model for both
     preset = "lamost-mrs-as-lrs" if config.layout == "mrs" else "lamost-lrs"
-    project = Project.init(out / "project", ProjectConfig.preset(preset))
+    project = Project.init(out / "project", ProjectConfig.preset(
+        preset, injected=config.injected, negatives=config.negatives))
     pooled = ingest(project.store("pool"), [out / "data" / "survey"],
                     project.config.preprocess(), workers=config.workers, progress=False)
     labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)

@@ -26,3 +26,13 @@ class ReadError(SpecscoutError):
         self.detail = detail
         text = f"{self.path}: {reason}"
         super().__init__(f"{text} ({detail})" if detail else text)
+
+
+class PartError(ReadError):
+    """One spectrum of a file of several (an exposure, a fibre) that cannot be read, while
+    the file's others can: ``spectrum_id`` names it."""
+
+    def __init__(self, path: str | Path, spectrum_id: str, reason: str, detail: str = "") -> None:
+        super().__init__(path, reason, f"{spectrum_id}: {detail}" if detail else spectrum_id)
+        self.spectrum_id = spectrum_id
+        self.part_detail = detail

@@ -61,13 +61,27 @@ def file_name(key: str, url: str) -> str:
     return tail if tail.lower().endswith((".fits", ".fit", ".fits.gz")) else tail + ".fits"
 
 
+def unique_name(key: str, url: str, taken: dict[str, str]) -> str:
+    """:func:`file_name`, made distinct (by a hash of the id) where another id has it."""
+    name = file_name(key, url)
+    if taken.get(name, key) != key:
+        import hashlib
+
+        digest = hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+        stem, dot, ext = name.partition(".")
+        name = f"{stem}-{digest}{dot}{ext}"
+    taken[name] = key
+    return name
+
+
 def _search(service, **constraints) -> list:
-    from pyvo.dal import DALQueryError, DALServiceError
+    import requests
+    from pyvo.dal import DALAccessError
 
     try:
         return list(service.search(**constraints))
-    except (DALServiceError, DALQueryError) as exc:
-        raise _Failed(f"the service refused the query: {exc}") from None
+    except (DALAccessError, requests.RequestException) as exc:  # unreachable, refused, HTML
+        raise _Failed(f"the service could not answer the query: {exc}") from None
 
 
 class _Failed(Exception):
@@ -129,6 +143,7 @@ def fetch(service_url: str, out: str | Path, *, ids: Iterable[tuple[str, str]] =
     summary = FetchSummary()
     ledger = out / "fetched.csv"
     done = _ledger(ledger)
+    taken = {path: key for key, path in done.items()}
     ids = list(ids)
     labels = dict(ids)
 
@@ -144,63 +159,83 @@ def fetch(service_url: str, out: str | Path, *, ids: Iterable[tuple[str, str]] =
                 if url:
                     yield _dataset_id(record) or str(url), str(url)
 
-    def work(key: str, url: str | None) -> tuple[str, str]:
-        target = out / file_name(key, url or "")
+    def work(key: str, url: str | None, name: str) -> str:
+        target = out / name
         if target.exists():
-            return key, "skipped"
+            return "skipped"
         _download(url or _locate(service, key), target, timeout)
-        return key, target.name
+        return "fetched"
 
-    new_rows = []
-    with ThreadPoolExecutor(workers) as pool:
+    # Both files are written as the work goes, so a run that is stopped keeps what it did.
+    with ThreadPoolExecutor(workers) as pool, _Appender(ledger, ["id", "path", "label"]) as \
+            fetched, _Appender(out / "fetch-failures.csv", ["id", "reason"], new=True) as failed:
+
+        def fail(key: str, reason: str) -> None:
+            summary.failed.append((key, reason))
+            failed.write({"id": key, "reason": reason})
+
         pending: dict = {}
         queue = iter(jobs())
         while True:
             while len(pending) < 2 * workers:  # bounded: never all the work at once
-                job = next(queue, None)
+                try:
+                    job = next(queue, None)
+                except _Failed as exc:  # the search itself
+                    fail(f"query {pos}", str(exc))
+                    job, queue = None, iter(())
                 if job is None:
                     break
                 if job[0] in done:
                     summary.skipped += 1
                     continue
-                pending[pool.submit(work, *job)] = job[0]
+                name = unique_name(job[0], job[1] or "", taken)
+                pending[pool.submit(work, *job, name)] = (job[0], name)
             if not pending:
                 break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                key = pending.pop(future)
+                key, name = pending.pop(future)
                 try:
-                    _, name = future.result()
+                    outcome = future.result()
                 except (_Failed, OSError) as exc:
-                    summary.failed.append((key, str(exc)))
+                    fail(key, str(exc))
                     continue
-                if name == "skipped":
+                if outcome == "skipped":
                     summary.skipped += 1
-                    name = file_name(key, "")
                 else:
                     summary.fetched += 1
-                new_rows.append({"id": key, "path": name, "label": labels.get(key, "")})
-    _append(ledger, new_rows)
-    with (out / "fetch-failures.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "reason"])
-        w.writerows(summary.failed)
+                done[key] = name
+                fetched.write({"id": key, "path": name, "label": labels.get(key, "")})
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _ledger(path: Path) -> set[str]:
+class _Appender:
+    """A CSV file appended to row by row, each row flushed (``new``: started afresh)."""
+
+    def __init__(self, path: Path, fields: list[str], new: bool = False) -> None:
+        fresh = new or not path.exists()
+        self.fh = path.open("w" if new else "a", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=fields)
+        if fresh:
+            self.writer.writeheader()
+            self.fh.flush()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+    def __enter__(self) -> _Appender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+def _ledger(path: Path) -> dict[str, str]:
+    """{id: file} of the earlier runs' downloads that are still there."""
     if not path.exists():
-        return set()
+        return {}
     with path.open(newline="") as fh:
-        return {row["id"] for row in csv.DictReader(fh)
+        return {row["id"]: row["path"] for row in csv.DictReader(fh)
                 if (path.parent / row["path"]).exists()}
-
-
-def _append(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["id", "path", "label"])
-        if new:
-            w.writeheader()
-        w.writerows(rows)

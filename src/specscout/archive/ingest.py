@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from specscout.archive.cluster import dask_client, map_batches
 from specscout.archive.index import HashSet, contains, path_hash
 from specscout.archive.store import Store
-from specscout.errors import ReadError, SpecscoutError
+from specscout.errors import PartError, ReadError, SpecscoutError
 from specscout.spectra.preprocess import PreprocessConfig, describe, prepare
 from specscout.spectra.readers import read_all
 
@@ -116,8 +116,15 @@ def process_batch(paths: Sequence[str], config: PreprocessConfig,
     a file that does not. A file's records are consecutive."""
     flux, records = [], []
     for path in paths:
+        parts: list[PartError] = []  # spectra of the file that could not be had, the rest can
         try:
-            found = [(s, prepare(s, config)) for s in read_all(path)]
+            found = []
+            for s in read_all(path, parts):
+                try:
+                    found.append((s, prepare(s, config)))
+                except Exception as exc:  # one spectrum must not sink its file
+                    parts.append(PartError(path, s.meta.id, "error",
+                                           f"preprocessing: {type(exc).__name__}: {exc}"))
         except ReadError as exc:
             records.append(_record(path, "failed", reason=exc.reason, detail=exc.detail))
             continue
@@ -125,6 +132,8 @@ def process_batch(paths: Sequence[str], config: PreprocessConfig,
             records.append(_record(path, "failed", reason="error",
                                    detail=f"{type(exc).__name__}: {exc}"))
             continue
+        records += [_record(path, "failed", id=e.spectrum_id, reason=e.reason,
+                            detail=e.part_detail) for e in parts]
         for spectrum, prepared in found:
             m = spectrum.meta
             rec = _record(path, "ok", id=m.id, obsid=m.obsid, designation=m.designation,
@@ -231,6 +240,15 @@ def _batches(paths: Iterator[str], seen: _Seen, size: int, summary: IngestSummar
             yield batch
 
 
+def _without(flux: np.ndarray, records: list[dict], stored: set[tuple[str, str]]
+             ) -> tuple[np.ndarray, list[dict]]:
+    """``flux`` and ``records`` less the spectra whose (path, id) is in ``stored``."""
+    keep = [(r["path"], r.get("id")) not in stored for r in records]
+    pooled = np.array([k for r, k in zip(records, keep, strict=True) if r["status"] == "ok"],
+                      dtype=bool)
+    return flux[pooled], [r for r, k in zip(records, keep, strict=True) if k]
+
+
 def _worker_died(points: int, dtype: str):
     def record(batch: list[str]) -> tuple[np.ndarray, list[dict]]:
         return np.empty((0, points), dtype=dtype), [_record(
@@ -267,10 +285,17 @@ def ingest(
     bar = None
     with store.writer() as writer:  # refuses at once if another process writes the store
         retry = np.empty(0, np.uint64)
+        stored: set[tuple[str, str]] = set()  # (path, id) of the retried files' stored spectra
         if retry_failed:
             failed = store.failures()
             failed = failed.filter(pc.equal(failed["status"], "failed"))
             retry = path_hash(failed["path"].to_pylist())
+            if len(failed):
+                held = store.meta(columns=["path", "id"], status=None,
+                                  filter=pc.field("path").isin(failed["path"].unique())
+                                  & (pc.field("status") != "failed"))
+                stored = set(zip(held["path"].to_pylist(), held["id"].to_pylist(),
+                                 strict=True))
         seen = _Seen(store.seen(), retry)
         if progress:  # a cheap first pass over the names, for the progress bar's ETA
             from tqdm import tqdm
@@ -302,11 +327,13 @@ def ingest(
                 for flux, records in map_batches(
                         client, process_batch, batches, config, labels, store.dtype.name,
                         on_death=_worker_died(store.points, store.dtype.name)):
+                    if stored:  # a retried file's other spectra are in the store already
+                        flux, records = _without(flux, records, stored)
                     buffer_flux.append(flux)
                     buffer_records.extend(records)
                     summary.add(records)
                     if bar is not None:
-                        bar.update(len(records))
+                        bar.update(len({r["path"] for r in records}))  # files, as its total
                         bar.set_postfix(ok=summary.ingested, flagged=summary.flagged,
                                         failed=summary.failed, refresh=False)
                     if len(buffer_records) >= part_rows:

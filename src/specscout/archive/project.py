@@ -51,6 +51,19 @@ part_rows = {part_rows}
 [labels]
 # SQLAlchemy URL of the label database; a relative sqlite path is inside the project.
 url = "{labels_url}"
+
+[train]
+# Train also in the survey's own domain: lines injected into real pool spectra as the
+# positives (this many per target class), pool spectra as the negatives (this many).
+domain = {domain}
+injected = {injected}
+negatives = {negatives}
+
+[score]
+# Make the probabilities relative to the pool's class mix (estimated by EM on its scores,
+# Saerens et al. 2002) rather than the training set's. Off by default: on the real LAMOST
+# spectra the estimate is too low for the first networks and hides real targets (README).
+prior_shift = {prior_shift}
 """
 
 
@@ -65,6 +78,10 @@ class ProjectConfig:
     part_rows: int = 4096
     labels_url: str = "sqlite:///labels.db"
     resolution: float | None = None  # degrade every spectrum to this resolving power
+    domain: bool = True
+    injected: int = 1500
+    negatives: int = 4000
+    prior_shift: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):
@@ -94,7 +111,9 @@ class ProjectConfig:
             classes=", ".join(f'"{c}"' for c in self.classes), grid=self.grid,
             normalisation=self.normalisation, max_masked_fraction=self.max_masked_fraction,
             min_snr=self.min_snr, dtype=self.dtype, part_rows=self.part_rows,
-            labels_url=self.labels_url, resolution=self.resolution or 0)
+            labels_url=self.labels_url, resolution=self.resolution or 0,
+            domain=str(self.domain).lower(), injected=self.injected, negatives=self.negatives,
+            prior_shift=str(self.prior_shift).lower())
 
     @classmethod
     def from_toml(cls, text: str, source: str = "config") -> ProjectConfig:
@@ -102,6 +121,7 @@ class ProjectConfig:
             raw = tomllib.loads(text)
             grid, pre = raw.get("grid", {}), raw.get("preprocess", {})
             store, labels = raw.get("store", {}), raw.get("labels", {})
+            train, score = raw.get("train", {}), raw.get("score", {})
             default = cls()
             return cls(
                 classes=tuple(raw.get("classes", default.classes)),
@@ -116,9 +136,20 @@ class ProjectConfig:
                 dtype=str(store.get("dtype", default.dtype)),
                 part_rows=int(store.get("part_rows", default.part_rows)),
                 labels_url=str(labels.get("url", default.labels_url)),
+                domain=_flag(train.get("domain", default.domain), "train.domain"),
+                injected=int(train.get("injected", default.injected)),
+                negatives=int(train.get("negatives", default.negatives)),
+                prior_shift=_flag(score.get("prior_shift", default.prior_shift),
+                                  "score.prior_shift"),
             )
         except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
             raise SpecscoutError(f"{source}: {exc}") from None
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value
 
 
 #: Starting points for ``specscout init --preset``: the window, its points and the

@@ -365,3 +365,37 @@ def coverage_project(project: Project, truth: str | Path, *, iteration: int | No
     labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
     return number, coverage(probs, truth_classes(project, truth),
                             tuple(project.config.classes), labelled, **options)
+
+
+def reliability(project: Project, draw_number: int | None = None, bins: int = 10) -> dict:
+    """The reliability of the probabilities against an audit draw's labels: per bin of the
+    model's probability that a spectrum is a target, the fraction of the audited spectra
+    labelled a target. The draw is stratified, so each audited spectrum stands for its
+    stratum's size over its stratum's audited count (a weighted, unbiased fraction)."""
+    classes = tuple(project.config.classes)
+    labels = label_store(project)
+    sample = labels.audit_samples.sample(draw_number)
+    if not sample:
+        raise SpecscoutError("no audit sample yet: run 'specscout audit PROJECT --draw'")
+    number = sample[0]["iteration"]
+    _, probs = load_scores(project, number)
+    audit = labels.current(audit=True)
+    done = [r for r in sample if audit.get(r["row"]) is not None]
+    per_stratum: dict[str, int] = {}
+    for r in done:
+        per_stratum[r["stratum"]] = per_stratum.get(r["stratum"], 0) + 1
+    rows = np.array([r["row"] for r in done], dtype=np.int64)
+    q = np.asarray(probs[rows], np.float32)[:, 1:].sum(1) if rows.size else np.empty(0)
+    target = np.array([classes.index(audit[r["row"]]) > 0 for r in done], dtype=float)
+    weight = np.array([r["stratum_size"] / per_stratum[r["stratum"]] for r in done])
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(q, edges) - 1, 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            w = weight[m]
+            out.append({"low": float(edges[b]), "high": float(edges[b + 1]),
+                        "audited": int(m.sum()), "predicted": float(np.average(q[m], weights=w)),
+                        "observed": float(np.average(target[m], weights=w))})
+    return {"iteration": number, "draw": sample[0]["draw"], "audited": len(done), "bins": out}

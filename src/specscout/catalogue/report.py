@@ -5,6 +5,7 @@ labels.png     labels per class and iteration (cumulative)
 probabilities.png  histograms of every target class's probability over the pool
 gallery.png    candidate spectra, new objects first
 sky.png        the candidates on the sky, new and known
+reliability.png  the probabilities against the latest audit's labels
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from specscout.archive.project import Project
-from specscout.catalogue.audit import show
+from specscout.catalogue.audit import reliability, show
 from specscout.catalogue.candidates import Catalogue, build
-from specscout.catalogue.predictions import chunks
+from specscout.catalogue.predictions import chunks, churn
 from specscout.labels import label_store
 from specscout.learn.iterations import iteration_path, load_scores, status
 
@@ -79,6 +80,48 @@ def learning_figure(project: Project, path: Path, audits: dict[int, dict]) -> No
         ax.set_xlabel("iteration")
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def reliability_figure(r: dict, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), constrained_layout=True)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
+    b = r["bins"]
+    ax.plot([x["predicted"] for x in b], [x["observed"] for x in b], "o-", label="audit")
+    for x in b:
+        ax.annotate(str(x["audited"]), (x["predicted"], x["observed"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("P(target) by the model")
+    ax.set_ylabel("fraction labelled a target (strata weighted)")
+    ax.set_title(f"reliability: iteration {r['iteration']}, audit {r['draw']} "
+                 f"({r['audited']} labels)", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _churn_table(project: Project, threshold: float) -> str:
+    rows = ["<table><tr><th>iteration</th><th>candidates</th><th>added</th><th>dropped</th>"
+            "</tr>"]
+    for n, c in churn_by_iteration(project, threshold):
+        rows.append(f"<tr><td>{n}</td><td>{c['candidates']}</td><td>{c['added']}</td>"
+                    f"<td>{c['dropped']}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def churn_by_iteration(project: Project, threshold: float = 0.5) -> list[tuple[int, dict]]:
+    """(iteration, candidates added and dropped since the previous scored one)."""
+    out, before = [], None
+    for it in status(project):
+        if not it.get("score"):
+            continue
+        _, p = load_scores(project, it["iteration"])
+        out.append((it["iteration"], churn(before if before is not None else p[:0], p,
+                                           threshold)))
+        before = p
+    return out
 
 
 def labels_figure(project: Project, path: Path) -> None:
@@ -204,8 +247,16 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
                   "<a href='candidates.xml'>VOTable</a>, <a href='candidates.csv'>CSV</a>.</p>",
                   _class_table(cat), "<img src='probabilities.png'><img src='sky.png'>",
                   f"<h3>Gallery ({shown} objects, new first)</h3><img src='gallery.png'>"]
+    if number is not None:
+        parts += ["<h3>Churn: candidates added and dropped since the iteration before</h3>",
+                  _churn_table(project, threshold)]
     parts.append("<h2>Audit estimates</h2>" + (_audit_table(audits) if audits else
                  "<p>No audit yet: <code>specscout audit PROJECT --draw</code>.</p>"))
+    if label_store(project).audit_samples.sample():
+        r = reliability(project)
+        if r["bins"]:
+            reliability_figure(r, out / "reliability.png")
+            parts.append("<h3>Reliability</h3><img src='reliability.png'>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>specscout report</title>"
             "<style>body{font-family:sans-serif;max-width:1300px;margin:auto;padding:1em}"
             "img{max-width:100%}table{border-collapse:collapse}"

@@ -72,9 +72,11 @@ def _label_map(text: str | None) -> dict[str, str] | None:
 @click.option("--retry-failed", is_flag=True,
               help="read again the files that failed before (an I/O error, a worker that "
                    "died)")
+@click.option("--batch-size", type=int, default=256, show_default=True,
+              help="files a task reads (lower it for files of hundreds of spectra)")
 @quiet_option
 def ingest(project, paths, workers, scheduler, degrade_from, degrade_to, labels, label_map,
-           retry_failed, quiet) -> int:
+           retry_failed, batch_size, quiet) -> int:
     """Read and preprocess spectrum files into the project.
 
     PATHS are directories (recursive), glob patterns, lists of paths (.txt) or files."""
@@ -87,8 +89,8 @@ def ingest(project, paths, workers, scheduler, degrade_from, degrade_to, labels,
     known = load_labels(labels, p.config.classes, _label_map(label_map)) if labels else None
     store = p.store("labelled" if known is not None else "pool")
     summary = run(store, paths, config, workers=workers, scheduler=scheduler,
-                  part_rows=p.config.part_rows, labels=known, retry_failed=retry_failed,
-                  progress=not quiet)
+                  part_rows=p.config.part_rows, batch_size=batch_size, labels=known,
+                  retry_failed=retry_failed, progress=not quiet)
     print(f"{store.path}: {summary}")
     print(f"{store.path} now holds {len(store)} spectra from {store.files} files")
     return 0

@@ -36,6 +36,26 @@ def import_(project, csv, annotator, audit) -> int:
     return 0
 
 
+@labels.command("from-catalogue")
+@project_argument
+@click.argument("catalogue")
+@click.option("--class", "cls", required=True, help="the class its objects are")
+@click.option("--radius", type=float, default=3.0, show_default=True, help="arcsec")
+@click.option("--name", default=None, help="the catalogue's name (default: the file's)")
+def from_catalogue(project, catalogue, cls, radius, name) -> int:
+    """Label the pool spectra of a reference catalogue's objects (CSV, VOTable, FITS)."""
+    from specscout.catalogue.known import label_from_catalogue
+
+    p, _ = _labels(project)
+    n = label_from_catalogue(p, catalogue, cls, radius, name)
+    print(f"{n['annotator']}: {n['entries']} objects, {n['matched']} pool spectra within "
+          f"{radius:g} arcsec; labelled {n['added']} as {cls} ({n['already']} already were)")
+    if n["conflicts"]:
+        print(f"warning: {n['conflicts']} of them carry another label by a person: they are "
+              f"disagreements now, kept out of training until resolved")
+    return 0
+
+
 @labels.command("export")
 @project_argument
 @click.argument("csv")

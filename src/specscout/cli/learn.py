@@ -31,7 +31,10 @@ train_options = _options(
     click.option("--batch-size", type=int, default=64, show_default=True),
     click.option("--balance", type=click.Choice(["weight", "sample", "none"]), default="weight"),
     click.option("--warm-start", is_flag=True,
-                 help="start from the previous iteration's weights"))
+                 help="start from the previous iteration's weights"),
+    click.option("--domain/--no-domain", default=None,
+                 help="train also on lines injected into pool spectra and on pool negatives "
+                      "(default: the project's [train] domain)"))
 score_options = _options(
     click.option("--score-batch", type=int, default=4096, show_default=True),
     click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32"),
@@ -39,6 +42,9 @@ score_options = _options(
                  help="MC-dropout passes (needed by --strategy bald)"),
     click.option("--workers", type=int, default=None,
                  help="score on this many local Dask worker processes"),
+    click.option("--prior-shift/--no-prior-shift", default=None,
+                 help="probabilities relative to the pool's class mix, estimated by EM "
+                      "(default: the project's [score] prior_shift)"),
     scheduler_option)
 query_options = _options(
     click.option("--strategy", type=Named(strategy_names), default="entropy",
@@ -59,19 +65,23 @@ def _train(project, o: dict) -> int:
     config = TrainConfig(model=o["model"], max_epochs=o["epochs"], patience=o["patience"],
                          batch_size=o["batch_size"], balance=o["balance"], seed=o["seed"],
                          device=o["device"])
-    number = train_step(project, config, warm_start=o["warm_start"])
+    number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"])
     t = status(project)[-1]["train"]
     print(f"iteration {number}: trained {o['model']} on {sum(t['per_class'].values())} labels "
           f"({counts(t['per_class'])}); best epoch {t['best_epoch']} of {t['epochs']}, "
           f"validation loss {t['val_loss']:.4f}, temperature {t['temperature']:.2f}, "
           f"{t['seconds']:.1f} s")
+    if t.get("domain"):
+        print(f"  examples by origin: {counts(t['origins'])}; injection failures: "
+              f"{counts(t.get('injection_failures') or {}) or 'none'}")
     return number
 
 
 def _score(project, o: dict, number: int | None) -> None:
     from specscout.learn.iterate import score_step
 
-    scores = score_step(project, number, batch=o["score_batch"], precision=o["precision"],
+    scores = score_step(project, number, prior_shift=o["prior_shift"],
+                        batch=o["score_batch"], precision=o["precision"],
                         mc_passes=o["mc_passes"], workers=o["workers"],
                         scheduler=o["scheduler"], device=o["device"], progress=not o["quiet"])
     print(f"scored {len(scores.probabilities)} spectra in {scores.seconds:.1f} s "
@@ -141,10 +151,12 @@ def iterate(project, **o) -> int:
 @project_argument
 def status(project) -> int:
     """The project's iterations."""
+    from specscout.catalogue.report import churn_by_iteration
     from specscout.labels import label_store
     from specscout.learn.iterations import status as iterations
 
     p = open_project(project)
+    churn = dict(churn_by_iteration(p))
     labels = label_store(p)
     print(f"project {p.path}: pool {len(p.store('pool'))} spectra, labelled set "
           f"{len(p.store('labelled'))}, pool labels {len(labels.current())} "
@@ -157,6 +169,9 @@ def status(project) -> int:
         if s:
             line += (f" | scored {s['rows']} at {s['spectra_per_s']:.0f}/s; predicted "
                      + counts(s["predicted"]))
+        c = churn.get(it["iteration"])
+        if c:
+            line += f" | candidates {c['candidates']} (+{c['added']} -{c['dropped']})"
         if q:
             line += f" | queried {q['queued']} by {q['strategy']}"
         print(line)

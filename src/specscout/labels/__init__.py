@@ -13,7 +13,11 @@ from specscout.archive.project import Project
 from specscout.labels.schema import resolve_url
 from specscout.labels.store import LabelStore
 
-__all__ = ["LabelStore", "close_label_stores", "label_store", "resolve_url"]
+__all__ = ["CATALOGUE_ANNOTATOR", "LabelStore", "close_label_stores", "label_store",
+           "resolve_url"]
+
+#: The annotator of labels taken from a reference catalogue is this prefix and its name.
+CATALOGUE_ANNOTATOR = "catalogue:"
 
 _OPEN: dict[str, tuple[tuple | None, LabelStore]] = {}
 _LOCK = threading.Lock()

@@ -21,8 +21,10 @@ import numpy as np
 from specscout.archive.atomic import fsync_dir, fsync_tree, write_text, write_with
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
-from specscout.labels import label_store
+from specscout.labels import CATALOGUE_ANNOTATOR, label_store
+from specscout.labels.store import agreed
 from specscout.learn.acquire import acquire
+from specscout.learn.domain import ORIGINS, DomainConfig, Examples, domain_examples
 from specscout.learn.iterations import (
     iteration_numbers,
     iteration_path,
@@ -31,56 +33,126 @@ from specscout.learn.iterations import (
     load_scores,
     record,
 )
+from specscout.learn.priors import em_priors, in_chunks, shift
 from specscout.learn.score import Scores, score_store
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted, TrainConfig, fit
 
 
-def training_set(project: Project) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(spectra, class indices, counts) from the labelled store and the labelled pool rows."""
+def training_set(project: Project, domain: DomainConfig | None = None, fold: int | None = None
+                 ) -> tuple[Examples, dict]:
+    """The training examples and their counts: the labelled store, the labelled pool rows
+    (by people, or by a reference catalogue) and, with ``domain``, lines injected into pool
+    spectra and pool negatives (:mod:`.domain`), of pool fold ``fold`` if given."""
     classes = list(project.config.classes)
-    xs, ys = [], []
+    points = project.config.grid.points
+    parts = []
     labelled = project.store("labelled")
-    counts = {"labelled_set": 0, "pool_labels": 0}
     if len(labelled):
-        meta = labelled.meta(columns=["row", "label"])
+        meta = labelled.meta(columns=["row", "label", "id"])
         rows = np.asarray(meta["row"].to_numpy())
-        xs.append(labelled.flux(rows).astype(np.float32))
-        ys.append(np.array([classes.index(v) for v in meta["label"].to_pylist()]))
-        counts["labelled_set"] = len(rows)
-    current = label_store(project).current()
+        parts.append(Examples(labelled.flux(rows).astype(np.float32),
+                              np.array([classes.index(v) for v in meta["label"].to_pylist()]),
+                              ["labelled-set"] * len(rows),
+                              [f"labelled:{i}" for i in meta["id"].to_pylist()]))
+    labels = label_store(project)
+    votes = labels.votes()
+    current = agreed(votes)
     if current:
         rows = np.array(sorted(current), dtype=np.int64)
-        xs.append(project.store("pool").flux(rows).astype(np.float32))
-        ys.append(np.array([classes.index(current[r]) for r in rows]))
-        counts["pool_labels"] = len(rows)
-    if not xs:
+        by_catalogue = [all(a.startswith(CATALOGUE_ANNOTATOR) for a in votes[r]) for r in rows]
+        parts.append(Examples(project.store("pool").flux(rows).astype(np.float32),
+                              np.array([classes.index(current[r]) for r in rows]),
+                              ["catalogue" if c else "human" for c in by_catalogue],
+                              [f"pool:{r}" for r in rows], row=rows))
+    counts: dict = {}
+    if domain is not None:
+        exclude = np.array(sorted(votes), dtype=np.int64)
+        target = None
+        scored = [n for n in iteration_numbers(project)
+                  if (iteration_path(project, n) / "scores.npy").exists()]
+        if scored:
+            _, probs = load_scores(project, scored[-1])
+            target = np.asarray(probs, np.float32)[:, 1:].sum(1)
+        injected, counts = domain_examples(project, domain, exclude, target, fold)
+        parts.append(injected)
+    examples = Examples.join(parts, points)
+    if not len(examples):
         raise SpecscoutError("no labels yet: ingest a labelled set (--labels) or import labels")
-    y = np.concatenate(ys)
-    counts["per_class"] = {c: int((y == i).sum()) for i, c in enumerate(classes)}
-    return np.concatenate(xs), y, counts
+    origins = np.array(examples.origin)
+    counts = {"labelled_set": int((origins == "labelled-set").sum()),
+              "pool_labels": int(np.isin(origins, ["human", "catalogue"]).sum()),
+              "origins": {o: int((origins == o).sum()) for o in ORIGINS if (origins == o).any()},
+              **counts,
+              "per_class": {c: int((examples.y == i).sum()) for i, c in enumerate(classes)}}
+    return examples, counts
+
+
+def _write_examples(path, sets: list[Examples], classes: tuple[str, ...]) -> None:
+    """training.parquet: what each example of each network was (its key, origin, class, pool
+    row, loss weight and, for an injection, the line's parameters)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.concat_tables([pa.table({
+        "network": np.full(len(e), i, np.int8), "key": e.key, "origin": e.origin,
+        "label": [classes[c] for c in e.y], "row": e.row, "weight": e.weight,
+        "line": [json.dumps(d, sort_keys=True) if d else None for d in e.line]})
+        for i, e in enumerate(sets)]), path)
+
+
+def members_of(path) -> list[Fitted]:
+    """The network(s) of an iteration's directory: one, or two cross-fitted ones."""
+    members = [Fitted.load(path / "model.pt")]
+    if (path / "model-1.pt").exists():
+        members.append(Fitted.load(path / "model-1.pt"))
+    return members
 
 
 def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
-               log=None) -> int:
-    """Train a new model on every label so far; returns the new iteration's number."""
-    x, y, counts = training_set(project)
+               log=None, domain: bool | None = None) -> int:
+    """Train a new model on every label so far; returns the new iteration's number.
+
+    With ``domain`` (default: the project's setting) the training is also in the survey's own
+    domain, and cross-fitted: two networks, each with the negatives and injection hosts of
+    one half of the pool (:func:`.domain.fold_of`), each scoring the other half."""
+    c = project.config
+    domain = c.domain if domain is None else domain
     numbers = iteration_numbers(project)
     number = (numbers[-1] + 1) if numbers else 1
-    state = None
-    if warm_start and numbers:
-        state = Fitted.load(iteration_path(project, numbers[-1]) / "model.pt").model.state_dict()
-    fitted = fit(x, y, project.config.classes, config, warm_start=state, log=log)
+    previous = members_of(iteration_path(project, numbers[-1])) if warm_start and numbers else []
+    folds = (0, 1) if domain else (None,)
+    sets, fits, counts = [], [], {}
+    for fold in folds:
+        examples, counts_f = training_set(
+            project, DomainConfig(c.injected, c.negatives, config.seed) if domain else None,
+            fold)
+        start = next((m for m in previous if m.fold == fold), previous[0] if previous else None)
+        fitted = fit(examples.x, examples.y, c.classes, config,
+                     warm_start=start.model.state_dict() if start else None, log=log,
+                     keys=examples.key, weight=examples.weight)
+        fitted.fold, fitted.fold_seed = fold, config.seed
+        sets.append(examples)
+        fits.append(fitted)
+        counts = counts or counts_f  # the first network's; the second's are alike
     path = iteration_path(project, number)
     tmp = iterations_dir(project) / f".tmp-{number:04d}-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True)
-    fitted.save(tmp / "model.pt")
-    best = fitted.history[fitted.best_epoch - 1]
+    for i, fitted in enumerate(fits):
+        fitted.save(tmp / ("model.pt" if i == 0 else f"model-{i}.pt"))
+    _write_examples(tmp / "training.parquet", sets, c.classes)
+    best = [f.history[f.best_epoch - 1] for f in fits]
     record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            train={"config": asdict(config), "warm_start": bool(state), **counts,
-                   "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
-                   "val_loss": best["val_loss"], "train_loss": best["train_loss"],
-                   "temperature": fitted.temperature, "seconds": round(fitted.seconds, 2)})
+           train={"config": asdict(config), "warm_start": bool(previous), "domain": domain,
+                  "networks": len(fits), **counts,
+                  "validation": len(fits[0].val_rows),
+                  "epochs": len(fits[0].history), "best_epoch": fits[0].best_epoch,
+                  "val_loss": float(np.mean([b["val_loss"] for b in best])),
+                  "train_loss": float(np.mean([b["train_loss"] for b in best])),
+                  "temperature": fits[0].temperature, "priors": list(fits[0].priors),
+                  "seconds": round(sum(f.seconds for f in fits), 2)})
     if path.exists() and not (path / "model.pt").exists():  # a killed run's, incomplete
         shutil.rmtree(path)
     fsync_tree(tmp)
@@ -89,12 +161,31 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     return number
 
 
-def score_step(project: Project, number: int | None = None, **options) -> Scores:
-    """Score the pool with iteration ``number``'s model (default: the latest)."""
+def score_step(project: Project, number: int | None = None, prior_shift: bool | None = None,
+               **options) -> Scores:
+    """Score the pool with iteration ``number``'s model (default: the latest). With
+    ``prior_shift`` (default: the project's setting) the probabilities are made relative to the
+    pool's class priors, estimated by EM on the pool's scores (:mod:`.priors`)."""
     number = number or latest(project)
     path = iteration_path(project, number)
-    fitted = Fitted.load(path / "model.pt")
-    scores = score_store(fitted, project.store("pool"), **options)
+    members = members_of(path)
+    fitted = members[0]
+    scores = score_store(members, project.store("pool"), **options)
+    priors = None
+    prior_shift = project.config.prior_shift if prior_shift is None else prior_shift
+    if len(scores.probabilities):
+        # The pool's mix is estimated always (a figure for status and the report); the
+        # probabilities are made relative to it only when asked.
+        k = len(fitted.classes)
+        trained = np.asarray(fitted.priors or np.full(k, 1 / k))
+        pool_priors, steps = em_priors(lambda: in_chunks(scores.probabilities), trained)
+        if prior_shift:
+            for i in range(0, len(scores.probabilities), 1 << 18):
+                block = scores.probabilities[i : i + (1 << 18)]
+                block[:] = shift(block, trained, pool_priors)
+        priors = {"training": [round(float(v), 6) for v in trained],
+                  "pool": [round(float(v), 6) for v in pool_priors], "em_iterations": steps,
+                  "applied": bool(prior_shift)}
     # Replaced whole: a reader that mapped the old file keeps reading the old one.
     write_with(path / "scores.npy", lambda fh: np.save(fh, scores.probabilities))
     if scores.bald is not None:
@@ -105,6 +196,7 @@ def score_step(project: Project, number: int | None = None, **options) -> Scores
                          "spectra_per_s": round(scores.rate, 1),
                          "mc_passes": options.get("mc_passes", 0),
                          "precision": options.get("precision", "float32"),
+                         "priors": priors,
                          "predicted": dict(zip(fitted.classes, map(int, predicted),
                                                strict=True)),
                          "mean_entropy": float(entropy(scores.probabilities).mean())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from specscout.archive.store import Chunk, Store
+from specscout.learn.domain import fold_of
 from specscout.learn.fastcnn import FastPaperCNN, supports
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted, device_for
@@ -87,27 +89,60 @@ def predict(model: nn.Module, x: np.ndarray, temperature: float = 1.0, batch: in
     return mean, entropy(mean) - entropy(out).mean(axis=0)
 
 
-def _score_chunks(chunks: list[Chunk], store_path: str, model_bytes: bytes, batch: int,
+def predict_rows(members: Sequence[Fitted], rows: np.ndarray, x: np.ndarray, batch: int,
+                 device, precision: str, mc_passes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict` for the pool rows ``rows`` (spectra ``x``): by the one network, or,
+    for cross-fitted networks, each row by the network that did not train on its fold."""
+    if len(members) == 1:
+        m = members[0]
+        return predict(m.model, x, m.temperature, batch, device, precision, mc_passes)
+    folds = fold_of(rows, members[0].fold_seed)
+    probs = np.empty((len(x), len(members[0].classes)), np.float32)
+    bald = np.empty(len(x), np.float32) if mc_passes else None
+    for m in members:
+        sel = np.nonzero(folds != m.fold)[0]
+        if sel.size:
+            p, b = predict(m.model, x[sel], m.temperature, batch, device, precision, mc_passes)
+            probs[sel] = p
+            if bald is not None:
+                bald[sel] = b
+    return probs, bald
+
+
+def _check_members(members: Sequence[Fitted]) -> None:
+    if len(members) > 1 and sorted(m.fold for m in members) != list(range(len(members))):
+        raise ValueError(f"cross-fitted networks must be one per fold, not folds "
+                         f"{[m.fold for m in members]}")
+    if len(members) > 2:
+        raise ValueError("cross-fitting uses two folds")
+
+
+def _score_chunks(chunks: list[Chunk], store_path: str, model_bytes: list[bytes], batch: int,
                   precision: str, mc_passes: int) -> list[tuple]:
-    """Runs on a Dask worker: load the model and score the given chunks of the store."""
+    """Runs on a Dask worker: load the networks and score the given chunks of the store."""
     torch.set_num_threads(1)  # one thread per worker process: the cluster is the parallelism
-    fitted = Fitted.load(io.BytesIO(model_bytes))
+    members = [Fitted.load(io.BytesIO(b)) for b in model_bytes]
     results = []
     for chunk in chunks:
         x = Store.read_chunk(store_path, chunk)
-        probs, bald = predict(fitted.model, x, fitted.temperature, batch, "cpu", precision,
-                              mc_passes)
+        rows = np.arange(chunk.first_row, chunk.first_row + len(x))
+        probs, bald = predict_rows(members, rows, x, batch, "cpu", precision, mc_passes)
         results.append((chunk.first_row, probs.astype(np.float16),
                         None if bald is None else bald.astype(np.float16)))
     return results
 
 
-def score_store(fitted: Fitted, store: Store, *, batch: int = 4096, chunk_rows: int = 65536,
-                precision: str = "float32", mc_passes: int = 0, device: str = "auto",
+def score_store(fitted: Fitted | Sequence[Fitted], store: Store, *, batch: int = 4096,
+                chunk_rows: int = 65536, precision: str = "float32", mc_passes: int = 0,
+                device: str = "auto",
                 workers: int | None = None, scheduler: str | None = None,
                 progress: bool = False) -> Scores:
     """Score every spectrum of ``store``. In this process (``workers`` None) on the CPU
-    threads or the GPU; or on Dask with ``workers`` local processes or a ``scheduler``."""
+    threads or the GPU; or on Dask with ``workers`` local processes or a ``scheduler``.
+    ``fitted``: a network, or the two cross-fitted networks of an iteration."""
+    members = [fitted] if isinstance(fitted, Fitted) else list(fitted)
+    _check_members(members)
+    fitted = members[0]
     start = time.perf_counter()
     n = len(store)
     probs = np.empty((n, len(fitted.classes)), dtype=np.float16)
@@ -131,18 +166,21 @@ def score_store(fitted: Fitted, store: Store, *, batch: int = 4096, chunk_rows: 
         if workers is None and scheduler is None:
             dev = device_for(device)
             for rows, x in store.iter_chunks(chunk_rows):
-                p, b = predict(fitted.model, x, fitted.temperature, batch, dev, precision,
-                               mc_passes)
+                p, b = predict_rows(members, np.asarray(rows), x, batch, dev, precision,
+                                    mc_passes)
                 take(int(rows[0]), p, b)
         else:
             from specscout.archive.cluster import dask_client, map_batches
 
-            buf = io.BytesIO()
-            fitted.save(buf)
+            blobs = []
+            for m in members:
+                buf = io.BytesIO()
+                m.save(buf)
+                blobs.append(buf.getvalue())
             tasks = ([c] for c in store.chunks(chunk_rows))
             with dask_client(workers, scheduler) as client:
                 for result in map_batches(client, _score_chunks, tasks, str(store.path),
-                                          buf.getvalue(), batch, precision, mc_passes):
+                                          blobs, batch, precision, mc_passes):
                     for first, p, b in result:
                         take(first, p, b)
     finally:

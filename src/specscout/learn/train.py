@@ -9,8 +9,10 @@ validation split decides when to stop, and the same split calibrates the probabi
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -60,13 +62,21 @@ class Fitted:
     best_epoch: int = 0
     seconds: float = 0.0
     val_rows: np.ndarray | None = None  # indices of the labelled set used for validation
+    #: The class priors the network's probabilities are relative to: uniform over the
+    #: classes trained on when the loss balances them, the training mix otherwise.
+    priors: tuple[float, ...] | None = None
+    #: Cross-fitting: the fold whose pool rows this network trained on as negatives (it
+    #: scores the other fold's), and the seed of the folds; None for a network of all rows.
+    fold: int | None = None
+    fold_seed: int = 0
 
     def save(self, path) -> None:
         torch.save({"state": self.model.state_dict(), "model_name": self.model_name,
                     "classes": list(self.classes), "points": self.points,
                     "temperature": self.temperature, "config": asdict(self.config),
                     "history": self.history, "best_epoch": self.best_epoch,
-                    "seconds": self.seconds}, path)
+                    "seconds": self.seconds, "priors": list(self.priors or ()),
+                    "fold": self.fold, "fold_seed": self.fold_seed}, path)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> Fitted:
@@ -74,8 +84,10 @@ class Fitted:
         model = build(d["model_name"], d["points"], len(d["classes"]))
         model.load_state_dict(d["state"])
         model.eval()
+        priors = tuple(d.get("priors") or ()) or None
         return cls(model, d["model_name"], tuple(d["classes"]), d["points"], d["temperature"],
-                   TrainConfig(**d["config"]), d["history"], d["best_epoch"], d["seconds"])
+                   TrainConfig(**d["config"]), d["history"], d["best_epoch"], d["seconds"],
+                   priors=priors, fold=d.get("fold"), fold_seed=d.get("fold_seed", 0))
 
 
 def stratified_split(y: np.ndarray, fraction: float,
@@ -91,11 +103,21 @@ def stratified_split(y: np.ndarray, fraction: float,
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def class_weights(y: np.ndarray, classes: int) -> np.ndarray:
-    """n / (classes * count) per class, 0 for absent classes."""
-    counts = np.bincount(y, minlength=classes).astype(np.float64)
+def split_by_key(keys: Sequence[str], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices decided by a hash of each example's key: an example is on
+    the same side in every iteration, so a warm start never validates on what it trained
+    on, and one added later does not move the others."""
+    u = np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little")
+                  for k in keys], dtype=np.uint64) / 2.0**64
+    val = u < fraction
+    return np.nonzero(~val)[0], np.nonzero(val)[0]
+
+
+def class_weights(y: np.ndarray, classes: int, weight: np.ndarray | None = None) -> np.ndarray:
+    """n / (classes * count) per class (counts of examples' weights), 0 for absent classes."""
+    counts = np.bincount(y, weights=weight, minlength=classes).astype(np.float64)
     with np.errstate(divide="ignore"):
-        w = np.where(counts > 0, len(y) / (np.count_nonzero(counts) * counts), 0.0)
+        w = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * counts), 0.0)
     return w
 
 
@@ -108,15 +130,27 @@ def _batches(n: int, size: int, rng: np.random.Generator,
     return [order[i : i + size] for i in range(0, n, size)]
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
-          batch: int) -> float:
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+          class_w: torch.Tensor, batch: int) -> float:
     model.eval()
-    total = 0.0
+    total = norm = 0.0
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            total += float(loss_fn(model(x[i : i + batch]), y[i : i + batch])) * len(
-                x[i : i + batch])
-    return total / max(len(x), 1)
+            loss, weight = _weighted(model(x[i : i + batch]), y[i : i + batch],
+                                     w[i : i + batch], class_w)
+            total += float(loss) * float(weight)
+            norm += float(weight)
+    return total / norm if norm else math.inf
+
+
+def _weighted(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+              class_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-entropy averaged with each example's weight times its class's weight (as
+    ``nn.CrossEntropyLoss(weight=...)`` does with the class weights alone), and that norm."""
+    each = nn.functional.cross_entropy(logits, y, reduction="none")
+    weight = w * class_w[y]
+    norm = weight.sum()
+    return (each * weight).sum() / norm.clamp_min(1e-12), norm
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -136,9 +170,13 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
         config: TrainConfig | None = None, warm_start: dict | None = None,
-        log=None) -> Fitted:
+        log=None, keys: Sequence[str] | None = None,
+        weight: np.ndarray | None = None) -> Fitted:
     """Train on spectra ``x`` (n, points) with integer labels ``y`` (indices into
     ``classes``). ``warm_start``: a state dict to start from (e.g. the previous iteration's).
+    ``keys``: a stable name per example, whose hash puts it in training or validation once and
+    for all (:func:`split_by_key`); without, a stratified random split by the seed.
+    ``weight``: a loss weight per example (e.g. down-weighted unlabelled negatives).
     """
     config = config or TrainConfig()
     start = time.perf_counter()
@@ -149,22 +187,28 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
     device = device_for(config.device)
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
+    weight = np.ones(len(y), np.float32) if weight is None else np.asarray(weight, np.float32)
     if len(np.unique(y)) < 2:
         raise ValueError("training needs labels of at least two classes")
-    train_rows, val_rows = stratified_split(y, config.val_fraction, rng)
+    if keys is not None:
+        train_rows, val_rows = split_by_key(keys, config.val_fraction)
+    else:
+        train_rows, val_rows = stratified_split(y, config.val_fraction, rng)
     model = build(config.model, x.shape[1], len(classes)).to(device)
     if warm_start is not None:
         model.load_state_dict(warm_start)
-    weights = class_weights(y[train_rows], len(classes))
-    loss_weight = torch.as_tensor(weights if config.balance == "weight" else
-                                  np.ones(len(classes)), dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=loss_weight)
+    balanced = class_weights(y[train_rows], len(classes), weight[train_rows])
+    class_w = torch.as_tensor(balanced if config.balance == "weight" else
+                              np.ones(len(classes)), dtype=torch.float32, device=device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     xt = torch.as_tensor(x[train_rows], device=device)
     yt = torch.as_tensor(y[train_rows], device=device)
+    wt = torch.as_tensor(weight[train_rows], device=device)
     xv = torch.as_tensor(x[val_rows], device=device)
     yv = torch.as_tensor(y[val_rows], device=device)
-    sample_w = weights[y[train_rows]] if config.balance == "sample" else None
+    wv = torch.as_tensor(weight[val_rows], device=device)
+    sample_w = (balanced[y[train_rows]] * weight[train_rows] if config.balance == "sample"
+                else None)
 
     best, best_state, best_epoch, history = math.inf, None, 0, []
     for epoch in range(1, config.max_epochs + 1):
@@ -173,11 +217,13 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
         for rows in _batches(len(train_rows), config.batch_size, rng, sample_w):
             idx = torch.as_tensor(rows, device=device)
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            # balanced batches already carry the example weights in how they are drawn
+            w = torch.ones_like(wt[idx]) if sample_w is not None else wt[idx]
+            loss, _ = _weighted(model(xt[idx]), yt[idx], w, class_w)
             loss.backward()
             optimiser.step()
             total += loss.item() * len(rows)
-        val_loss = _loss(model, xv, yv, loss_fn, 1024) if len(val_rows) else total
+        val_loss = _loss(model, xv, yv, wv, class_w, 1024) if len(val_rows) else total
         history.append({"epoch": epoch, "train_loss": total / len(train_rows),
                         "val_loss": val_loss})
         if log:
@@ -187,12 +233,19 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= config.patience:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     temperature = 1.0
     if len(val_rows) >= 10:
         with torch.inference_mode():
             logits = torch.cat([model(xv[i : i + 1024]) for i in range(0, len(xv), 1024)])
         temperature = fit_temperature(logits.cpu().numpy(), y[val_rows])
+    present = np.bincount(y[train_rows], weights=weight[train_rows], minlength=len(classes))
+    if config.balance == "none":
+        priors = present / present.sum()
+    else:
+        priors = (present > 0) / np.count_nonzero(present)
     return Fitted(model.cpu(), config.model, tuple(classes), x.shape[1], temperature, config,
-                  history, best_epoch, time.perf_counter() - start, val_rows)
+                  history, best_epoch, time.perf_counter() - start, val_rows,
+                  tuple(float(p) for p in priors))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from specscout.errors import ReadError
+from specscout.errors import PartError, ReadError
 from specscout.spectra.readers.fitsbytes import FitsBytes, FitsError, load_bytes
 from specscout.spectra.spectrum import Spectrum
 
@@ -69,11 +69,13 @@ def identify(path: str | Path) -> str:
     return reader.name if reader else "specutils"
 
 
-def read_all(path: str | Path) -> list[Spectrum]:
+def read_all(path: str | Path, failed: list[PartError] | None = None) -> list[Spectrum]:
     """Every spectrum of one file (FITS, plain or gzip), in the file's order.
 
     Raises :class:`~specscout.errors.ReadError` naming the path and the reason when the file
-    cannot be read.
+    cannot be read. In a file of several spectra, one that cannot be read while others can
+    (a damaged exposure table) is left out, and its :class:`~specscout.errors.PartError` is
+    appended to ``failed`` when given.
     """
     path = str(path)
     try:
@@ -99,9 +101,15 @@ def read_all(path: str | Path) -> list[Spectrum]:
         raise ReadError(path, "malformed", f"{reader.name} reader: {type(exc).__name__}: "
                                            f"{exc}") from None
     found = found if isinstance(found, list) else [found]
-    if not found:
+    spectra = [s for s in found if not isinstance(s, PartError)]
+    errors = [s for s in found if isinstance(s, PartError)]
+    if not spectra:
+        if errors:
+            raise ReadError(path, errors[0].reason, errors[0].detail)
         raise ReadError(path, "no-flux", f"the {reader.name} reader found no spectrum in it")
-    return found
+    if failed is not None:
+        failed.extend(errors)
+    return spectra
 
 
 def read(path: str | Path) -> Spectrum:

@@ -58,7 +58,7 @@ def read(fits: FitsBytes, path: str) -> list[Spectrum]:
                 raise ReadError(path, "unknown-layout", f"{arm}_{what} has shape "
                                 f"{np.shape(image)}, {arm}_FLUX {flux.shape}")
         arms.append((np.asarray(wave, np.float64), flux,
-                     np.ones(flux.shape) if ivar is None else np.atleast_2d(ivar),
+                     None if ivar is None else np.atleast_2d(ivar),
                      np.zeros(flux.shape) if mask is None else np.atleast_2d(mask)))
     if not arms:
         raise ReadError(path, "no-flux", "no <ARM>_WAVELENGTH and <ARM>_FLUX images")
@@ -73,12 +73,19 @@ def read(fits: FitsBytes, path: str) -> list[Spectrum]:
     def joined(part: int, i: int) -> np.ndarray:
         return np.concatenate([a[part][i][m] for a, m in zip(arms, keep, strict=True)])
 
+    # An arm without an inverse variance leaves the whole spectrum without one (never
+    # invented): preprocessing then estimates its noise from the flux.
+    has_ivar = all(a[2] is not None for a in arms)
+
     h = fits.hdu(0).header
     name = stem(path)
     out = []
     for i, target in enumerate(fibermap["TARGETID"]):
-        flux, ivar = joined(1, i).astype(np.float32), joined(2, i).astype(np.float32)
-        bits = joined(3, i)
+        flux = joined(1, i).astype(np.float32)
+        ivar = joined(2, i).astype(np.float32) if has_ivar else None
+        bad = joined(3, i) != 0
+        if ivar is not None:
+            bad |= ~(ivar > 0)
         row = fibermap[i]
         meta = Meta(
             id=f"{name}#{int(target)}", path=path, instrument="DESI", layout="desi-coadd",
@@ -87,5 +94,5 @@ def read(fits: FitsBytes, path: str) -> list[Spectrum]:
             dec=float(row["TARGET_DEC"]) if "TARGET_DEC" in columns else np.nan,
             obsid=int(target), designation="", snr=number(h, "SNR_R"),
             resolving_power=RESOLVING_POWER, exposure=str(int(target)))
-        out.append(Spectrum(wave, flux, ivar, (bits != 0) | ~(ivar > 0), "vacuum", meta))
+        out.append(Spectrum(wave, flux, ivar, bad, "vacuum", meta))
     return out

@@ -19,10 +19,10 @@ import datetime as dt
 
 import numpy as np
 
-from specscout.errors import ReadError
+from specscout.errors import PartError, ReadError
 from specscout.spectra.readers import register
 from specscout.spectra.readers._common import checked_wavelength, number, stem, text
-from specscout.spectra.readers.fitsbytes import FitsBytes, Header
+from specscout.spectra.readers.fitsbytes import FitsBytes, FitsError, Header
 from specscout.spectra.readers.lamost import fill_clipped_ivar
 from specscout.spectra.spectrum import Meta, Spectrum
 
@@ -85,20 +85,31 @@ def read(fits: FitsBytes, path: str) -> list[Spectrum]:
                 survey_class=text(h, "CLASS") or text(h, "OBJTYPE"),
                 survey_subclass=text(h, "SUBCLASS"), resolving_power=RESOLVING_POWER)
     name = stem(path)
-    spectra = []
-    coadd = [a for a in (_arm(fits, "COADD_B", path), _arm(fits, "COADD_R", path)) if a]
-    if coadd:
-        red = coadd[-1][4]
-        spectra.append(_epoch(coadd, path, Meta(
-            id=f"{name}#coadd", layout="lamost-mrs-coadd", exposure="coadd",
-            mjd=_mjd(text(h, "DATE-OBS")), snr=number(red, "SNR"), **base)))
+    spectra: list = []
+
+    def epoch(spectrum_id: str, arm_names: tuple[str, str], **meta) -> None:
+        """The spectrum of two arm tables; one that cannot be read is a PartError in its
+        place, so that the file's other spectra are still had."""
+        try:
+            arms = [a for a in (_arm(fits, n, path) for n in arm_names) if a]
+            if not arms:
+                return
+            spectra.append(_epoch(arms, path, Meta(id=spectrum_id, snr=number(arms[-1][4],
+                                                                             "SNR"),
+                                                   **meta, **base)))
+        except (ReadError, FitsError) as exc:
+            spectra.append(PartError(path, spectrum_id, exc.reason, exc.detail))
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+            spectra.append(PartError(path, spectrum_id, "malformed",
+                                     f"{type(exc).__name__}: {exc}"))
+
+    epoch(f"{name}#coadd", ("COADD_B", "COADD_R"), layout="lamost-mrs-coadd",
+          exposure="coadd", mjd=_mjd(text(h, "DATE-OBS")))
     times = list(dict.fromkeys(n[2:] for n in fits.extnames() if n[:2] in ("B-", "R-")))
     for lmjm in times:
-        arms = [a for a in (_arm(fits, f"B-{lmjm}", path), _arm(fits, f"R-{lmjm}", path)) if a]
         minutes = float(lmjm) if lmjm.isdigit() else float("nan")
-        spectra.append(_epoch(arms, path, Meta(
-            id=f"{name}#{lmjm}", layout="lamost-mrs-exposure", exposure=lmjm,
-            mjd=minutes / 1440 - 8 / 24, snr=number(arms[-1][4], "SNR"), **base)))
+        epoch(f"{name}#{lmjm}", (f"B-{lmjm}", f"R-{lmjm}"), layout="lamost-mrs-exposure",
+              exposure=lmjm, mjd=minutes / 1440 - 8 / 24)
     if not spectra:
         raise ReadError(path, "no-flux", "no COADD_B/COADD_R or exposure tables")
     return spectra

@@ -1,0 +1,177 @@
+"""A project trained in its own domain: injected positives and pool negatives from the pool's
+two folds, two cross-fitted networks each scoring the fold it never saw, every example's
+origin recorded; probabilities relative to the pool's mix; known objects as labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from specscout.archive.project import Project
+from specscout.cli import main
+from specscout.labels import label_store
+from specscout.learn.domain import fold_of
+from specscout.learn.iterate import members_of, training_set
+from specscout.learn.iterations import iteration_path
+from specscout.learn.score import predict
+
+FAST = ["--model", "small-cnn", "--epochs", "4", "--patience", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("domain")
+    p = str(tmp / "p")
+    assert main(["init", p]) == 0
+    config = tmp / "p" / "specscout.toml"
+    config.write_text(config.read_text().replace("injected = 1500", "injected = 60")
+                      .replace("negatives = 4000", "negatives = 80"))
+    assert main(["simulate", str(tmp / "sim"), "--n", "300", "--seed", "5", "--quiet",
+                 "--workers", "1"]) == 0
+    assert main(["simulate", str(tmp / "ond"), "--kind", "labelled", "--n", "60", "--seed", "6",
+                 "--quiet", "--workers", "1"]) == 0
+    assert main(["ingest", p, str(tmp / "sim"), "--quiet", "--workers", "1"]) == 0
+    assert main(["ingest", p, str(tmp / "ond"), "--labels", str(tmp / "ond" / "labels.csv"),
+                 "--degrade-to", "1531", "--quiet", "--workers", "1"]) == 0
+    return Project(p), tmp
+
+
+def test_the_domain_examples_come_from_their_fold_and_say_where_they_come_from(project):
+    project, _ = project
+    assert project.config.domain and project.config.injected == 60
+    assert main(["train", str(project.path), *FAST]) == 0
+    path = iteration_path(project, 1)
+    info = json.loads((path / "iteration.json").read_text())["train"]
+    assert info["domain"] and info["networks"] == 2
+    assert info["origins"] == {"labelled-set": 60, "injected": 120, "pool-negative": 80}
+    table = pq.read_table(path / "training.parquet").to_pydict()
+    for network in (0, 1):
+        mine = [i for i, n in enumerate(table["network"]) if n == network]
+        pool_rows = np.array([table["row"][i] for i in mine
+                              if table["origin"][i] in ("injected", "pool-negative")])
+        assert pool_rows.size == 200 and np.all(fold_of(pool_rows, 0) == network)
+        injected = [i for i in mine if table["origin"][i] == "injected"]
+        assert {table["label"][i] for i in injected} == {"emission", "double-peak"}
+        assert all(json.loads(table["line"][i])["ew"] < 0 for i in injected)
+        # an injection and its host are on the same side of the validation split
+        assert all(table["key"][i] == f"pool:{table['row'][i]}" for i in injected)
+
+
+def test_each_spectrum_is_scored_by_the_network_that_never_saw_its_fold(project):
+    project, _ = project
+    assert main(["score", str(project.path), "--quiet", "--no-prior-shift"]) == 0
+    path = iteration_path(project, 1)
+    scores = np.load(path / "scores.npy").astype(np.float32)
+    members = members_of(path)
+    pool = project.store("pool")
+    rows = np.arange(len(pool))
+    x = pool.flux(rows)
+    folds = fold_of(rows, members[0].fold_seed)
+    for m in members:
+        own = folds != m.fold
+        expected, _ = predict(m.model, x[own], m.temperature)
+        np.testing.assert_allclose(scores[own], expected, atol=2e-3)
+    assert {m.fold for m in members} == {0, 1}
+
+
+def test_the_prior_shift_is_bayes_rule_with_the_priors_it_records(project):
+    project, _ = project
+    path = iteration_path(project, 1)
+    raw = np.load(path / "scores.npy").astype(np.float64)
+    assert main(["score", str(project.path), "--quiet", "--prior-shift"]) == 0
+    shifted = np.load(path / "scores.npy").astype(np.float64)
+    priors = json.loads((path / "iteration.json").read_text())["score"]["priors"]
+    ratio = np.array(priors["pool"]) / np.array(priors["training"])
+    expected = raw * ratio / (raw * ratio).sum(1, keepdims=True)
+    np.testing.assert_allclose(shifted, expected, atol=2e-3)
+    assert priors["applied"] and abs(sum(priors["pool"]) - 1) < 1e-4
+    assert priors["em_iterations"] >= 1
+
+
+def test_known_objects_become_labels_for_training_and_stay_out_of_audits(project, capsys):
+    project, tmp = project
+    pool = project.store("pool")
+    meta = pool.meta(columns=["row", "id", "ra", "dec"]).sort_by("row").to_pydict()
+    known = [3, 10, 42]
+    cat = tmp / "known-stars.csv"
+    with cat.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ra", "dec", "type"])
+        for r in known:  # 1 arcsec away from the spectrum's position
+            w.writerow([meta["ra"][r] + 1 / 3600 / np.cos(np.radians(meta["dec"][r])),
+                        meta["dec"][r], "Be"])
+        w.writerow([(meta["ra"][0] + 180) % 360, -meta["dec"][0], "far from every spectrum"])
+    labels = label_store(project)
+    labels.add(meta["id"][42], 42, "other", "alice")  # a person who says otherwise
+    capsys.readouterr()
+    assert main(["labels", "from-catalogue", str(project.path), str(cat), "--class", "emission",
+                 "--radius", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue:known-stars: 4 objects, 3 pool spectra within 3 arcsec; labelled 3" in out
+    assert "1 of them carry another label by a person" in out
+    votes = labels.votes()
+    assert {r for r, v in votes.items() if "catalogue:known-stars" in v} == set(known)
+    assert main(["labels", "from-catalogue", str(project.path), str(cat), "--class", "emission",
+                 "--radius", "3"]) == 0
+    assert "labelled 0 as emission (3 already were)" in capsys.readouterr().out
+    assert main(["labels", "from-catalogue", str(project.path), str(cat), "--class", "emission",
+                 "--radius", "0.5"]) == 0  # 1 arcsec off: outside
+    assert "0 pool spectra within 0.5 arcsec" in capsys.readouterr().out
+
+    _, counts = training_set(project)
+    assert counts["origins"]["catalogue"] == 2  # row 42 is a disagreement, not a label
+    assert "human" not in counts["origins"]
+    assert main(["audit", str(project.path), "--draw", "--positives", "5", "--negatives",
+                 "40"]) == 0
+    drawn = {r["row"] for r in labels.audit_samples.sample()}
+    assert not drawn & {3, 10}
+
+
+def test_a_class_the_project_does_not_know_is_refused(project, capsys):
+    project, tmp = project
+    cat = tmp / "known-stars.csv"
+    assert main(["labels", "from-catalogue", str(project.path), str(cat), "--class",
+                 "quasar"]) != 0
+    assert "class 'quasar' is not one of" in capsys.readouterr().err
+
+
+def test_churn_in_status_and_a_reliability_diagram_in_the_report(project, capsys):
+    from specscout.catalogue.audit import reliability
+    from specscout.catalogue.predictions import model_candidates
+
+    project, tmp = project
+    assert main(["iterate", str(project.path), *FAST, "--no-domain", "--batch", "5"]) == 0
+    p1 = np.load(iteration_path(project, 1) / "scores.npy").astype(np.float32)
+    p2 = np.load(iteration_path(project, 2) / "scores.npy").astype(np.float32)
+    c1, c2 = model_candidates(p1, 0.5)[1], model_candidates(p2, 0.5)[1]
+    capsys.readouterr()
+    assert main(["status", str(project.path)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("2 "))
+    assert (f"candidates {c2.sum()} (+{(c2 & ~c1).sum()} -{(c1 & ~c2).sum()})") in line
+
+    assert main(["audit", str(project.path), "--draw", "--positives", "5", "--negatives", "40",
+                 "--truth", str(tmp / "sim" / "truth.parquet")]) == 0
+    r = reliability(project)
+    assert r["iteration"] == 2 and sum(b["audited"] for b in r["bins"]) == r["audited"] > 0
+    assert all(0 <= b["observed"] <= 1 and b["low"] <= b["predicted"] <= b["high"]
+               for b in r["bins"])
+    assert main(["report", str(project.path)]) == 0
+    page = (project.path / "report" / "index.html").read_text()
+    assert "reliability.png" in page and "Churn" in page
+    assert (project.path / "report" / "reliability.png").stat().st_size > 1000
+
+
+def test_negatives_that_the_latest_model_thinks_targets_weigh_less(project):
+    project, _ = project
+    latest = np.load(iteration_path(project, 2) / "scores.npy").astype(np.float32)
+    assert main(["train", str(project.path), *FAST]) == 0
+    table = pq.read_table(iteration_path(project, 3) / "training.parquet").to_pydict()
+    neg = [i for i, o in enumerate(table["origin"]) if o == "pool-negative"]
+    rows = np.array([table["row"][i] for i in neg])
+    weight = np.array([table["weight"][i] for i in neg])
+    np.testing.assert_allclose(weight, 1 - latest[rows, 1:].sum(1), atol=1e-3)
+    assert weight.min() < 1
