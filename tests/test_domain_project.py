@@ -14,7 +14,7 @@ import pytest
 from specscout.archive.project import Project
 from specscout.cli import main
 from specscout.labels import label_store
-from specscout.learn.domain import fold_of
+from specscout.learn.domain import fold_of, sky_cells
 from specscout.learn.iterate import members_of, training_set
 from specscout.learn.iterations import iteration_path
 from specscout.learn.score import predict
@@ -30,8 +30,8 @@ def project(tmp_path_factory):
     config = tmp / "p" / "specscout.toml"
     config.write_text(config.read_text().replace("injected = 1500", "injected = 60")
                       .replace("negatives = 4000", "negatives = 80"))
-    assert main(["simulate", str(tmp / "sim"), "--n", "300", "--seed", "5", "--quiet",
-                 "--workers", "1"]) == 0
+    assert main(["simulate", str(tmp / "sim"), "--n", "300", "--seed", "5", "--repeats", "0.2",
+                 "--quiet", "--workers", "1"]) == 0
     assert main(["simulate", str(tmp / "ond"), "--kind", "labelled", "--n", "60", "--seed", "6",
                  "--quiet", "--workers", "1"]) == 0
     assert main(["ingest", p, str(tmp / "sim"), "--quiet", "--workers", "1"]) == 0
@@ -49,16 +49,32 @@ def test_the_domain_examples_come_from_their_fold_and_say_where_they_come_from(p
     assert info["domain"] and info["networks"] == 2
     assert info["origins"] == {"labelled-set": 60, "injected": 120, "pool-negative": 80}
     table = pq.read_table(path / "training.parquet").to_pydict()
+    cells = sky_cells(project.store("pool"))
     for network in (0, 1):
         mine = [i for i, n in enumerate(table["network"]) if n == network]
         pool_rows = np.array([table["row"][i] for i in mine
                               if table["origin"][i] in ("injected", "pool-negative")])
-        assert pool_rows.size == 200 and np.all(fold_of(pool_rows, 0) == network)
+        assert pool_rows.size == 200 and np.all(fold_of(cells[pool_rows], 0) == network)
         injected = [i for i in mine if table["origin"][i] == "injected"]
         assert {table["label"][i] for i in injected} == {"emission", "double-peak"}
         assert all(json.loads(table["line"][i])["ew"] < 0 for i in injected)
-        # an injection and its host are on the same side of the validation split
-        assert all(table["key"][i] == f"pool:{table['row'][i]}" for i in injected)
+        # an injection, its host and the host's star are on one side of the validation split
+        assert all(table["key"][i] == f"sky:{cells[table['row'][i]]}" for i in injected)
+
+
+def test_every_spectrum_of_a_star_is_in_one_fold(project):
+    project, tmp = project
+    truth = pq.read_table(tmp / "sim" / "truth.parquet", columns=["id", "object"]).to_pydict()
+    object_of = dict(zip(truth["id"], truth["object"], strict=True))
+    pool = project.store("pool")
+    ids = pool.meta(columns=["row", "id"]).sort_by("row")["id"].to_pylist()
+    folds = fold_of(sky_cells(pool), 0)
+    by_object: dict = {}
+    for row, i in enumerate(ids):
+        by_object.setdefault(object_of[i], set()).add(int(folds[row]))
+    observed_twice = [o for o in by_object if sum(object_of[i] == o for i in ids) > 1]
+    assert len(observed_twice) >= 20
+    assert all(len(by_object[o]) == 1 for o in observed_twice)
 
 
 def test_each_spectrum_is_scored_by_the_network_that_never_saw_its_fold(project):
@@ -70,12 +86,17 @@ def test_each_spectrum_is_scored_by_the_network_that_never_saw_its_fold(project)
     pool = project.store("pool")
     rows = np.arange(len(pool))
     x = pool.flux(rows)
-    folds = fold_of(rows, members[0].fold_seed)
+    folds = fold_of(sky_cells(pool), members[0].fold_seed)
     for m in members:
         own = folds != m.fold
         expected, _ = predict(m.model, x[own], m.temperature)
         np.testing.assert_allclose(scores[own], expected, atol=2e-3)
     assert {m.fold for m in members} == {0, 1}
+    # on Dask workers, each chunk travels with its rows' folds: the same scores
+    assert main(["score", str(project.path), "--quiet", "--no-prior-shift", "--workers",
+                 "2"]) == 0
+    np.testing.assert_allclose(np.load(path / "scores.npy").astype(np.float32), scores,
+                               atol=2e-3)
 
 
 def test_the_prior_shift_is_bayes_rule_with_the_priors_it_records(project):
@@ -96,7 +117,13 @@ def test_known_objects_become_labels_for_training_and_stay_out_of_audits(project
     project, tmp = project
     pool = project.store("pool")
     meta = pool.meta(columns=["row", "id", "ra", "dec"]).sort_by("row").to_pydict()
-    known = [3, 10, 42]
+    ra, dec = np.radians(meta["ra"]), np.radians(meta["dec"])
+
+    def alone(r: int) -> bool:  # no other spectrum (a revisit of its star) within 10 arcsec
+        cos = np.sin(dec[r]) * np.sin(dec) + np.cos(dec[r]) * np.cos(dec) * np.cos(ra - ra[r])
+        return int((np.degrees(np.arccos(np.clip(cos, -1, 1))) * 3600 < 10).sum()) == 1
+
+    known = [r for r in range(3, 60) if alone(r)][:3]
     cat = tmp / "known-stars.csv"
     with cat.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -106,7 +133,7 @@ def test_known_objects_become_labels_for_training_and_stay_out_of_audits(project
                         meta["dec"][r], "Be"])
         w.writerow([(meta["ra"][0] + 180) % 360, -meta["dec"][0], "far from every spectrum"])
     labels = label_store(project)
-    labels.add(meta["id"][42], 42, "other", "alice")  # a person who says otherwise
+    labels.add(meta["id"][known[2]], known[2], "other", "alice")  # a person who says otherwise
     capsys.readouterr()
     assert main(["labels", "from-catalogue", str(project.path), str(cat), "--class", "emission",
                  "--radius", "3"]) == 0
@@ -123,12 +150,15 @@ def test_known_objects_become_labels_for_training_and_stay_out_of_audits(project
     assert "0 pool spectra within 0.5 arcsec" in capsys.readouterr().out
 
     _, counts = training_set(project)
-    assert counts["origins"]["catalogue"] == 2  # row 42 is a disagreement, not a label
+    assert counts["origins"]["catalogue"] == 2  # known[2] is a disagreement, not a label
     assert "human" not in counts["origins"]
+    assert counts["origins"]["labelled-set"] == 60
+    _, counts = training_set(project, labelled_set=False)  # train --no-labelled-set
+    assert "labelled-set" not in counts["origins"] and counts["labelled_set"] == 0
     assert main(["audit", str(project.path), "--draw", "--positives", "5", "--negatives",
                  "40"]) == 0
     drawn = {r["row"] for r in labels.audit_samples.sample()}
-    assert not drawn & {3, 10}
+    assert not drawn & set(known[:2])
 
 
 def test_a_class_the_project_does_not_know_is_refused(project, capsys):
@@ -141,7 +171,7 @@ def test_a_class_the_project_does_not_know_is_refused(project, capsys):
 
 def test_churn_in_status_and_a_reliability_diagram_in_the_report(project, capsys):
     from specscout.catalogue.audit import reliability
-    from specscout.catalogue.predictions import model_candidates
+    from specscout.learn.predictions import model_candidates
 
     project, tmp = project
     assert main(["iterate", str(project.path), *FAST, "--no-domain", "--batch", "5"]) == 0
@@ -175,3 +205,24 @@ def test_negatives_that_the_latest_model_thinks_targets_weigh_less(project):
     weight = np.array([table["weight"][i] for i in neg])
     np.testing.assert_allclose(weight, 1 - latest[rows, 1:].sum(1), atol=1e-3)
     assert weight.min() < 1
+    # what anyone labelled, the audit's spectra too, is never a negative nor a host
+    labels = label_store(project)
+    labelled = set(labels.votes()) | set(labels.votes(audit=True))
+    assert len(labels.votes(audit=True)) > 20
+    drawn = {r for r, o in zip(table["row"], table["origin"], strict=True)
+             if o in ("injected", "pool-negative")}
+    assert drawn and not drawn & labelled
+
+
+def test_a_pool_whose_files_cannot_be_read_here_is_refused_for_the_domain(tmp_path, capsys):
+    p = str(tmp_path / "p")
+    assert main(["init", p]) == 0
+    assert main(["simulate", str(tmp_path / "sim"), "--n", "40", "--seed", "2", "--quiet",
+                 "--workers", "1"]) == 0
+    assert main(["ingest", p, str(tmp_path / "sim"), "--quiet", "--workers", "1"]) == 0
+    (tmp_path / "sim").rename(tmp_path / "elsewhere")  # e.g. ingested on another machine
+    capsys.readouterr()
+    assert main(["train", p, *FAST]) != 0
+    err = capsys.readouterr().err
+    assert "only 0 of 3000 lines could be injected" in err and "read:" in err
+    assert "--no-domain" in err

@@ -175,6 +175,7 @@ def fetch(service_url: str, out: str | Path, *, ids: Iterable[tuple[str, str]] =
             failed.write({"id": key, "reason": reason})
 
         pending: dict = {}
+        asked: set[str] = set()
         queue = iter(jobs())
         while True:
             while len(pending) < 2 * workers:  # bounded: never all the work at once
@@ -185,9 +186,10 @@ def fetch(service_url: str, out: str | Path, *, ids: Iterable[tuple[str, str]] =
                     job, queue = None, iter(())
                 if job is None:
                     break
-                if job[0] in done:
+                if job[0] in done or job[0] in asked:  # had, or listed twice
                     summary.skipped += 1
                     continue
+                asked.add(job[0])
                 name = unique_name(job[0], job[1] or "", taken)
                 pending[pool.submit(work, *job, name)] = (job[0], name)
             if not pending:

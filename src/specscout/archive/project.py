@@ -58,6 +58,8 @@ url = "{labels_url}"
 domain = {domain}
 injected = {injected}
 negatives = {negatives}
+# Train also on the labelled store (e.g. an Ondrejov set, resolution matched).
+labelled_set = {labelled_set}
 
 [score]
 # Make the probabilities relative to the pool's class mix (estimated by EM on its scores,
@@ -81,6 +83,7 @@ class ProjectConfig:
     domain: bool = True
     injected: int = 1500
     negatives: int = 4000
+    labelled_set: bool = True
     prior_shift: bool = False
 
     def __post_init__(self) -> None:
@@ -113,6 +116,7 @@ class ProjectConfig:
             min_snr=self.min_snr, dtype=self.dtype, part_rows=self.part_rows,
             labels_url=self.labels_url, resolution=self.resolution or 0,
             domain=str(self.domain).lower(), injected=self.injected, negatives=self.negatives,
+            labelled_set=str(self.labelled_set).lower(),
             prior_shift=str(self.prior_shift).lower())
 
     @classmethod
@@ -139,6 +143,8 @@ class ProjectConfig:
                 domain=_flag(train.get("domain", default.domain), "train.domain"),
                 injected=int(train.get("injected", default.injected)),
                 negatives=int(train.get("negatives", default.negatives)),
+                labelled_set=_flag(train.get("labelled_set", default.labelled_set),
+                                   "train.labelled_set"),
                 prior_shift=_flag(score.get("prior_shift", default.prior_shift),
                                   "score.prior_shift"),
             )

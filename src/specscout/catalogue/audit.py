@@ -36,10 +36,10 @@ from scipy.stats import beta
 
 from specscout.archive.atomic import write_text
 from specscout.archive.project import Project
-from specscout.catalogue.predictions import chunks, model_candidates
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
 from specscout.learn.iterations import iteration_path, load_scores
+from specscout.learn.predictions import chunks, model_candidates
 
 REST_EDGES = (0.01, 0.1)
 

@@ -21,11 +21,11 @@ from astropy.table import Table
 
 from specscout.archive.project import Project
 from specscout.catalogue.objects import crossmatch, group, unit_vectors
-from specscout.catalogue.predictions import chunks, model_candidates
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
 from specscout.labels.store import agreed
 from specscout.learn.iterations import load_scores
+from specscout.learn.predictions import chunks, model_candidates
 from specscout.learn.strategies import entropy
 
 #: Units and UCDs of the exported columns (VOTable FIELD attributes).

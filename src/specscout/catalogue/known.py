@@ -44,7 +44,7 @@ def label_from_catalogue(project: Project, path: str | Path, cls: str,
     labels = label_store(project)
     hit = np.nonzero(matched)[0]
     votes = labels.latest(rows[hit].tolist())
-    ids = meta["id"].to_pylist() if hit.size else []
+    ids = dict(zip(hit.tolist(), meta["id"].take(hit).to_pylist(), strict=True))
     new, already, conflicts = [], 0, 0
     for i in hit:
         r = int(rows[i])
@@ -54,7 +54,7 @@ def label_from_catalogue(project: Project, path: str | Path, cls: str,
             continue
         if any(v not in (None, cls) for a, v in by.items() if a != annotator):
             conflicts += 1
-        new.append({"spectrum": ids[i], "row": r, "label": cls, "annotator": annotator,
+        new.append({"spectrum": ids[int(i)], "row": r, "label": cls, "annotator": annotator,
                     "comment": f"within {radius_arcsec:g} arcsec of {ref.name}"})
     labels.add_many(new)
     return {"annotator": annotator, "entries": len(ref.ra), "matched": int(hit.size),

@@ -20,9 +20,9 @@ import numpy as np
 from specscout.archive.project import Project
 from specscout.catalogue.audit import reliability, show
 from specscout.catalogue.candidates import Catalogue, build
-from specscout.catalogue.predictions import chunks, churn
 from specscout.labels import label_store
 from specscout.learn.iterations import iteration_path, load_scores, status
+from specscout.learn.predictions import chunks
 
 HALPHA = 6564.61
 
@@ -102,26 +102,15 @@ def reliability_figure(r: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _churn_table(project: Project, threshold: float) -> str:
+def _churn_table(project: Project) -> str:
     rows = ["<table><tr><th>iteration</th><th>candidates</th><th>added</th><th>dropped</th>"
             "</tr>"]
-    for n, c in churn_by_iteration(project, threshold):
-        rows.append(f"<tr><td>{n}</td><td>{c['candidates']}</td><td>{c['added']}</td>"
-                    f"<td>{c['dropped']}</td></tr>")
-    return "".join(rows) + "</table>"
-
-
-def churn_by_iteration(project: Project, threshold: float = 0.5) -> list[tuple[int, dict]]:
-    """(iteration, candidates added and dropped since the previous scored one)."""
-    out, before = [], None
     for it in status(project):
-        if not it.get("score"):
-            continue
-        _, p = load_scores(project, it["iteration"])
-        out.append((it["iteration"], churn(before if before is not None else p[:0], p,
-                                           threshold)))
-        before = p
-    return out
+        c = it.get("score", {}).get("churn")
+        if c:
+            rows.append(f"<tr><td>{it['iteration']}</td><td>{c['candidates']}</td>"
+                        f"<td>{c['added']}</td><td>{c['dropped']}</td></tr>")
+    return "".join(rows) + "</table><p>Candidates at probability 0.5, as scored.</p>"
 
 
 def labels_figure(project: Project, path: Path) -> None:
@@ -249,7 +238,7 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
                   f"<h3>Gallery ({shown} objects, new first)</h3><img src='gallery.png'>"]
     if number is not None:
         parts += ["<h3>Churn: candidates added and dropped since the iteration before</h3>",
-                  _churn_table(project, threshold)]
+                  _churn_table(project)]
     parts.append("<h2>Audit estimates</h2>" + (_audit_table(audits) if audits else
                  "<p>No audit yet: <code>specscout audit PROJECT --draw</code>.</p>"))
     if label_store(project).audit_samples.sample():

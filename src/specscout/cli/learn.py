@@ -34,7 +34,9 @@ train_options = _options(
                  help="start from the previous iteration's weights"),
     click.option("--domain/--no-domain", default=None,
                  help="train also on lines injected into pool spectra and on pool negatives "
-                      "(default: the project's [train] domain)"))
+                      "(default: the project's [train] domain)"),
+    click.option("--labelled-set/--no-labelled-set", default=None,
+                 help="train on the labelled store too (default: [train] labelled_set)"))
 score_options = _options(
     click.option("--score-batch", type=int, default=4096, show_default=True),
     click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32"),
@@ -65,7 +67,8 @@ def _train(project, o: dict) -> int:
     config = TrainConfig(model=o["model"], max_epochs=o["epochs"], patience=o["patience"],
                          batch_size=o["batch_size"], balance=o["balance"], seed=o["seed"],
                          device=o["device"])
-    number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"])
+    number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"],
+                        labelled_set=o["labelled_set"])
     t = status(project)[-1]["train"]
     print(f"iteration {number}: trained {o['model']} on {sum(t['per_class'].values())} labels "
           f"({counts(t['per_class'])}); best epoch {t['best_epoch']} of {t['epochs']}, "
@@ -151,12 +154,10 @@ def iterate(project, **o) -> int:
 @project_argument
 def status(project) -> int:
     """The project's iterations."""
-    from specscout.catalogue.report import churn_by_iteration
     from specscout.labels import label_store
     from specscout.learn.iterations import status as iterations
 
     p = open_project(project)
-    churn = dict(churn_by_iteration(p))
     labels = label_store(p)
     print(f"project {p.path}: pool {len(p.store('pool'))} spectra, labelled set "
           f"{len(p.store('labelled'))}, pool labels {len(labels.current())} "
@@ -169,7 +170,7 @@ def status(project) -> int:
         if s:
             line += (f" | scored {s['rows']} at {s['spectra_per_s']:.0f}/s; predicted "
                      + counts(s["predicted"]))
-        c = churn.get(it["iteration"])
+        c = s.get("churn")
         if c:
             line += f" | candidates {c['candidates']} (+{c['added']} -{c['dropped']})"
         if q:

@@ -31,6 +31,8 @@ from specscout.simulate.profiles import FAMILIES
 from specscout.spectra.preprocess import prepare
 from specscout.spectra.readers import read_all
 
+#: Up to this many hosts, their files are read once and kept.
+CACHED_HOSTS = 2000
 #: Where a training example comes from.
 ORIGINS = ("labelled-set", "injected", "pool-negative", "human", "catalogue")
 
@@ -91,13 +93,47 @@ def ranked_rows(n: int, seed: int) -> np.ndarray:
     return np.argsort(_splitmix(np.arange(n), seed), kind="stable")
 
 
-def fold_of(rows: np.ndarray, seed: int) -> np.ndarray:
-    """The fold (0 or 1) of each pool row, by a hash of (row, seed) independent of the
-    order above. The network of fold f takes its negatives and hosts from fold f only, and
-    scores the rows of the other fold: no spectrum is scored by a network that was told it
-    is "other" (cross-fitting; the few unknown targets among the negatives are thus still
-    found)."""
-    return (_splitmix(rows, seed ^ 0x5DEECE66D) >> np.uint64(63)).astype(np.int8)
+#: Sky cells of about 14 arcmin (HEALPix nside 256): every spectrum of one star (a file's
+#: coadd and exposures, repeat visits) is in one cell but for the rare star on a border.
+CELL_NSIDE = 256
+
+
+def sky_cells(pool) -> np.ndarray:
+    """A cell id per pool row (in row order): its HEALPix cell, or for a spectrum without a
+    position a hash of its file (so a file's spectra still share one)."""
+    from astropy_healpix import HEALPix
+
+    from specscout.archive.index import path_hash
+
+    meta = pool.meta(columns=["row", "ra", "dec"]).sort_by("row")
+    ra = np.asarray(meta["ra"].to_numpy(zero_copy_only=False), float)
+    dec = np.asarray(meta["dec"].to_numpy(zero_copy_only=False), float)
+    cells = np.empty(len(ra), np.uint64)
+    ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    if ok.any():
+        from astropy import units as u
+
+        cells[ok] = HEALPix(CELL_NSIDE, order="nested").lonlat_to_healpix(
+            (ra[ok] % 360) * u.deg, dec[ok] * u.deg).astype(np.uint64)
+    if (~ok).any():
+        rows = np.nonzero(~ok)[0]
+        paths = pool.records(rows, columns=["path"])["path"].to_pylist()
+        cells[rows] = path_hash(paths) | np.uint64(1 << 63)  # apart from the sky's ids
+    return cells
+
+
+def fold_of(cells: np.ndarray, seed: int) -> np.ndarray:
+    """The fold (0 or 1) of each sky cell, by a hash of (cell, seed). The network of fold f
+    takes its negatives and hosts from fold f only, and scores the rows of the other fold: no
+    spectrum, nor another spectrum of its star, is scored by a network that was told it is
+    "other" (cross-fitting; the few unknown targets among the negatives are still found)."""
+    return (_splitmix(cells, seed ^ 0x5DEECE66D) >> np.uint64(63)).astype(np.int8)
+
+
+def pool_key(cells: np.ndarray, rows: np.ndarray) -> list[str]:
+    """The validation-split key of pool spectra: their sky cell, so that a star's epochs
+    and its injected copies are on one side of the split."""
+    return [f"sky:{int(c)}" for c in cells[np.asarray(rows, np.int64)]]
 
 
 def injectable(classes: tuple[str, ...]) -> list[int]:
@@ -107,11 +143,12 @@ def injectable(classes: tuple[str, ...]) -> list[int]:
 
 def domain_examples(project: Project, config: DomainConfig, exclude: np.ndarray,
                     target_probability: np.ndarray | None = None,
-                    fold: int | None = None) -> tuple[Examples, dict]:
+                    fold: int | None = None, cells: np.ndarray | None = None
+                    ) -> tuple[Examples, dict]:
     """Injected positives and pool negatives for ``project``; ``exclude``: pool rows never to
     draw (the labelled ones); ``target_probability``: the latest model's probability that each
     pool row is a target (weights the negatives); ``fold``: draw only from that fold's rows
-    (:func:`fold_of`). Returns the examples and their counts."""
+    (:func:`fold_of` of ``cells``, :func:`sky_cells`). Returns the examples and counts."""
     classes = project.config.classes
     targets = injectable(classes)
     if not targets:
@@ -124,13 +161,13 @@ def domain_examples(project: Project, config: DomainConfig, exclude: np.ndarray,
                              f"domain; ingest the survey first (or train without --domain)")
     order = ranked_rows(len(pool), config.seed)
     order = order[~np.isin(order, exclude)]
+    cells = sky_cells(pool) if cells is None else cells
     if fold is not None:
-        order = order[fold_of(order, config.seed) == fold]
+        order = order[fold_of(cells[order], config.seed) == fold]
     # The hosts of the injections are the negatives themselves first (a star with and without
     # a line teaches the line and nothing else), then further rows; a small pool is used again
     # with other lines. A host and its injected copies share a key, hence a side of the split.
     neg_rows = np.sort(order[: config.negatives])
-    host_rows = order
 
     weight = np.ones(neg_rows.size, np.float32)
     if target_probability is not None:  # rows the pool gained since keep weight 1
@@ -139,9 +176,14 @@ def domain_examples(project: Project, config: DomainConfig, exclude: np.ndarray,
     negatives = Examples(pool.flux(neg_rows).astype(np.float32),
                          np.zeros(neg_rows.size, np.int64),
                          ["pool-negative"] * neg_rows.size,
-                         [f"pool:{r}" for r in neg_rows], weight, neg_rows.astype(np.int64))
+                         pool_key(cells, neg_rows), weight, neg_rows.astype(np.int64))
 
-    positives, failures = _injected(project, pool, host_rows, targets, n_pos, config.seed)
+    positives, failures = _injected(project, pool, order, targets, n_pos, config.seed, cells)
+    if len(positives) < max(1, n_pos // 10):
+        raise SpecscoutError(
+            f"only {len(positives)} of {n_pos} lines could be injected into pool spectra "
+            f"(failures: {dict(failures) or 'none'}); the pool's files must be readable from "
+            f"here to train in its domain; or train without it (--no-domain)")
     counts = {"injected": len(positives), "pool_negatives": len(negatives),
               "injection_failures": failures,
               "negative_weight_mean": round(float(weight.mean()), 4) if weight.size else None}
@@ -149,25 +191,28 @@ def domain_examples(project: Project, config: DomainConfig, exclude: np.ndarray,
 
 
 def _injected(project: Project, pool, hosts: np.ndarray, targets: list[int], wanted: int,
-              seed: int) -> tuple[Examples, dict[str, int]]:
+              seed: int, cells: np.ndarray) -> tuple[Examples, dict[str, int]]:
     """``wanted`` injected spectra, classes in turn over ``targets``, on ``hosts`` in order
     (again from the first while more are wanted) whose file reads and whose spectrum takes a
-    line and preprocesses cleanly."""
+    line and preprocesses cleanly. Gives up after ``4 * wanted`` hosts without one."""
     classes = project.config.classes
     preprocess = project.config.preprocess()
     rng = np.random.default_rng([seed, 1])
     xs, ys, keys, rows, lines = [], [], [], [], []
     failures: dict[str, int] = defaultdict(int)
-    cache: dict[str, dict | ReadError] | None = {} if hosts.size <= 2000 else None
+    # a small pool is used again and again: its files are read once
+    cache: dict[str, dict | ReadError] | None = {} if hosts.size <= CACHED_HOSTS else None
+    tried = 0
     step = max(64, wanted // 4)
     at, made_in_pass = 0, 0
-    while len(ys) < wanted and hosts.size:
+    while len(ys) < wanted and hosts.size and tried - len(ys) < 4 * wanted:
         if at >= hosts.size:  # another pass over the hosts, with other lines
             if not made_in_pass:
                 break
             at, made_in_pass = 0, 0
         batch = hosts[at : at + step]
         at += batch.size
+        tried += batch.size
         records = pool.records(batch, columns=["path", "id"]).to_pylist()
         by_path: dict[str, list[dict]] = defaultdict(list)
         for r in records:
@@ -195,15 +240,18 @@ def _injected(project: Project, pool, hosts: np.ndarray, targets: list[int], wan
                 try:
                     line = draw_injection(rng, classes[c], effective_resolution(spectrum))
                     prepared = prepare(inject(spectrum, line, line["rv"], rng), preprocess)
-                except InjectionError:
-                    failures["no-continuum"] += 1
+                except InjectionError as exc:
+                    failures[exc.reason] += 1
+                    continue
+                except ValueError as exc:  # as ingest: one odd spectrum must not stop it
+                    failures[f"error:{type(exc).__name__}"] += 1
                     continue
                 if not prepared.ok:
                     failures["flagged"] += 1
                     continue
                 xs.append(prepared.flux)
                 ys.append(c)
-                keys.append(f"pool:{r['row']}")
+                keys.append(f"sky:{int(cells[r['row']])}")
                 rows.append(r["row"])
                 lines.append(line)
                 made_in_pass += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import time
@@ -17,6 +18,8 @@ import uuid
 from dataclasses import asdict
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from specscout.archive.atomic import fsync_dir, fsync_tree, write_text, write_with
 from specscout.archive.project import Project
@@ -24,7 +27,14 @@ from specscout.errors import SpecscoutError
 from specscout.labels import CATALOGUE_ANNOTATOR, label_store
 from specscout.labels.store import agreed
 from specscout.learn.acquire import acquire
-from specscout.learn.domain import ORIGINS, DomainConfig, Examples, domain_examples
+from specscout.learn.domain import (
+    ORIGINS,
+    DomainConfig,
+    Examples,
+    domain_examples,
+    pool_key,
+    sky_cells,
+)
 from specscout.learn.iterations import (
     iteration_numbers,
     iteration_path,
@@ -33,22 +43,25 @@ from specscout.learn.iterations import (
     load_scores,
     record,
 )
+from specscout.learn.predictions import churn
 from specscout.learn.priors import em_priors, in_chunks, shift
 from specscout.learn.score import Scores, score_store
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted, TrainConfig, fit
 
 
-def training_set(project: Project, domain: DomainConfig | None = None, fold: int | None = None
+def training_set(project: Project, domain: DomainConfig | None = None, fold: int | None = None,
+                 cells: np.ndarray | None = None, labelled_set: bool = True
                  ) -> tuple[Examples, dict]:
     """The training examples and their counts: the labelled store, the labelled pool rows
     (by people, or by a reference catalogue) and, with ``domain``, lines injected into pool
-    spectra and pool negatives (:mod:`.domain`), of pool fold ``fold`` if given."""
+    spectra and pool negatives (:mod:`.domain`), of pool fold ``fold`` if given. ``cells``:
+    the pool's sky cells (:func:`.domain.sky_cells`), which key the validation split."""
     classes = list(project.config.classes)
     points = project.config.grid.points
     parts = []
     labelled = project.store("labelled")
-    if len(labelled):
+    if labelled_set and len(labelled):
         meta = labelled.meta(columns=["row", "label", "id"])
         rows = np.asarray(meta["row"].to_numpy())
         parts.append(Examples(labelled.flux(rows).astype(np.float32),
@@ -58,23 +71,27 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
     labels = label_store(project)
     votes = labels.votes()
     current = agreed(votes)
+    pool = project.store("pool")
+    if current or domain is not None:
+        cells = sky_cells(pool) if cells is None else cells
     if current:
         rows = np.array(sorted(current), dtype=np.int64)
         by_catalogue = [all(a.startswith(CATALOGUE_ANNOTATOR) for a in votes[r]) for r in rows]
-        parts.append(Examples(project.store("pool").flux(rows).astype(np.float32),
+        parts.append(Examples(pool.flux(rows).astype(np.float32),
                               np.array([classes.index(current[r]) for r in rows]),
                               ["catalogue" if c else "human" for c in by_catalogue],
-                              [f"pool:{r}" for r in rows], row=rows))
+                              pool_key(cells, rows), row=rows))
     counts: dict = {}
     if domain is not None:
-        exclude = np.array(sorted(votes), dtype=np.int64)
+        # never a negative or a host: what anyone labelled, for training or the audit
+        exclude = np.array(sorted(set(votes) | set(labels.votes(audit=True))), dtype=np.int64)
         target = None
         scored = [n for n in iteration_numbers(project)
                   if (iteration_path(project, n) / "scores.npy").exists()]
         if scored:
             _, probs = load_scores(project, scored[-1])
             target = np.asarray(probs, np.float32)[:, 1:].sum(1)
-        injected, counts = domain_examples(project, domain, exclude, target, fold)
+        injected, counts = domain_examples(project, domain, exclude, target, fold, cells)
         parts.append(injected)
     examples = Examples.join(parts, points)
     if not len(examples):
@@ -91,11 +108,6 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
 def _write_examples(path, sets: list[Examples], classes: tuple[str, ...]) -> None:
     """training.parquet: what each example of each network was (its key, origin, class, pool
     row, loss weight and, for an injection, the line's parameters)."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     pq.write_table(pa.concat_tables([pa.table({
         "network": np.full(len(e), i, np.int8), "key": e.key, "origin": e.origin,
         "label": [classes[c] for c in e.y], "row": e.row, "weight": e.weight,
@@ -112,23 +124,26 @@ def members_of(path) -> list[Fitted]:
 
 
 def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
-               log=None, domain: bool | None = None) -> int:
+               log=None, domain: bool | None = None, labelled_set: bool | None = None) -> int:
     """Train a new model on every label so far; returns the new iteration's number.
 
     With ``domain`` (default: the project's setting) the training is also in the survey's own
     domain, and cross-fitted: two networks, each with the negatives and injection hosts of
-    one half of the pool (:func:`.domain.fold_of`), each scoring the other half."""
+    one half of the pool (:func:`.domain.fold_of`), each scoring the other half.
+    ``labelled_set`` (default: the project's setting): train on the labelled store too."""
     c = project.config
     domain = c.domain if domain is None else domain
+    labelled_set = c.labelled_set if labelled_set is None else labelled_set
     numbers = iteration_numbers(project)
     number = (numbers[-1] + 1) if numbers else 1
     previous = members_of(iteration_path(project, numbers[-1])) if warm_start and numbers else []
     folds = (0, 1) if domain else (None,)
+    cells = sky_cells(project.store("pool")) if domain else None
     sets, fits, counts = [], [], {}
     for fold in folds:
         examples, counts_f = training_set(
             project, DomainConfig(c.injected, c.negatives, config.seed) if domain else None,
-            fold)
+            fold, cells, labelled_set)
         start = next((m for m in previous if m.fold == fold), previous[0] if previous else None)
         fitted = fit(examples.x, examples.y, c.classes, config,
                      warm_start=start.model.state_dict() if start else None, log=log,
@@ -136,7 +151,11 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
         fitted.fold, fitted.fold_seed = fold, config.seed
         sets.append(examples)
         fits.append(fitted)
-        counts = counts or counts_f  # the first network's; the second's are alike
+        if counts:  # the first network's counts, with both networks' injection failures
+            for k, v in counts_f.get("injection_failures", {}).items():
+                counts["injection_failures"][k] = counts["injection_failures"].get(k, 0) + v
+        else:
+            counts = counts_f
     path = iteration_path(project, number)
     tmp = iterations_dir(project) / f".tmp-{number:04d}-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True)
@@ -161,6 +180,10 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     return number
 
 
+#: EM's sample of the pool's scores, at most.
+EM_ROWS = 1_000_000
+
+
 def score_step(project: Project, number: int | None = None, prior_shift: bool | None = None,
                **options) -> Scores:
     """Score the pool with iteration ``number``'s model (default: the latest). With
@@ -178,7 +201,13 @@ def score_step(project: Project, number: int | None = None, prior_shift: bool | 
         # probabilities are made relative to it only when asked.
         k = len(fitted.classes)
         trained = np.asarray(fitted.priors or np.full(k, 1 / k))
-        pool_priors, steps = em_priors(lambda: in_chunks(scores.probabilities), trained)
+        # EM on at most a million rows (the priors of a random million are the pool's to
+        # about 0.01 %): its cost does not grow with the archive
+        probs = scores.probabilities
+        sample = (np.sort(np.random.default_rng(0).choice(len(probs), EM_ROWS, replace=False))
+                  if len(probs) > EM_ROWS else slice(None))
+        em_input = np.asarray(probs[sample])
+        pool_priors, steps = em_priors(lambda: in_chunks(em_input), trained)
         if prior_shift:
             for i in range(0, len(scores.probabilities), 1 << 18):
                 block = scores.probabilities[i : i + (1 << 18)]
@@ -186,6 +215,10 @@ def score_step(project: Project, number: int | None = None, prior_shift: bool | 
         priors = {"training": [round(float(v), 6) for v in trained],
                   "pool": [round(float(v), 6) for v in pool_priors], "em_iterations": steps,
                   "applied": bool(prior_shift)}
+    before = [n for n in iteration_numbers(project)
+              if n < number and (iteration_path(project, n) / "scores.npy").exists()]
+    changed = (churn(load_scores(project, before[-1])[1], scores.probabilities)
+               if before else churn(scores.probabilities[:0], scores.probabilities))
     # Replaced whole: a reader that mapped the old file keeps reading the old one.
     write_with(path / "scores.npy", lambda fh: np.save(fh, scores.probabilities))
     if scores.bald is not None:
@@ -197,6 +230,7 @@ def score_step(project: Project, number: int | None = None, prior_shift: bool | 
                          "mc_passes": options.get("mc_passes", 0),
                          "precision": options.get("precision", "float32"),
                          "priors": priors,
+                         "churn": {"since": before[-1] if before else None, **changed},
                          "predicted": dict(zip(fitted.classes, map(int, predicted),
                                                strict=True)),
                          "mean_entropy": float(entropy(scores.probabilities).mean())

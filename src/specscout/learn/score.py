@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from specscout.archive.store import Chunk, Store
-from specscout.learn.domain import fold_of
+from specscout.learn.domain import fold_of, sky_cells
 from specscout.learn.fastcnn import FastPaperCNN, supports
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted, device_for
@@ -89,14 +89,14 @@ def predict(model: nn.Module, x: np.ndarray, temperature: float = 1.0, batch: in
     return mean, entropy(mean) - entropy(out).mean(axis=0)
 
 
-def predict_rows(members: Sequence[Fitted], rows: np.ndarray, x: np.ndarray, batch: int,
-                 device, precision: str, mc_passes: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`predict` for the pool rows ``rows`` (spectra ``x``): by the one network, or,
-    for cross-fitted networks, each row by the network that did not train on its fold."""
+def predict_rows(members: Sequence[Fitted], folds: np.ndarray | None, x: np.ndarray,
+                 batch: int, device, precision: str, mc_passes: int
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict` for spectra ``x``: by the one network, or, for cross-fitted networks,
+    each spectrum by the network that did not train on its fold (``folds``)."""
     if len(members) == 1:
         m = members[0]
         return predict(m.model, x, m.temperature, batch, device, precision, mc_passes)
-    folds = fold_of(rows, members[0].fold_seed)
     probs = np.empty((len(x), len(members[0].classes)), np.float32)
     bald = np.empty(len(x), np.float32) if mc_passes else None
     for m in members:
@@ -110,23 +110,23 @@ def predict_rows(members: Sequence[Fitted], rows: np.ndarray, x: np.ndarray, bat
 
 
 def _check_members(members: Sequence[Fitted]) -> None:
-    if len(members) > 1 and sorted(m.fold for m in members) != list(range(len(members))):
-        raise ValueError(f"cross-fitted networks must be one per fold, not folds "
-                         f"{[m.fold for m in members]}")
-    if len(members) > 2:
-        raise ValueError("cross-fitting uses two folds")
+    folds = sorted(-1 if m.fold is None else m.fold for m in members)
+    if folds not in ([-1], [0, 1]):
+        raise ValueError(f"a network of the whole pool, or two cross-fitted ones of folds 0 "
+                         f"and 1, not folds {folds} (is an iteration's model-1.pt missing?)")
 
 
-def _score_chunks(chunks: list[Chunk], store_path: str, model_bytes: list[bytes], batch: int,
-                  precision: str, mc_passes: int) -> list[tuple]:
-    """Runs on a Dask worker: load the networks and score the given chunks of the store."""
+def _score_chunks(chunks: list[tuple[Chunk, np.ndarray | None]], store_path: str,
+                  model_bytes: list[bytes], batch: int, precision: str,
+                  mc_passes: int) -> list[tuple]:
+    """Runs on a Dask worker: load the networks and score the given chunks of the store
+    (each with the folds of its rows, for cross-fitted networks)."""
     torch.set_num_threads(1)  # one thread per worker process: the cluster is the parallelism
     members = [Fitted.load(io.BytesIO(b)) for b in model_bytes]
     results = []
-    for chunk in chunks:
+    for chunk, folds in chunks:
         x = Store.read_chunk(store_path, chunk)
-        rows = np.arange(chunk.first_row, chunk.first_row + len(x))
-        probs, bald = predict_rows(members, rows, x, batch, "cpu", precision, mc_passes)
+        probs, bald = predict_rows(members, folds, x, batch, "cpu", precision, mc_passes)
         results.append((chunk.first_row, probs.astype(np.float16),
                         None if bald is None else bald.astype(np.float16)))
     return results
@@ -143,6 +143,8 @@ def score_store(fitted: Fitted | Sequence[Fitted], store: Store, *, batch: int =
     members = [fitted] if isinstance(fitted, Fitted) else list(fitted)
     _check_members(members)
     fitted = members[0]
+    folds = (fold_of(sky_cells(store), fitted.fold_seed) if len(members) > 1
+             else None)  # one int8 a row
     start = time.perf_counter()
     n = len(store)
     probs = np.empty((n, len(fitted.classes)), dtype=np.float16)
@@ -166,8 +168,8 @@ def score_store(fitted: Fitted | Sequence[Fitted], store: Store, *, batch: int =
         if workers is None and scheduler is None:
             dev = device_for(device)
             for rows, x in store.iter_chunks(chunk_rows):
-                p, b = predict_rows(members, np.asarray(rows), x, batch, dev, precision,
-                                    mc_passes)
+                p, b = predict_rows(members, None if folds is None else folds[rows], x, batch,
+                                    dev, precision, mc_passes)
                 take(int(rows[0]), p, b)
         else:
             from specscout.archive.cluster import dask_client, map_batches
@@ -177,7 +179,9 @@ def score_store(fitted: Fitted | Sequence[Fitted], store: Store, *, batch: int =
                 buf = io.BytesIO()
                 m.save(buf)
                 blobs.append(buf.getvalue())
-            tasks = ([c] for c in store.chunks(chunk_rows))
+            tasks = ([(c, None if folds is None else
+                       folds[c.first_row : c.first_row + c.stop - c.start])]
+                     for c in store.chunks(chunk_rows))
             with dask_client(workers, scheduler) as client:
                 for result in map_batches(client, _score_chunks, tasks, str(store.path),
                                           blobs, batch, precision, mc_passes):

@@ -27,13 +27,18 @@ RV_SIGMA = 30.0
 
 
 class InjectionError(ValueError):
-    """A spectrum that cannot take a line (no continuum around H-alpha)."""
+    """A spectrum that cannot take a line; ``reason``: ``no-continuum`` (none around H-alpha)
+    or ``no-resolution`` (its resolving power unknown)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def effective_resolution(spectrum: Spectrum) -> float:
     r = EFFECTIVE_R.get(spectrum.meta.instrument, spectrum.meta.resolving_power)
     if not math.isfinite(r) or r <= 0:
-        raise InjectionError(f"{spectrum.meta.id}: resolving power unknown")
+        raise InjectionError(f"{spectrum.meta.id}: resolving power unknown", "no-resolution")
     return float(r)
 
 
@@ -54,7 +59,8 @@ def inject(spectrum: Spectrum, profile: dict, rv: float,
     cont = continuum(wave, flux, centre, good)
     near = np.abs(wave - centre) < 60
     if not near.any() or not np.all(np.isfinite(cont[near])) or np.any(cont[near] <= 0):
-        raise InjectionError(f"{spectrum.meta.id}: no positive continuum around H-alpha")
+        raise InjectionError(f"{spectrum.meta.id}: no positive continuum around H-alpha",
+                             "no-continuum")
     added = cont * line_profile(wave, profile, centre, effective_resolution(spectrum))
     out = flux + added
     new_ivar = ivar
