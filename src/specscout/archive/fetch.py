@@ -202,6 +202,9 @@ def fetch(service_url: str, out: str | Path, *, ids: Iterable[tuple[str, str]] =
                 except (_Failed, OSError) as exc:
                     fail(key, str(exc))
                     continue
+                except Exception as exc:  # anything else a client library raises: named too
+                    fail(key, f"{type(exc).__name__}: {exc}")
+                    continue
                 if outcome == "skipped":
                     summary.skipped += 1
                 else:

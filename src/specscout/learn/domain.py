@@ -159,9 +159,10 @@ def domain_examples(project: Project, config: DomainConfig, exclude: np.ndarray,
     if len(pool) < 10:
         raise SpecscoutError(f"the pool holds {len(pool)} spectra: too few to train on its "
                              f"domain; ingest the survey first (or train without --domain)")
-    order = ranked_rows(len(pool), config.seed)
-    order = order[~np.isin(order, exclude)]
     cells = sky_cells(pool) if cells is None else cells
+    # the rows the cells were made for: an ingest that commits meanwhile adds rows not drawn
+    order = ranked_rows(len(cells), config.seed)
+    order = order[~np.isin(order, exclude)]
     if fold is not None:
         order = order[fold_of(cells[order], config.seed) == fold]
     # The hosts of the injections are the negatives themselves first (a star with and without
@@ -243,7 +244,7 @@ def _injected(project: Project, pool, hosts: np.ndarray, targets: list[int], wan
                 except InjectionError as exc:
                     failures[exc.reason] += 1
                     continue
-                except ValueError as exc:  # as ingest: one odd spectrum must not stop it
+                except Exception as exc:  # as ingest: one odd spectrum must not stop it
                     failures[f"error:{type(exc).__name__}"] += 1
                     continue
                 if not prepared.ok:

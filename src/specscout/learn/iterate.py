@@ -137,6 +137,8 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     numbers = iteration_numbers(project)
     number = (numbers[-1] + 1) if numbers else 1
     previous = members_of(iteration_path(project, numbers[-1])) if warm_start and numbers else []
+    # a network of other folds was told "other" about rows it would now score: not a start
+    previous = [m for m in previous if m.fold is None or m.fold_seed == config.seed]
     folds = (0, 1) if domain else (None,)
     cells = sky_cells(project.store("pool")) if domain else None
     sets, fits, counts = [], [], {}

@@ -113,7 +113,8 @@ def read_all(path: str | Path, failed: list[PartError] | None = None) -> list[Sp
 
 
 def read(path: str | Path) -> Spectrum:
-    """The (first) spectrum of one file: for a file of several epochs, their coadd.
+    """The first spectrum of one file that reads: for a file of several epochs, their coadd
+    (or, when the coadd's tables are damaged, the first exposure).
 
     Raises :class:`~specscout.errors.ReadError` naming the path and the reason when the file
     cannot be read.
