@@ -80,10 +80,11 @@ def listed(p: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     return int((cand & (y > 0)).sum()), int((cand & (y == 0)).sum())
 
 
-def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray) -> dict:
+def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
+            networks: int = 1) -> dict:
     shutil.rmtree(project.path / "iterations", ignore_errors=True)
     start = time.perf_counter()
-    number = train_step(project, config, domain=domain)
+    number = train_step(project, config, domain=domain, networks=networks)
     seconds = time.perf_counter() - start
     raw = score_step(project, number, prior_shift=False).probabilities.astype(np.float32)
     members = members_of(iteration_path(project, number))
@@ -101,14 +102,15 @@ def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray) 
 
 
 def learning_curve(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
-                   rounds: int, per_round: int) -> list[dict]:
+                   rounds: int, per_round: int, networks: int = 1) -> list[dict]:
     shutil.rmtree(project.path / "iterations", ignore_errors=True)
     labels = label_store(project)
     classes = project.config.classes
     ids = project.store("pool").meta(columns=["row", "id"]).sort_by("row")["id"].to_pylist()
     out = []
     for r in range(rounds + 1):
-        number = train_step(project, config, warm_start=False, domain=domain)
+        number = train_step(project, config, warm_start=False, domain=domain,
+                            networks=networks)
         score_step(project, number)
         _, p = load_scores(project, number)
         found, fp = listed(np.asarray(p, np.float32), y)
@@ -134,6 +136,8 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--options", nargs="+", default=["a", "b", "c"])
     parser.add_argument("--curve", default="b", help="the option of the learning curve")
+    parser.add_argument("--networks", type=int, default=1,
+                        help="networks per fold for (b) and (c), averaged")
     args = parser.parse_args()
     if not (args.data / "lamost").is_dir():
         raise SystemExit(f"{args.data}: no real LAMOST files here (../shared/data)")
@@ -156,7 +160,7 @@ def main() -> None:
             for seed in args.seeds:
                 config = TrainConfig(model=args.model, max_epochs=args.epochs,
                                      patience=args.patience, seed=seed)
-                m = measure(project, config, domain, truth(project)[0])
+                m = measure(project, config, domain, truth(project)[0], args.networks)
                 results.setdefault(key, []).append(m)
                 print(f"({key}) {name:20s} {seed:4d} {m['found']:3d}/4 "
                       f"{m['fp']:6d} ({m['fp'] / n_normal:5.1%}) "
@@ -175,7 +179,8 @@ def main() -> None:
                   f"a round (entropy), seed {args.seeds[0]}:")
             learning_curve(project, TrainConfig(model=args.model, max_epochs=args.epochs,
                                                 patience=args.patience, seed=args.seeds[0]),
-                           domain, truth(project)[0], args.rounds, args.per_round)
+                           domain, truth(project)[0], args.rounds, args.per_round,
+                           args.networks)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory of this process: {peak:.0f} MB")
 

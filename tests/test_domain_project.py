@@ -226,3 +226,25 @@ def test_a_pool_whose_files_cannot_be_read_here_is_refused_for_the_domain(tmp_pa
     err = capsys.readouterr().err
     assert "only 0 of 3000 lines could be injected" in err and "read:" in err
     assert "--no-domain" in err
+
+
+def test_several_networks_per_fold_are_averaged_over_the_other_fold(project):
+    project, _ = project
+    assert main(["train", str(project.path), *FAST, "--networks", "2"]) == 0
+    assert main(["score", str(project.path), "--quiet"]) == 0
+    path = iteration_path(project, 4)
+    members = members_of(path)
+    assert [m.fold for m in members] == [0, 1, 0, 1]
+    assert json.loads((path / "iteration.json").read_text())["train"]["networks"] == 4
+    pool = project.store("pool")
+    x = pool.flux(np.arange(len(pool)))
+    folds = fold_of(sky_cells(pool), members[0].fold_seed)
+    scores = np.load(path / "scores.npy").astype(np.float32)
+    for fold in (0, 1):
+        rows = folds == fold
+        scorers = [m for m in members if m.fold != fold]
+        expected = np.mean([predict(m.model, x[rows], m.temperature)[0] for m in scorers], 0)
+        np.testing.assert_allclose(scores[rows], expected, atol=2e-3)
+    # two networks of one fold differ (other seeds), or averaging would be pointless
+    a, b = (predict(m.model, x[:50], m.temperature)[0] for m in members[::2])
+    assert np.abs(a - b).max() > 1e-3

@@ -60,6 +60,8 @@ injected = {injected}
 negatives = {negatives}
 # Train also on the labelled store (e.g. an Ondrejov set, resolution matched).
 labelled_set = {labelled_set}
+# Networks per fold (other seeds, same examples), their probabilities averaged.
+networks = {networks}
 
 [score]
 # Make the probabilities relative to the pool's class mix (estimated by EM on its scores,
@@ -84,6 +86,7 @@ class ProjectConfig:
     injected: int = 1500
     negatives: int = 4000
     labelled_set: bool = True
+    networks: int = 1
     prior_shift: bool = False
 
     def __post_init__(self) -> None:
@@ -116,7 +119,7 @@ class ProjectConfig:
             min_snr=self.min_snr, dtype=self.dtype, part_rows=self.part_rows,
             labels_url=self.labels_url, resolution=self.resolution or 0,
             domain=str(self.domain).lower(), injected=self.injected, negatives=self.negatives,
-            labelled_set=str(self.labelled_set).lower(),
+            labelled_set=str(self.labelled_set).lower(), networks=self.networks,
             prior_shift=str(self.prior_shift).lower())
 
     @classmethod
@@ -145,6 +148,7 @@ class ProjectConfig:
                 negatives=int(train.get("negatives", default.negatives)),
                 labelled_set=_flag(train.get("labelled_set", default.labelled_set),
                                    "train.labelled_set"),
+                networks=int(train.get("networks", default.networks)),
                 prior_shift=_flag(score.get("prior_shift", default.prior_shift),
                                   "score.prior_shift"),
             )

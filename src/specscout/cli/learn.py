@@ -36,7 +36,9 @@ train_options = _options(
                  help="train also on lines injected into pool spectra and on pool negatives "
                       "(default: the project's [train] domain)"),
     click.option("--labelled-set/--no-labelled-set", default=None,
-                 help="train on the labelled store too (default: [train] labelled_set)"))
+                 help="train on the labelled store too (default: [train] labelled_set)"),
+    click.option("--networks", type=int, default=None,
+                 help="networks per fold, averaged (default: [train] networks)"))
 score_options = _options(
     click.option("--score-batch", type=int, default=4096, show_default=True),
     click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32"),
@@ -68,7 +70,7 @@ def _train(project, o: dict) -> int:
                          batch_size=o["batch_size"], balance=o["balance"], seed=o["seed"],
                          device=o["device"])
     number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"],
-                        labelled_set=o["labelled_set"])
+                        labelled_set=o["labelled_set"], networks=o["networks"])
     t = status(project)[-1]["train"]
     print(f"iteration {number}: trained {o['model']} on {sum(t['per_class'].values())} labels "
           f"({counts(t['per_class'])}); best epoch {t['best_epoch']} of {t['epochs']}, "

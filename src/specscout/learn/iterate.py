@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pyarrow as pa
@@ -116,24 +116,30 @@ def _write_examples(path, sets: list[Examples], classes: tuple[str, ...]) -> Non
 
 
 def members_of(path) -> list[Fitted]:
-    """The network(s) of an iteration's directory: one, or two cross-fitted ones."""
-    members = [Fitted.load(path / "model.pt")]
-    if (path / "model-1.pt").exists():
-        members.append(Fitted.load(path / "model-1.pt"))
-    return members
+    """The network(s) of an iteration's directory: one, or cross-fitted ones (model.pt,
+    model-1.pt, ...)."""
+    more = sorted((int(p.stem.split("-")[1]), p) for p in path.glob("model-*.pt")
+                  if p.stem.split("-")[1].isdigit())
+    return [Fitted.load(path / "model.pt")] + [Fitted.load(p) for _, p in more]
 
 
 def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
-               log=None, domain: bool | None = None, labelled_set: bool | None = None) -> int:
+               log=None, domain: bool | None = None, labelled_set: bool | None = None,
+               networks: int | None = None) -> int:
     """Train a new model on every label so far; returns the new iteration's number.
 
     With ``domain`` (default: the project's setting) the training is also in the survey's own
     domain, and cross-fitted: two networks, each with the negatives and injection hosts of
     one half of the pool (:func:`.domain.fold_of`), each scoring the other half.
-    ``labelled_set`` (default: the project's setting): train on the labelled store too."""
+    ``labelled_set`` (default: the project's setting): train on the labelled store too.
+    ``networks`` (default: the project's setting): networks per fold, of other seeds on the
+    same examples, whose probabilities are averaged."""
     c = project.config
     domain = c.domain if domain is None else domain
     labelled_set = c.labelled_set if labelled_set is None else labelled_set
+    networks = (c.networks if networks is None else networks) if domain else 1
+    if networks < 1:
+        raise SpecscoutError(f"networks per fold must be at least 1, not {networks}")
     numbers = iteration_numbers(project)
     number = (numbers[-1] + 1) if numbers else 1
     previous = members_of(iteration_path(project, numbers[-1])) if warm_start and numbers else []
@@ -141,23 +147,28 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     previous = [m for m in previous if m.fold is None or m.fold_seed == config.seed]
     folds = (0, 1) if domain else (None,)
     cells = sky_cells(project.store("pool")) if domain else None
-    sets, fits, counts = [], [], {}
+    sets, counts = [], {}
+    trained: dict[tuple, Fitted] = {}
     for fold in folds:
         examples, counts_f = training_set(
             project, DomainConfig(c.injected, c.negatives, config.seed) if domain else None,
             fold, cells, labelled_set)
-        start = next((m for m in previous if m.fold == fold), previous[0] if previous else None)
-        fitted = fit(examples.x, examples.y, c.classes, config,
-                     warm_start=start.model.state_dict() if start else None, log=log,
-                     keys=examples.key, weight=examples.weight)
-        fitted.fold, fitted.fold_seed = fold, config.seed
+        same = [m for m in previous if m.fold == fold] or previous
+        for k in range(networks):
+            start = same[k % len(same)] if same else None
+            fitted = fit(examples.x, examples.y, c.classes,
+                         replace(config, seed=config.seed + 7919 * k),
+                         warm_start=start.model.state_dict() if start else None, log=log,
+                         keys=examples.key, weight=examples.weight)
+            fitted.fold, fitted.fold_seed = fold, config.seed
+            trained[(k, fold)] = fitted
         sets.append(examples)
-        fits.append(fitted)
         if counts:  # the first network's counts, with both networks' injection failures
             for k, v in counts_f.get("injection_failures", {}).items():
                 counts["injection_failures"][k] = counts["injection_failures"].get(k, 0) + v
         else:
             counts = counts_f
+    fits = [trained[key] for key in sorted(trained, key=lambda kf: (kf[0], kf[1] or 0))]
     path = iteration_path(project, number)
     tmp = iterations_dir(project) / f".tmp-{number:04d}-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True)

@@ -93,27 +93,30 @@ def predict_rows(members: Sequence[Fitted], folds: np.ndarray | None, x: np.ndar
                  batch: int, device, precision: str, mc_passes: int
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`predict` for spectra ``x``: by the one network, or, for cross-fitted networks,
-    each spectrum by the network that did not train on its fold (``folds``)."""
+    each spectrum by the networks that did not train on its fold (``folds``), averaged."""
     if len(members) == 1:
         m = members[0]
         return predict(m.model, x, m.temperature, batch, device, precision, mc_passes)
-    probs = np.empty((len(x), len(members[0].classes)), np.float32)
-    bald = np.empty(len(x), np.float32) if mc_passes else None
-    for m in members:
-        sel = np.nonzero(folds != m.fold)[0]
-        if sel.size:
+    probs = np.zeros((len(x), len(members[0].classes)), np.float32)
+    bald = np.zeros(len(x), np.float32) if mc_passes else None
+    for fold in (0, 1):
+        sel = np.nonzero(folds == fold)[0]
+        scorers = [m for m in members if m.fold != fold]
+        if not sel.size:
+            continue
+        for m in scorers:
             p, b = predict(m.model, x[sel], m.temperature, batch, device, precision, mc_passes)
-            probs[sel] = p
+            probs[sel] += p / len(scorers)
             if bald is not None:
-                bald[sel] = b
+                bald[sel] += b / len(scorers)
     return probs, bald
 
 
 def _check_members(members: Sequence[Fitted]) -> None:
-    folds = sorted(-1 if m.fold is None else m.fold for m in members)
-    if folds not in ([-1], [0, 1]):
-        raise ValueError(f"a network of the whole pool, or two cross-fitted ones of folds 0 "
-                         f"and 1, not folds {folds} (is an iteration's model-1.pt missing?)")
+    folds = [-1 if m.fold is None else m.fold for m in members]
+    if folds != [-1] and not (set(folds) == {0, 1} and folds.count(0) == folds.count(1)):
+        raise ValueError(f"a network of the whole pool, or cross-fitted ones as many of fold 0 "
+                         f"as of fold 1, not folds {folds} (is a model-N.pt missing?)")
 
 
 def _score_chunks(chunks: list[tuple[Chunk, np.ndarray | None]], store_path: str,
