@@ -153,7 +153,10 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
         examples, counts_f = training_set(
             project, DomainConfig(c.injected, c.negatives, config.seed) if domain else None,
             fold, cells, labelled_set)
-        same = [m for m in previous if m.fold == fold] or previous
+        # the same fold's networks; for a fold, a whole-pool one does too (it was told
+        # "other" of no pool row it did not have a label for)
+        same = [m for m in previous if m.fold == fold] or [
+            m for m in previous if m.fold is None]
         for k in range(networks):
             start = same[k % len(same)] if same else None
             fitted = fit(examples.x, examples.y, c.classes,
