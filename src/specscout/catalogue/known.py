@@ -31,10 +31,8 @@ def label_from_catalogue(project: Project, path: str | Path, cls: str,
     ref = read_reference(path)
     annotator = f"{CATALOGUE_ANNOTATOR}{name or ref.name}"
     pool = project.store("pool")
-    meta = pool.meta(columns=["row", "id", "ra", "dec"])
-    rows = np.asarray(meta["row"].to_numpy(), np.int64)
-    ra = np.asarray(meta["ra"].to_numpy(zero_copy_only=False), float)
-    dec = np.asarray(meta["dec"].to_numpy(zero_copy_only=False), float)
+    rows = np.arange(len(pool))
+    ra, dec = pool.positions(rows)
     ok = np.isfinite(ra) & np.isfinite(dec)
     matched = np.zeros(len(rows), bool)
     if ref.tree is not None and ok.any():
@@ -44,7 +42,8 @@ def label_from_catalogue(project: Project, path: str | Path, cls: str,
     labels = label_store(project)
     hit = np.nonzero(matched)[0]
     votes = labels.latest(rows[hit].tolist())
-    ids = dict(zip(hit.tolist(), meta["id"].take(hit).to_pylist(), strict=True))
+    found = pool.records(hit, columns=["id"])
+    ids = dict(zip(found["row"].to_pylist(), found["id"].to_pylist(), strict=True))
     new, already, conflicts = [], 0, 0
     for i in hit:
         r = int(rows[i])

@@ -105,9 +105,7 @@ def sky_cells(pool) -> np.ndarray:
 
     from specscout.archive.index import path_hash
 
-    meta = pool.meta(columns=["row", "ra", "dec"]).sort_by("row")
-    ra = np.asarray(meta["ra"].to_numpy(zero_copy_only=False), float)
-    dec = np.asarray(meta["dec"].to_numpy(zero_copy_only=False), float)
+    ra, dec = pool.positions(np.arange(len(pool)))  # the parts' sky indexes, not the metadata
     cells = np.empty(len(ra), np.uint64)
     ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
     if ok.any():

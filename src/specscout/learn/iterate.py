@@ -42,6 +42,7 @@ from specscout.learn.iterations import (
     latest,
     load_scores,
     record,
+    scored_iterations,
 )
 from specscout.learn.predictions import churn
 from specscout.learn.priors import em_priors, in_chunks, shift
@@ -86,8 +87,7 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
         # never a negative or a host: what anyone labelled, for training or the audit
         exclude = np.array(sorted(set(votes) | set(labels.votes(audit=True))), dtype=np.int64)
         target = None
-        scored = [n for n in iteration_numbers(project)
-                  if (iteration_path(project, n) / "scores.npy").exists()]
+        scored = scored_iterations(project)
         if scored:
             _, probs = load_scores(project, scored[-1])
             target = np.asarray(probs, np.float32)[:, 1:].sum(1)
@@ -231,8 +231,7 @@ def score_step(project: Project, number: int | None = None, prior_shift: bool | 
         priors = {"training": [round(float(v), 6) for v in trained],
                   "pool": [round(float(v), 6) for v in pool_priors], "em_iterations": steps,
                   "applied": bool(prior_shift)}
-    before = [n for n in iteration_numbers(project)
-              if n < number and (iteration_path(project, n) / "scores.npy").exists()]
+    before = [n for n in scored_iterations(project) if n < number]
     changed = (churn(load_scores(project, before[-1])[1], scores.probabilities)
                if before else churn(scores.probabilities[:0], scores.probabilities))
     # Replaced whole: a reader that mapped the old file keeps reading the old one.

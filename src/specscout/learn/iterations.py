@@ -38,6 +38,12 @@ def iteration_numbers(project: Project) -> list[int]:
                   if p.name.isdigit() and (p / "model.pt").is_file())
 
 
+def scored_iterations(project: Project) -> list[int]:
+    """The iterations whose model has scored the pool, oldest first."""
+    return [n for n in iteration_numbers(project)
+            if (iteration_path(project, n) / "scores.npy").exists()]
+
+
 def iteration_path(project: Project, number: int) -> Path:
     return iterations_dir(project) / f"{number:04d}"
 
