@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import ipaddress
 import secrets
 import threading
@@ -25,8 +24,6 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 import numpy as np
-from astropy import units as u
-from astropy.table import Table
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -35,13 +32,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from specscout.archive.project import Project
 from specscout.catalogue.live import LiveCandidates
-from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE, SampLink
+from specscout.catalogue.samp import SampLink
 from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, label_store
 from specscout.labels.schema import audit_table, queue_table
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
-from specscout.web.pool import DEFAULT_RADIUS_ARCSEC, LINES, PoolView
+from specscout.web.pool import LINES, PoolView
+from specscout.web.samp_routes import add_samp_routes, page_event
 
 COOKIE = "specscout_token"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
@@ -81,12 +79,6 @@ class LoginIn(BaseModel):
     token: str = Field(max_length=200)
 
 
-class SampIn(BaseModel):
-    action: str = Field(pattern="^(queue|candidates|spectrum|point)$")
-    row: int | None = Field(None, ge=0)
-    threshold: float = Field(0.5, ge=0, le=1)
-
-
 class State:
     """Everything the endpoints share."""
 
@@ -98,7 +90,9 @@ class State:
         self.pool = PoolView(project)
         self.csrf = secrets.token_urlsafe(32)
         self.key = secrets.token_urlsafe(24)  # in the URLs handed to SAMP tools
-        self.samp = SampLink(on_message=self.on_samp) if config.samp else None
+        self.samp = (SampLink(on_message=lambda mtype, params: page_event(self, mtype,
+                                                                          params))
+                     if config.samp else None)
         self.sent_tables: dict[str, list[int]] = {}  # SAMP table-id -> pool rows
         self._versions: dict[int, str] = {}
         self._candidates: dict[tuple, LiveCandidates] = {}
@@ -164,28 +158,6 @@ class State:
                     targets=range(1, len(self.classes)), references=self.config.catalogues)
                 self._candidates = {key: live}
             return iteration, live
-
-    def on_samp(self, mtype: str, params: dict) -> dict | None:
-        """An event for the page from a SAMP message: the spectrum to show."""
-        if mtype == HIGHLIGHT:
-            rows = self.sent_tables.get(str(params.get("table-id", ""))) or \
-                self.sent_tables.get(str(params.get("url", "")))
-            try:
-                index = int(params.get("row", -1))
-            except (TypeError, ValueError):
-                return None
-            if rows is None or not 0 <= index < len(rows):
-                return None
-            return {"row": rows[index]}
-        if mtype == POINT:
-            try:
-                ra, dec = float(params["ra"]), float(params["dec"])
-            except (KeyError, TypeError, ValueError):
-                return None
-            found = self.pool.cone(ra, dec, DEFAULT_RADIUS_ARCSEC)
-            return {"row": found[0][0] if found else None, "ra": ra, "dec": dec,
-                    "separation": round(found[0][1], 3) if found else None}
-        return None
 
 
 def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
@@ -424,102 +396,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                who: str = Depends(annotator)) -> dict:
         return {"query": q, "items": state.pool.search(q)}
 
-    # --- SAMP ------------------------------------------------------------------------------
-
-    def samp_url(request: Request, path: str) -> str:
-        return str(request.base_url).rstrip("/") + f"/samp/{state.key}/{path}"
-
-    @app.post("/api/samp")
-    def samp_send(body: SampIn, request: Request, who: str = Depends(writer)) -> dict:
-        if state.samp is None:
-            raise HTTPException(409, "SAMP is off (specscout serve --no-samp)")
-        if body.action in ("spectrum", "point"):
-            if body.row is None:
-                raise HTTPException(422, f"{body.action} needs a row")
-            try:
-                record = state.pool.record(body.row)
-            except KeyError as exc:
-                raise HTTPException(404, str(exc.args[0])) from None
-        try:
-            if body.action in ("queue", "candidates"):
-                table_id = f"specscout-{body.action}-{secrets.token_hex(4)}"
-                rows = table_rows(body.action, body.threshold)
-                state.sent_tables[table_id] = rows
-                url = samp_url(request, f"table/{table_id}.xml")
-                state.sent_tables[url] = rows
-                sent = state.samp.send(TABLE, {"url": url, "table-id": table_id,
-                                               "name": f"specscout {body.action}"})
-            elif body.action == "spectrum":
-                sent = state.samp.send(SPECTRUM, {
-                    "url": samp_url(request, f"spectrum/{body.row}.fits"),
-                    "spectrum-id": record["id"], "name": record["id"],
-                    "meta": {"Access.Format": "application/fits",
-                             "Target.Name": record["designation"] or record["id"]}})
-            else:
-                if record["ra"] is None or record["dec"] is None:
-                    raise HTTPException(422, f"row {body.row} has no position")
-                sent = state.samp.send(POINT, {"ra": str(record["ra"]),
-                                               "dec": str(record["dec"])})
-        except SpecscoutError as exc:
-            raise HTTPException(503, str(exc)) from None
-        return {"sent": sent}
-
-    def table_rows(action: str, threshold: float) -> list[int]:
-        if action == "queue":
-            return [i["row"] for i in state.items(False)[1]]
-        _, live = state.candidates(threshold)
-        return live.rows_now(agreed(state.votes(False))).tolist()
-
-    def check_key(key: str) -> None:
-        if not secrets.compare_digest(key.encode(), state.key.encode()):
-            raise HTTPException(404, "not found")
-
-    @app.get("/samp/{key}/table/{table_id}.xml", include_in_schema=False)
-    def samp_table(key: str, table_id: str) -> Response:
-        check_key(key)
-        rows = state.sent_tables.get(table_id)
-        if rows is None:
-            raise HTTPException(404, f"no table {table_id!r}")
-        return Response(votable(rows), media_type="application/x-votable+xml")
-
-    def votable(rows: list[int]) -> bytes:
-        _, probs = state.pool.scores()
-        records = [state.pool.record(r) for r in rows]
-        table = Table({"row": np.array(rows, dtype=np.int64),
-                       **{k: [rec[k] or "" for rec in records] for k in ("id", "designation")},
-                       **{k: np.array([np.nan if rec[k] is None else rec[k] for rec in records],
-                                      dtype=float) for k in ("ra", "dec")}})
-        table["ra"].unit = table["dec"].unit = u.deg
-        table["ra"].meta["ucd"] = "pos.eq.ra;meta.main"
-        table["dec"].meta["ucd"] = "pos.eq.dec;meta.main"
-        if probs is not None:
-            p = np.asarray(probs[np.array(rows, dtype=np.int64)], dtype=np.float32)
-            for i, c in enumerate(state.classes):
-                table[f"p_{c}"] = p[:, i] if len(rows) else np.empty(0, np.float32)
-        buf = io.BytesIO()
-        table.write(buf, format="votable")
-        return buf.getvalue()
-
-    @app.get("/samp/{key}/spectrum/{row}.fits", include_in_schema=False)
-    def samp_spectrum(key: str, row: int) -> Response:
-        check_key(key)
-        try:
-            data = state.pool.original(row)
-        except KeyError as exc:
-            raise HTTPException(404, str(exc.args[0])) from None
-        if "error" in data:  # the file is gone: send the preprocessed window
-            data = {"wavelength": state.pool.wavelength, "flux": state.pool.flux(row)}
-        table = Table({"WAVELENGTH": np.asarray(data["wavelength"], float) * u.AA,
-                       "FLUX": np.asarray(data["flux"], float)})
-        buf = io.BytesIO()
-        table.write(buf, format="fits")
-        return Response(buf.getvalue(), media_type="application/fits")
-
-    @app.get("/api/samp/events")
-    def samp_events(after: int = 0, who: str = Depends(annotator)) -> dict:
-        if state.samp is None:
-            return {"events": []}
-        return {"events": state.samp.since(after)}
+    add_samp_routes(app, state, annotator, writer)
 
     @app.exception_handler(SpecscoutError)
     def specscout_error(request: Request, exc: SpecscoutError) -> JSONResponse:
