@@ -248,3 +248,25 @@ def test_several_networks_per_fold_are_averaged_over_the_other_fold(project):
     # two networks of one fold differ (other seeds), or averaging would be pointless
     a, b = (predict(m.model, x[:50], m.temperature)[0] for m in members[::2])
     assert np.abs(a - b).max() > 1e-3
+
+
+def test_an_experiment_in_the_domain_never_trains_on_its_test_rows(project, tmp_path):
+    """``experiment`` drives the iterations' steps with the project's domain training: no
+    held-out test row is ever a pool negative, an injection host or a query."""
+    from specscout.learn.experiment import ExperimentConfig, run, truth_classes
+    from specscout.learn.train import TrainConfig
+
+    project, tmp = project
+    y = truth_classes(project, tmp / "sim" / "truth.parquet")
+    config = ExperimentConfig(strategies=("entropy",), seeds=(0,), iterations=1, batch=10,
+                              train=TrainConfig(model="small-cnn", max_epochs=2, patience=1))
+    results = run(project, y, config, tmp_path / "runs")
+    test = np.load(tmp_path / "runs" / "test-seed0.npy")
+    assert len(test) == round(0.3 * len(y)) and not set(results[0]["queried"]) & set(test)
+    for number in (1, 2):
+        path = iteration_path(Project(tmp_path / "runs" / "entropy-seed0"), number)
+        table = pq.read_table(path / "training.parquet").to_pydict()
+        drawn = {r for r, o in zip(table["row"], table["origin"], strict=True)
+                 if o in ("injected", "pool-negative")}
+        assert len(drawn) > 100 and not drawn & set(test.tolist())
+        assert json.loads((path / "iteration.json").read_text())["train"]["networks"] == 2

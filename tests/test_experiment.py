@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from specscout.archive.project import Project, ProjectConfig
+from specscout.labels import label_store
 from specscout.learn.experiment import ExperimentConfig, evaluate, labels_to_reach, run, summary
+from specscout.learn.iterations import iteration_numbers, iteration_path
 from specscout.learn.train import TrainConfig
 
 CLASSES = ("other", "emission", "double-peak")
@@ -50,13 +54,29 @@ def synthetic_pool(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
-def test_the_loop_on_a_synthetic_pool():
+def _project(tmp_path):
+    """A project whose pool (1,500) and labelled set (60) are synthetic, written through the
+    store's own path; and the pool's true classes."""
     x, y = synthetic_pool(1500, 0)
     lx, ly = synthetic_pool(60, 1)
+    project = Project.init(tmp_path / "p", ProjectConfig(domain=False))
+
+    def records(n, labels=None):
+        return [{"path": f"f{i}.fits", "id": f"s{i}", "status": "ok", "flags": 0, "reason": "",
+                 "detail": "", **({} if labels is None else {"label": CLASSES[labels[i]]})}
+                for i in range(n)]
+
+    project.store().commit(x, records(len(x)))
+    project.store("labelled").commit(lx, records(len(lx), ly))
+    return project, y
+
+
+def test_the_loop_on_a_synthetic_pool(tmp_path):
+    project, y = _project(tmp_path)
     config = ExperimentConfig(strategies=("random", "rare"), seeds=(0,), iterations=3,
                               batch=30, test_fraction=0.3,
                               train=TrainConfig(model="small-cnn", max_epochs=4, patience=2))
-    results = run(x, y, CLASSES, config, labelled=(lx, ly))
+    results = run(project, y, config, tmp_path / "runs")
     assert len(results) == 2 * 4
     for strategy in ("random", "rare"):
         curve = [r for r in results if r["strategy"] == strategy]
@@ -65,6 +85,16 @@ def test_the_loop_on_a_synthetic_pool():
         assert len(asked) == len(set(asked)) == 90  # never asked twice
         for r in curve:
             assert 0 <= r["macro_error"] <= 1
+        # Each run is a project driven by the iterations' own steps: the oracle's labels are
+        # in its label store, the last model trained on exactly the labels asked (no test row)
+        run_ = Project(tmp_path / "runs" / f"{strategy}-seed0")
+        assert iteration_numbers(run_) == [1, 2, 3, 4]
+        assert sorted(label_store(run_).current()) == sorted(asked)
+        examples = pq.read_table(iteration_path(run_, 4) / "training.parquet").to_pydict()
+        pool_rows = [r for r, o in zip(examples["row"], examples["origin"], strict=True)
+                     if o == "human"]
+        assert sorted(pool_rows) == sorted(asked)  # round 3 trained on the 90 asked before
+        assert examples["origin"].count("labelled-set") == 60
     # Round 0 is shared; the rare-class hunter finds more of the rare classes than random.
     first = [r for r in results if r["round"] == 0]
     assert first[0]["macro_error"] == first[1]["macro_error"]

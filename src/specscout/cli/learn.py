@@ -104,7 +104,6 @@ def _query(project, o: dict, number: int | None) -> None:
           f"'specscout labels import PROJECT CSV')")
 
 
-
 @click.command()
 @project_argument
 @train_options
@@ -205,13 +204,16 @@ def status(project) -> int:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--cold-start", is_flag=True,
               help="train a new network every round instead of fine-tuning")
+@click.option("--domain/--no-domain", default=None,
+              help="train in the survey's domain too (default: the project's [train] domain)")
 @click.option("--device", default="auto")
 @click.option("--quiet", is_flag=True)
 def experiment(project, truth, out, strategies, seeds, iterations, batch, initial,
                no_labelled_set, test_fraction, target_error, model, epochs, patience,
-               batch_size, cold_start, device, quiet) -> int:
-    """Run the loop with a truth table as the oracle, for several strategies and seeds, and
-    write learning curves."""
+               batch_size, cold_start, domain, device, quiet) -> int:
+    """Run the loop (train, score, query) with a truth table as the oracle, for several
+    strategies and seeds, each in a project of its own under OUT/runs; write learning
+    curves."""
     from specscout.learn.experiment import ExperimentConfig, run_project
     from specscout.learn.train import TrainConfig
 
@@ -219,7 +221,7 @@ def experiment(project, truth, out, strategies, seeds, iterations, batch, initia
         strategies=tuple(strategies.split(",")), seeds=tuple(range(seeds)),
         iterations=iterations, batch=batch, initial=initial,
         use_labelled_set=not no_labelled_set, test_fraction=test_fraction,
-        target_error=target_error, warm_start=not cold_start,
+        target_error=target_error, warm_start=not cold_start, domain=domain,
         train=TrainConfig(model=model, max_epochs=epochs, patience=patience,
                           batch_size=batch_size, device=device))
 

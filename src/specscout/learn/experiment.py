@@ -1,10 +1,12 @@
 """Simulated-oracle experiments: the active-learning loop with a truth table as the annotator.
 
-For each seed, the pool is split once into a held-out test set (stratified, never queried) and
-the candidates; every strategy then starts from the same labels (the project's labelled set
-and ``initial`` random pool labels) and runs ``iterations`` rounds of train -> score the
-candidates -> query ``batch`` -> the oracle labels them. After each training the model is
-evaluated on the test set. Labels spent = pool labels asked of the oracle.
+For each seed, the pool is split once into a held-out test set (stratified, never queried,
+never a training example) and the candidates; every strategy then starts from the same labels
+(the project's labelled set and ``initial`` random pool labels) and runs ``iterations`` rounds
+of the steps of ``specscout iterate`` - train, score the pool, query ``batch`` - with the
+oracle labelling each batch. Each (strategy, seed) runs in a project of its own that reads the
+pool (:func:`scratch_project`). After each training the model is evaluated on the test set.
+Labels spent = pool labels asked of the oracle.
 
 The figure of merit is the macro-averaged error on the rare classes: the mean over those
 classes of 1 - F1 (F1 weighs precision and recall equally; in an archive where 1 % of the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -25,10 +28,11 @@ import numpy as np
 
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
-from specscout.learn.acquire import acquire
-from specscout.learn.score import predict
+from specscout.labels import label_store
+from specscout.learn.iterate import query_step, score_step, train_step
+from specscout.learn.iterations import iteration_path, load_scores
 from specscout.learn.strategies import STRATEGIES
-from specscout.learn.train import Fitted, TrainConfig, fit, stratified_split
+from specscout.learn.train import TrainConfig, stratified_split
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class ExperimentConfig:
     test_fraction: float = 0.3
     target_error: float = 0.065
     warm_start: bool = True  # fine-tune the previous round's network instead of a new one
+    domain: bool | None = None  # train in the survey's domain too (None: the project's)
     mc_passes: int = 10  # for bald
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         model="small-cnn", max_epochs=40, patience=3))
@@ -99,62 +104,92 @@ def evaluate(predicted: np.ndarray, truth: np.ndarray, classes: tuple[str, ...],
 
 # --- the loop -----------------------------------------------------------------------------
 
-
-def _acquire(strategy: str, fitted: Fitted, x: np.ndarray, k: int, rng: np.random.Generator,
-             rare: tuple[int, ...], mc_passes: int) -> np.ndarray:
-    """Indices into ``x`` of the ``k`` spectra that ``strategy`` asks for."""
-    probs, bald = predict(fitted.model, x, fitted.temperature,
-                          mc_passes=mc_passes if strategy == "bald" else 0)
-    rows, _ = acquire(strategy, probs, k, rng=rng, target=rare, bald=bald,
-                      model=fitted.model, flux_of=x.__getitem__)
-    return rows
+#: The oracle's name in a run's label store.
+ORACLE = "truth"
 
 
-def run(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], config: ExperimentConfig,
-        labelled: tuple[np.ndarray, np.ndarray] | None = None,
+def scratch_project(project: Project, path: Path) -> Project:
+    """A project at ``path`` that reads ``project``'s pool and labelled stores (links, never
+    written) and has a label store and iterations of its own: one run of the experiment."""
+    if path.exists():
+        shutil.rmtree(path)  # a run starts afresh; the links are removed, not followed
+    run = Project.init(path, replace(project.config, labels_url="sqlite:///labels.db"))
+    for name in ("pool", "labelled"):
+        if (project.path / name).exists():
+            (path / name).symlink_to((project.path / name).resolve(), target_is_directory=True)
+    return run
+
+
+def _label(run: Project, rows: np.ndarray, y: np.ndarray, number: int | None = None,
+           scores: list[float] | None = None) -> None:
+    """The oracle labels pool ``rows`` with their true classes, through the label store."""
+    classes = run.config.classes
+    ids = run.store("pool").records(rows, columns=["id"])["id"].to_pylist()
+    label_store(run).add_many(
+        {"spectrum": i, "row": int(r), "label": classes[y[r]], "annotator": ORACLE,
+         "iteration": number, "acquisition_score": None if scores is None else scores[k]}
+        for k, (i, r) in enumerate(zip(ids, rows, strict=True)))
+
+
+def run(project: Project, y: np.ndarray, config: ExperimentConfig, workdir: str | Path,
         log: Callable[[dict], None] | None = None) -> list[dict]:
-    """The experiment on a pool ``x`` (n, points) with true classes ``y``; ``labelled``: the
-    initial labelled set (spectra, classes). Returns one row per (strategy, seed, round)."""
+    """The experiment on ``project``'s pool with true classes ``y`` (one per pool row). Every
+    (strategy, seed) is a project of its own under ``workdir`` (:func:`scratch_project`),
+    driven through the steps of ``specscout iterate`` (:func:`.iterate.train_step`,
+    :func:`.iterate.score_step`, :func:`.iterate.query_step`), the oracle labelling each
+    batch in its label store. Returns one row per (strategy, seed, round)."""
+    classes = tuple(project.config.classes)
     rare = tuple(range(1, len(classes)))
-    x = np.asarray(x, dtype=np.float32)
-    lx, ly = labelled if labelled is not None else (np.empty((0, x.shape[1]), np.float32),
-                                                     np.empty(0, np.int64))
+    workdir = Path(workdir)
     results = []
     for seed in config.seeds:
         rng = np.random.default_rng(seed)
         candidates, test = stratified_split(y, config.test_fraction, rng)
-        start = rng.choice(candidates, size=config.initial, replace=False)
-        first: tuple[Fitted, dict] | None = None  # round 0 is the same for every strategy
+        start = np.sort(rng.choice(candidates, size=config.initial, replace=False))
+        workdir.mkdir(parents=True, exist_ok=True)
+        np.save(workdir / f"test-seed{seed}.npy", test)  # the held-out rows, for the record
+        first: tuple[Path, dict] | None = None  # round 0 is the same for every strategy
         for strategy in config.strategies:
-            # Each strategy's own stream (only random draws from it), the same whichever
-            # strategies run beside it.
-            srng = np.random.default_rng([seed, sorted(STRATEGIES).index(strategy)])
-            asked = list(start)
-            state = None
+            run_ = scratch_project(project, workdir / f"{strategy}-seed{seed}")
+            _label(run_, start, y)
+            asked = start.tolist()
             for round_ in range(config.iterations + 1):
                 t0 = time.perf_counter()
-                rows = np.array(asked, dtype=np.int64)
                 if round_ == 0 and first is not None:
-                    fitted, scored = first
+                    shutil.copytree(first[0], iteration_path(run_, 1))
+                    number, scored = 1, first[1]
                 else:
-                    train = replace(config.train, seed=seed * 1000 + round_)
-                    fitted = fit(np.concatenate([lx, x[rows]]), np.concatenate([ly, y[rows]]),
-                                 classes, train, warm_start=state)
-                    probs, _ = predict(fitted.model, x[test], fitted.temperature)
-                    scored = {"train_seconds": round(time.perf_counter() - t0, 2),
-                              "epochs": len(fitted.history),
-                              **evaluate(probs.argmax(1), y[test], classes, rare)}
+                    train = replace(config.train, seed=seed * 1000)
+                    number = train_step(run_, train, warm_start=config.warm_start,
+                                        domain=config.domain,
+                                        labelled_set=config.use_labelled_set, exclude=test)
+                    score_step(run_, number, device=config.train.device)
+                    _, probs = load_scores(run_, number)
+                    t = json.loads((iteration_path(run_, number) / "iteration.json")
+                                   .read_text())["train"]
+                    scored = {"train_seconds": t["seconds"], "epochs": t["epochs"],
+                              **evaluate(np.asarray(probs[test], np.float32).argmax(1),
+                                         y[test], classes, rare)}
                     if round_ == 0:
-                        first = fitted, scored
-                if config.warm_start:
-                    state = fitted.model.state_dict()
+                        first = workdir / f"round0-seed{seed}", scored
+                        if first[0].exists():
+                            shutil.rmtree(first[0])
+                        shutil.copytree(iteration_path(run_, number), first[0])
+                rows = np.array(asked, dtype=np.int64)
                 row = {"strategy": strategy, "seed": seed, "round": round_,
                        "labels": len(asked), "found": {classes[c]: int(np.sum(y[rows] == c))
                                                        for c in rare}, **scored}
                 if round_ < config.iterations:
-                    pool = np.setdiff1d(candidates, rows)
-                    picked = pool[_acquire(strategy, fitted, x[pool], config.batch, srng, rare,
-                                           config.mc_passes)]
+                    if strategy == "bald":  # its MC-dropout scores, after the evaluation
+                        score_step(run_, number, mc_passes=config.mc_passes,
+                                   device=config.train.device)
+                    # each strategy's own stream, the same whichever strategies run beside it
+                    query_seed = int(np.random.SeedSequence(
+                        [seed, sorted(STRATEGIES).index(strategy), round_]).generate_state(1)[0])
+                    batch = query_step(run_, strategy, config.batch, number, seed=query_seed,
+                                       exclude=test)
+                    picked = np.array([b["row"] for b in batch], dtype=np.int64)
+                    _label(run_, picked, y, number, [b["acquisition_score"] for b in batch])
                     row["queried"] = picked.tolist()  # in memory only, not in curves.csv
                     asked.extend(picked.tolist())
                 row["seconds"] = round(time.perf_counter() - t0, 2)
@@ -245,7 +280,8 @@ def plot(results: list[dict], classes: tuple[str, ...], path: Path, target: floa
 def run_project(project: Project, truth: str | Path, out: str | Path,
                 config: ExperimentConfig, log: Callable[[dict], None] | None = None) -> dict:
     """The experiment on a project's pool with ``truth`` as the oracle; writes
-    ``curves.csv``, ``curves.png`` and ``summary.json`` under ``out``."""
+    ``curves.csv``, ``curves.png`` and ``summary.json`` under ``out``, and each run's
+    project under ``out/runs``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classes = tuple(project.config.classes)
@@ -253,26 +289,17 @@ def run_project(project: Project, truth: str | Path, out: str | Path,
     if not len(pool):
         raise SpecscoutError(f"{project.path} has an empty pool: ingest a survey first")
     y = truth_classes(project, truth)
-    # The pool is held in memory once (float32; 1 M spectra = 0.56 GB): the experiment
-    # scores it every round of every strategy and seed.
-    x = pool.flux(np.arange(len(pool))).astype(np.float32)
-    labelled = None
-    lab = project.store("labelled")
-    if config.use_labelled_set and len(lab):
-        meta = lab.meta(columns=["row", "label"]).sort_by("row").to_pydict()
-        labelled = (lab.flux(np.array(meta["row"])).astype(np.float32),
-                    np.array([classes.index(v) for v in meta["label"]]))
-    elif config.initial == 0:
+    labelled = len(project.store("labelled")) if config.use_labelled_set else 0
+    if not labelled and config.initial == 0:
         raise SpecscoutError("no labelled set in the project: give --initial N random labels")
     start = time.perf_counter()
-    results = run(x, y, classes, config, labelled, log)
-    info = {"config": asdict(config), "pool": len(x), "pool_classes": {
+    results = run(project, y, config, out / "runs", log)
+    info = {"config": asdict(config), "pool": len(pool), "pool_classes": {
         c: int(np.sum(y == i)) for i, c in enumerate(classes)},
-        "labelled_set": 0 if labelled is None else len(labelled[1]),
+        "labelled_set": labelled,
         "seconds": round(time.perf_counter() - start, 1),
         **summary(results, config.target_error)}
     write_csv(results, out / "curves.csv")
     plot(results, classes, out / "curves.png", config.target_error)
     (out / "summary.json").write_text(json.dumps(info, indent=2, default=str))
     return info
-

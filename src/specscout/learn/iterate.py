@@ -52,12 +52,13 @@ from specscout.learn.train import Fitted, TrainConfig, fit
 
 
 def training_set(project: Project, domain: DomainConfig | None = None, fold: int | None = None,
-                 cells: np.ndarray | None = None, labelled_set: bool = True
-                 ) -> tuple[Examples, dict]:
+                 cells: np.ndarray | None = None, labelled_set: bool = True,
+                 exclude: np.ndarray | None = None) -> tuple[Examples, dict]:
     """The training examples and their counts: the labelled store, the labelled pool rows
     (by people, or by a reference catalogue) and, with ``domain``, lines injected into pool
     spectra and pool negatives (:mod:`.domain`), of pool fold ``fold`` if given. ``cells``:
-    the pool's sky cells (:func:`.domain.sky_cells`), which key the validation split."""
+    the pool's sky cells (:func:`.domain.sky_cells`), which key the validation split.
+    ``exclude``: pool rows held out (an experiment's test set), never a negative or a host."""
     classes = list(project.config.classes)
     points = project.config.grid.points
     parts = []
@@ -85,7 +86,9 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
     counts: dict = {}
     if domain is not None:
         # never a negative or a host: what anyone labelled, for training or the audit
-        exclude = np.array(sorted(set(votes) | set(labels.votes(audit=True))), dtype=np.int64)
+        held = set(votes) | set(labels.votes(audit=True))
+        held.update(() if exclude is None else np.asarray(exclude, np.int64).tolist())
+        exclude = np.array(sorted(held), dtype=np.int64)
         target = None
         scored = scored_iterations(project)
         if scored:
@@ -125,7 +128,7 @@ def members_of(path) -> list[Fitted]:
 
 def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
                log=None, domain: bool | None = None, labelled_set: bool | None = None,
-               networks: int | None = None) -> int:
+               networks: int | None = None, exclude: np.ndarray | None = None) -> int:
     """Train a new model on every label so far; returns the new iteration's number.
 
     With ``domain`` (default: the project's setting) the training is also in the survey's own
@@ -133,7 +136,8 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     one half of the pool (:func:`.domain.fold_of`), each scoring the other half.
     ``labelled_set`` (default: the project's setting): train on the labelled store too.
     ``networks`` (default: the project's setting): networks per fold, of other seeds on the
-    same examples, whose probabilities are averaged."""
+    same examples, whose probabilities are averaged. ``exclude``: pool rows held out (never
+    drawn as negatives or hosts)."""
     c = project.config
     domain = c.domain if domain is None else domain
     labelled_set = c.labelled_set if labelled_set is None else labelled_set
@@ -152,7 +156,7 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     for fold in folds:
         examples, counts_f = training_set(
             project, DomainConfig(c.injected, c.negatives, config.seed) if domain else None,
-            fold, cells, labelled_set)
+            fold, cells, labelled_set, exclude)
         # the same fold's networks; for a fold, a whole-pool one does too (it was told
         # "other" of no pool row it did not have a label for)
         same = [m for m in previous if m.fold == fold] or [
@@ -264,13 +268,16 @@ def excluded_rows(project: Project, before: int) -> np.ndarray:
 
 
 def query_step(project: Project, strategy: str, k: int, number: int | None = None,
-               seed: int = 0) -> list[dict]:
-    """Choose the query batch of iteration ``number`` and put it in the label queue."""
+               seed: int = 0, exclude: np.ndarray | None = None) -> list[dict]:
+    """Choose the query batch of iteration ``number`` and put it in the label queue.
+    ``exclude``: pool rows never to propose (besides those labelled or queued before)."""
     start = time.perf_counter()
     number, probs = load_scores(project, number)
     path = iteration_path(project, number)
     pool = project.store("pool")
     allowed = np.setdiff1d(np.arange(len(probs)), excluded_rows(project, number))
+    if exclude is not None:
+        allowed = np.setdiff1d(allowed, exclude)
     bald = None
     if strategy == "bald" and (path / "bald.npy").exists():
         bald = np.load(path / "bald.npy", mmap_mode="r")[allowed]
