@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from served import open_session, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPECSCOUT_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -252,9 +253,7 @@ def web(p: Path, pool, rng: np.random.Generator, requests: int = 60) -> dict:
     import httpx2 as httpx
 
     port = 8800 + int(rng.integers(0, 900))
-    proc = subprocess.Popen(specscout("serve", p, "--port", port, "--no-samp", "--annotator",
-                                      "bench"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc, link = serve(p, port, "--annotator", "bench")
     times: dict[str, list[float]] = {}
 
     def timed(name: str, call):
@@ -266,13 +265,7 @@ def web(p: Path, pool, rng: np.random.Generator, requests: int = 60) -> dict:
 
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            for _ in range(600):
-                try:
-                    csrf = client.get("/api/session").json()["csrf"]
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            headers = {"X-CSRF-Token": csrf}
+            headers = open_session(client, link)
             timed("candidates_first", lambda: client.get("/api/candidates"))
             item = client.get("/api/next").json()["item"]
             rows = rng.choice(len(pool), requests, replace=False)

@@ -13,14 +13,13 @@ a label (POST /api/labels), then fetch the next spectrum with everything the pag
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
+from served import open_session, serve
 
 from specscout.archive.project import Project
 from specscout.labels import label_store
@@ -60,19 +59,11 @@ def build(path: Path, rows: int) -> Project:
 
 
 def measure(path: Path, requests: int, port: int) -> dict[str, np.ndarray]:
-    proc = subprocess.Popen([sys.executable, "-m", "specscout.cli", "serve", str(path),
-                             "--port", str(port), "--no-samp", "--annotator", "bench"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, link = serve(path, port, "--annotator", "bench")
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            for _ in range(300):
-                try:
-                    csrf = client.get("/api/session").json()["csrf"]
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            headers = {"X-CSRF-Token": csrf}
+            headers = open_session(client, link)
             times: dict[str, list[float]] = {"next": [], "label": []}
             item = client.get("/api/next").json()["item"]  # warm-up
             for k in range(requests):

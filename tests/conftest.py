@@ -85,8 +85,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def log_in(client):
+    """A TestClient of the app with a session opened by the app's one-time launch link, and
+    the session's CSRF token in its headers."""
+    token = client.app.state.specscout.launch_token
+    assert client.get(f"/?token={token}").status_code == 200  # after the redirect
+    client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
+    return client
+
+
 class LiveServer:
-    """A FastAPI app served by uvicorn on a free loopback port, in a thread of the test."""
+    """A FastAPI app served by uvicorn on a free loopback port, in a thread of the test;
+    ``launch_url``: the app's one-time link."""
 
     def __init__(self, app) -> None:
         import threading
@@ -95,6 +105,8 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        token = app.state.specscout.launch_token
+        self.launch_url = f"{self.url}/?token={token}" if token else self.url
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -54,7 +54,7 @@ def test_label_by_keys_undo_and_reload(browser, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: m.type == "error" and problems.append(m.text))
         page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto(server.url)
+        page.goto(server.launch_url)  # the one-time link opens a session
         expect = sync_api.expect
         heading = page.locator("h2")
         expect(heading).to_contain_text("rank 1")

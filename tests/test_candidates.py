@@ -35,12 +35,13 @@ def project(tmp_path):
     return make_project(tmp_path)
 
 
-def make_project(tmp_path) -> Project:
-    """A pool of the ROWS, scores of iteration 1, two human labels, a reference list."""
+def make_project(tmp_path, folder: str = "") -> Project:
+    """A pool of the ROWS (files ``folder``f0.fits ...), scores of iteration 1, two human
+    labels, a reference list."""
     project = Project.init(tmp_path / "p")
     flux = np.random.default_rng(0).normal(size=(len(ROWS), 140)).astype(np.float32)
     project.store().commit(flux, [
-        {"path": f"f{i}.fits", "id": f"spec-{i}", "obsid": 1000 + i, "ra": ra, "dec": dec,
+        {"path": f"{folder}f{i}.fits", "id": f"spec-{i}", "obsid": 1000 + i, "ra": ra, "dec": dec,
          "designation": f"J{i}", "snr": 30.0 + i, "status": "ok", "flags": 0, "reason": "",
          "detail": ""} for i, (ra, dec, _) in enumerate(ROWS)])
     scored_iteration(project, 1, np.array([p for _, _, p in ROWS]))

@@ -15,6 +15,8 @@ from specscout.labels import label_store
 from specscout.learn.iterations import status
 from specscout.web import AppConfig, create_app
 
+from conftest import log_in
+
 
 def test_demo(tmp_path, capsys):
     out = tmp_path / "demo"
@@ -53,10 +55,10 @@ def test_demo(tmp_path, capsys):
     assert main(["demo", str(out)]) == 2  # never overwrites a project
 
     # The labelling app opens on the result, as the demo says, with the next batch waiting.
-    assert f"specscout serve {out / 'project'}" in text and "http://127.0.0.1:8765/" in text
+    assert f"specscout serve {out / 'project'}" in text and "the link it prints" in text
     assert summary["queue_waiting"] == 40
-    client = TestClient(create_app(project, AppConfig(annotator="me", samp=False)),
-                        base_url="http://127.0.0.1")
+    client = log_in(TestClient(create_app(project, AppConfig(annotator="me", samp=False)),
+                               base_url="http://127.0.0.1"))
     nxt = client.get("/api/next").json()
     assert nxt["remaining"] == 40 and nxt["spectrum"]["probabilities"] is not None
     assert client.get("/api/queue").json()["iteration"] == 2

@@ -12,6 +12,8 @@ from specscout.errors import SpecscoutError
 from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 
+from conftest import log_in
+
 BASE = "http://127.0.0.1"
 
 
@@ -31,8 +33,12 @@ def project(tmp_path):
 
 
 def client_for(project, **config) -> TestClient:
+    """A client of the app, logged in by the launch link (as ``ana``) unless logins are
+    required."""
     config.setdefault("samp", False)
     client = TestClient(create_app(project, AppConfig(annotator="ana", **config)), base_url=BASE)
+    if client.app.state.specscout.launch_token:
+        return log_in(client)
     client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
     return client
 
@@ -137,6 +143,8 @@ def test_login_tokens_and_attribution(project):
     r = client.post("/api/login", json={"name": "bea", "token": token})
     assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
     assert "samesite=strict" in r.headers["set-cookie"].lower()
+    assert token not in r.headers["set-cookie"]  # the cookie holds a session, not the token
+    client.headers["X-CSRF-Token"] = r.json()["csrf"]  # bound to the session
     assert client.post("/api/labels", json={"row": 0, "label": "other"}).status_code == 200
     assert labels.history(0)[-1]["annotator"] == "bea"
     # A script with the token as a bearer header needs no CSRF token.
@@ -211,7 +219,7 @@ def test_candidates_progress_and_original(project, tmp_path):
     assert p["disagreements"] == 1
     assert p["disagreeing"] == [{"row": 5, "labels": {"ana": "double-peak", "bea": "emission"}}]
     o = client.get("/api/spectrum/0/original").json()
-    assert o["path"] == "f0.fits" and "f0.fits" in o["error"]
+    assert o["file"] == "f0.fits" and "f0.fits" in o["error"] and "path" not in o
 
 
 def test_another_annotators_label_makes_it_done(client, project):
@@ -235,6 +243,12 @@ def test_user_and_serve_commands(project, capsys):
     assert main(["user", "remove", str(project.path), "dee"]) == 0
     assert label_store(project).users.authenticate(token) is None
     capsys.readouterr()
-    # Beyond loopback every request needs a user's token: with no users it does not start.
+    # Beyond loopback: TLS, or an explicit --insecure-http; and every request needs a user's
+    # token, so with no users it does not start. --no-auth is for loopback only.
     assert main(["serve", str(project.path), "--host", "0.0.0.0", "--no-samp"]) == 2
+    assert "--certfile and --keyfile" in capsys.readouterr().err
+    assert main(["serve", str(project.path), "--host", "0.0.0.0", "--no-samp",
+                 "--insecure-http"]) == 2
     assert "specscout user add" in capsys.readouterr().err
+    assert main(["serve", str(project.path), "--host", "0.0.0.0", "--no-auth"]) == 2
+    assert "loopback only" in capsys.readouterr().err

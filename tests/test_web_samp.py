@@ -16,6 +16,8 @@ from test_web import BASE, enqueue
 from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE
 from specscout.web import AppConfig, create_app
 
+from conftest import log_in
+
 
 @pytest.fixture
 def tool(hub):  # noqa: F811
@@ -44,8 +46,7 @@ def app_client(tmp_path):
 
     project = make_project(tmp_path)
     enqueue(project)  # rows 5, 0, 2
-    client = TestClient(create_app(project, AppConfig(annotator="ana")), base_url=BASE)
-    client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
+    client = log_in(TestClient(create_app(project, AppConfig(annotator="ana")), base_url=BASE))
     yield client
     client.app.state.specscout.samp.close()
 
@@ -111,7 +112,7 @@ def test_the_app_listens_from_the_start(tool, tmp_path):
 
     vo, _ = tool
     app = create_app(make_project(tmp_path), AppConfig(annotator="ana"))
-    with TestClient(app, base_url=BASE) as client:  # runs the app's startup
+    with log_in(TestClient(app, base_url=BASE)) as client:  # runs the app's startup
         vo.notify(specscout_id(vo), {"samp.mtype": POINT,
                                      "samp.params": {"ra": "150.0", "dec": "-5.0"}})
         events = wait_for(lambda: client.get("/api/samp/events").json()["events"], "event")

@@ -4,6 +4,7 @@ label it acknowledged."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,16 +57,23 @@ def test_concurrent_annotators_lose_no_label(tmp_path):
             assert h["spectrum"] == f"spec-{ack['row']}"
 
 
-def _start(project_path, port: int) -> subprocess.Popen:
+def _start(project_path, port: int) -> tuple[subprocess.Popen, str]:
+    """``specscout serve`` in a process of its own; and the one-time link it prints."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "specscout.cli", "serve", str(project_path), "--port",
          str(port), "--no-samp", "--annotator", "ana"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if m := re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line):
+            link = m.group(1)
+            break
+    else:
+        raise RuntimeError(f"the server printed no link (exit {proc.wait()})")
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
             httpx.get(f"{url}/api/session", timeout=1)
-            return proc
+            return proc, link
         except httpx.TransportError:
             if proc.poll() is not None:
                 raise RuntimeError(proc.stdout.read()) from None
@@ -74,17 +82,23 @@ def _start(project_path, port: int) -> subprocess.Popen:
     raise RuntimeError("the server did not start")
 
 
+def _logged_in(client, link: str) -> str:
+    """Open the session of the one-time link; its CSRF token."""
+    assert client.get(link, follow_redirects=True).status_code == 200
+    return client.get("/api/session").json()["csrf"]
+
+
 def test_killed_server_keeps_every_acknowledged_label(tmp_path):
     project = make_project(tmp_path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _start(project.path, port)
+    proc, link = _start(project.path, port)
     acked: list[dict] = []
     stop = threading.Event()
 
     def annotate() -> None:
         with httpx.Client(base_url=url, timeout=5) as client:
-            csrf = client.get("/api/session").json()["csrf"]
+            csrf = _logged_in(client, link)
             k = 0
             while not stop.is_set():
                 body = {"row": k % len(ROWS), "label": CLASSES[k % 3], "comment": f"k{k}"}
@@ -111,10 +125,10 @@ def test_killed_server_keeps_every_acknowledged_label(tmp_path):
         assert (h["row"], h["label"], h["comment"]) == (ack["row"], ack["label"],
                                                          ack["comment"])
     # Restarted, the app serves the same labels and takes new ones.
-    proc = _start(project.path, port)
+    proc, link = _start(project.path, port)
     try:
         with httpx.Client(base_url=url, timeout=5) as client:
-            csrf = client.get("/api/session").json()["csrf"]
+            csrf = _logged_in(client, link)
             r = client.post("/api/labels", json={"row": 0, "label": "other"},
                             headers={"X-CSRF-Token": csrf})
             assert r.status_code == 200 and r.json()["id"] > max(a["id"] for a in acked)

@@ -229,6 +229,6 @@ def _describe(s: dict) -> str:
               f"report:    {s['report']}",
               f"project:   {s['project']}  ('specscout status {s['project']}')",
               f"label:     the next query batch ({s['queue_waiting']} spectra) waits for you: "
-              f"run 'specscout serve {s['project']}' and open http://127.0.0.1:8765/ "
+              f"run 'specscout serve {s['project']}' and open the link it prints "
               f"(keys 1-{len(s['truth_in_pool'])} label, u skip, z undo, n/p move)"]
     return "\n".join(lines)

@@ -11,21 +11,30 @@ from specscout.cli.common import open_project, project_argument
 @project_argument
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind (any other than loopback requires every annotator to "
-                   "log in)")
+                   "log in, and TLS)")
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--annotator", default=None,
-              help="name written with labels when no one logs in (default: your login)")
+              help="name written with labels of the one-time link's session (default: your "
+                   "login)")
 @click.option("--require-login", is_flag=True,
-              help="require a user's token even on loopback")
+              help="no one-time link: every annotator logs in with a user's token")
+@click.option("--no-auth", is_flag=True,
+              help="no authentication (loopback only): every local user labels as you")
+@click.option("--certfile", default=None, help="TLS certificate (PEM)")
+@click.option("--keyfile", default=None, help="TLS private key (PEM)")
+@click.option("--insecure-http", is_flag=True,
+              help="allow a non-loopback bind without TLS")
 @click.option("--no-samp", is_flag=True, help="no SAMP link to VO tools")
 @click.option("--catalogue", multiple=True, metavar="FILE",
               help="reference catalogue to mark known candidates (repeatable)")
-def serve(project, host, port, annotator, require_login, no_samp, catalogue) -> int:
+def serve(project, host, port, annotator, require_login, no_auth, certfile, keyfile,
+          insecure_http, no_samp, catalogue) -> int:
     """The labelling web app."""
     from specscout.web import serve as run
 
     run(open_project(project, shared=True), host=host, port=port, annotator=annotator,
-        require_login=require_login, samp=not no_samp, catalogues=catalogue)
+        require_login=require_login, samp=not no_samp, catalogues=catalogue,
+        auth=not no_auth, certfile=certfile, keyfile=keyfile, insecure_http=insecure_http)
     return 0
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from specscout.labels.schema import audit_table, group, largest, now
+from specscout.labels.schema import audit_table, bump, group, largest, now
 
 
 class AuditSamples:
@@ -23,6 +23,7 @@ class AuditSamples:
                 {"draw": draw, "iteration": iteration, "row": int(r), "spectrum": s,
                  "stratum": h, "stratum_size": int(n), "time": time}
                 for r, s, h, n in zip(rows, spectra, strata, sizes, strict=True)])
+            bump(conn, "audit_sample")
         return draw
 
     def sample(self, draw: int | None = None) -> list[dict]:

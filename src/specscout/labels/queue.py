@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from specscout.labels.schema import group, queue_table
+from specscout.labels.schema import bump, group, queue_table
 
 
 class Queue:
@@ -24,6 +24,7 @@ class Queue:
             conn.execute(queue_table.delete().where(queue_table.c.iteration == iteration))
             if values:
                 conn.execute(queue_table.insert(), values)
+            bump(conn, "queue")
         return len(values)
 
     def batch(self, iteration: int | None = None) -> list[dict]:

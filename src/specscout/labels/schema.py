@@ -1,12 +1,14 @@
 """The label database's tables, and how a connection to it is opened.
 
-SQLAlchemy: SQLite (WAL) inside the project by default, PostgreSQL by URL for a team. Nothing is
+SQLAlchemy: SQLite (WAL, synchronous FULL: a committed label survives a power cut) inside the
+project by default, PostgreSQL by URL for a team (its default ``synchronous_commit = on``
+promises the same: a commit returns once its WAL record is flushed to disk). Nothing is
 updated in place: labels, queue batches and audit draws are appended (a queue batch of an
-iteration is replaced whole when that iteration is queried again).
-"""
+iteration is replaced whole when that iteration is queried again)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 
@@ -63,6 +65,25 @@ users_table = sa.Table(
     sa.Column("token_hash", sa.String, nullable=False, unique=True),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
 )
+
+#: Web app sessions: the hash of a random session token, whose it is, until when. Distinct
+#: from the users' tokens: a session expires, and ends at logout.
+sessions_table = sa.Table(
+    "sessions", metadata,
+    sa.Column("token_hash", sa.String, primary_key=True),
+    sa.Column("annotator", sa.String, nullable=False, index=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: A serial per changing table (queue, audit_sample), raised in the transaction that changes
+#: it: a cache keyed on it is never fooled by ids that a database reuses after a delete.
+serials_table = sa.Table(
+    "serials", metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("serial", sa.BigInteger, nullable=False),
+)
+SERIALS = ("queue", "audit_sample")
 
 
 def resolve_url(url: str, project_dir: str | Path | None = None) -> str:
@@ -124,7 +145,9 @@ def connect(url: str) -> sa.Engine:
         def _pragmas(conn, _record) -> None:  # WAL: readers never block the writer
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a label acknowledged to the page survives a power cut (labels arrive
+            # at human rates, so the extra fsync per commit costs nothing that matters)
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
     metadata.create_all(engine)
@@ -133,12 +156,29 @@ def connect(url: str) -> sa.Engine:
 
 
 def _upgrade(engine: sa.Engine) -> None:
-    """Add the columns that label stores made by earlier versions lack."""
+    """Add the columns and rows that label stores made by earlier versions lack."""
     columns = {c["name"] for c in sa.inspect(engine).get_columns("labels")}
     if "audit" not in columns:
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE labels ADD COLUMN audit BOOLEAN NOT NULL "
                                  "DEFAULT FALSE"))
+    for name in SERIALS:
+        with contextlib.suppress(sa.exc.IntegrityError), engine.begin() as conn:
+            if conn.execute(sa.select(serials_table.c.serial)
+                            .where(serials_table.c.name == name)).first() is None:
+                conn.execute(serials_table.insert().values(name=name, serial=0))
+
+
+def bump(conn: sa.Connection, name: str) -> None:
+    """Raise the serial of ``name`` (in the caller's transaction)."""
+    conn.execute(serials_table.update().where(serials_table.c.name == name)
+                 .values(serial=serials_table.c.serial + 1))
+
+
+def read_serial(engine: sa.Engine, name: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(serials_table.c.serial)
+                                .where(serials_table.c.name == name)).scalar() or 0)
 
 
 def largest(conn: sa.Connection, column: sa.Column) -> int | None:

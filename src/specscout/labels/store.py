@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from specscout.labels.audit_samples import AuditSamples
 from specscout.labels.queue import Queue
-from specscout.labels.schema import connect, labels_table, largest, now
+from specscout.labels.schema import connect, labels_table, now, read_serial
 from specscout.labels.users import Users
 
 
@@ -31,11 +31,10 @@ class LabelStore:
         self.audit_samples = AuditSamples(self.engine)
         self.users = Users(self.engine)
 
-    def last_id(self, table: sa.Table) -> int | None:
-        """The largest id of ``table`` (labels, queue, audit_sample): it changes with every
-        row appended, so it tells a cache whether the table has grown."""
-        with self.engine.connect() as conn:
-            return largest(conn, table.c.id)
+    def serial(self, name: str) -> int:
+        """A number raised with every change of the query batches (``queue``) or the audit
+        draws (``audit_sample``): it tells a cache whether they changed."""
+        return read_serial(self.engine, name)
 
     # --- labels ----------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Annotators who may label through the web app: a name, and the hash of a random token."""
+"""Annotators who may label through the web app: a name, and the hash of a random token; and
+the app's sessions, each a random token of its own that expires and ends at logout."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -9,7 +11,7 @@ import secrets
 import sqlalchemy as sa
 
 from specscout.errors import SpecscoutError
-from specscout.labels.schema import now, users_table
+from specscout.labels.schema import now, sessions_table, users_table
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
@@ -39,9 +41,11 @@ class Users:
         return token
 
     def remove(self, name: str) -> None:
+        """Remove a user, and end their sessions."""
         with self.engine.begin() as conn:
             if not conn.execute(users_table.delete().where(users_table.c.name == name)).rowcount:
                 raise SpecscoutError(f"no user {name!r}")
+            conn.execute(sessions_table.delete().where(sessions_table.c.annotator == name))
 
     def names(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -53,3 +57,33 @@ class Users:
         q = sa.select(users_table.c.name).where(users_table.c.token_hash == token_hash(token))
         with self.engine.connect() as conn:
             return conn.execute(q).scalar()
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def open_session(self, name: str, hours: float) -> str:
+        """A new session of ``name`` for ``hours``; returns its token (stored as a hash).
+        Expired sessions are removed on the way."""
+        token, start = secrets.token_urlsafe(32), now()
+        with self.engine.begin() as conn:
+            conn.execute(sessions_table.delete().where(sessions_table.c.expires < start))
+            conn.execute(sessions_table.insert().values(
+                token_hash=token_hash(token), annotator=name, created=start,
+                expires=start + dt.timedelta(hours=hours)))
+        return token
+
+    def session(self, token: str) -> str | None:
+        """Whose session this is, or None (unknown, ended or expired)."""
+        q = sa.select(sessions_table.c.annotator, sessions_table.c.expires).where(
+            sessions_table.c.token_hash == token_hash(token))
+        with self.engine.connect() as conn:
+            found = conn.execute(q).first()
+        if found is None:
+            return None
+        expires = found.expires if found.expires.tzinfo else found.expires.replace(
+            tzinfo=dt.UTC)  # SQLite gives naive datetimes back
+        return found.annotator if expires > now() else None
+
+    def end_session(self, token: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sessions_table.delete().where(
+                sessions_table.c.token_hash == token_hash(token)))

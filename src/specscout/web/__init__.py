@@ -13,22 +13,46 @@ __all__ = ["AppConfig", "create_app", "serve"]
 
 def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
           annotator: str | None = None, require_login: bool = False, samp: bool = True,
-          catalogues: tuple[str, ...] = (), on_ready=print) -> None:
-    """Run the app until interrupted. Beyond loopback every request needs a user's token."""
+          catalogues: tuple[str, ...] = (), auth: bool = True, certfile: str | None = None,
+          keyfile: str | None = None, insecure_http: bool = False, on_ready=None) -> None:
+    """Run the app until interrupted. On loopback it prints a one-time link that opens a
+    session as ``annotator``; beyond loopback every annotator logs in with their token, over
+    TLS (``certfile``, ``keyfile``) unless ``insecure_http``."""
     import uvicorn
 
+    on_ready = on_ready or (lambda line: print(line, flush=True))  # the link, before serving
     loopback = is_loopback(host)
+    if not auth and not loopback:
+        raise SpecscoutError(f"--no-auth serves loopback only, not {host}")
+    if (certfile is None) != (keyfile is None):
+        raise SpecscoutError("TLS needs both --certfile and --keyfile")
+    tls = certfile is not None
+    if not loopback and not tls and not insecure_http:
+        raise SpecscoutError(f"bound to {host}, tokens and labels would cross the network in "
+                             f"clear text: give --certfile and --keyfile (TLS), or "
+                             f"--insecure-http on a network you trust")
     config = AppConfig(annotator=annotator or getpass.getuser(),
                        require_login=require_login or not loopback,
                        allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp,
-                       catalogues=tuple(catalogues))
-    if not loopback and not require_login:
-        on_ready(f"bound to {host}: every request needs a user's token")
+                       catalogues=tuple(catalogues), auth=auth)
     app = create_app(project, config)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           ssl_certfile=certfile, ssl_keyfile=keyfile))
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    on_ready(f"specscout: labelling {project.path} at http://{shown}:{port}/ "
-             f"(Ctrl-C stops it)")
+    url = f"{'https' if tls else 'http'}://{shown}:{port}/"
+    if not auth:
+        on_ready(f"WARNING: --no-auth: every user of this machine can label as "
+                 f"{config.annotator!r} at {url}")
+    elif not loopback:
+        on_ready(f"bound to {host}: every annotator logs in with a token from 'specscout user "
+                 f"add'" + ("" if tls else "; WARNING: --insecure-http, tokens cross the "
+                            "network in clear text"))
+    launch = app.state.specscout.launch_token
+    link = f"{url}?token={launch}" if launch else url
+    on_ready(f"specscout: labelling {project.path} at {link} "
+             + ("(a one-time link: it opens a session as "
+                f"{config.annotator!r}) " if launch else "")
+             + "(Ctrl-C stops it)")
     try:
         server.run()
     except OSError as exc:

@@ -4,28 +4,35 @@ The page (``static/``) is one HTML file, its script and style, and uPlot for the
 is fetched from the internet. The API under ``/api`` serves the queue, spectra, search,
 candidates and progress, and appends labels to the label store the moment they arrive.
 
-Safety: on loopback the app is open to the local user (labels are written under
-``annotator``) unless ``require_login``; bound to any other address it requires every request to
-carry a user's token (``specscout user add``), as a cookie set by the login form or as an
-``Authorization: Bearer`` header. Writes from the page must carry the server's CSRF token in a
-header (which a cross-site form cannot set) and, when the browser sends an Origin, come from the
-app's own origin. The client never names a file: spectra are addressed by pool row only.
+Safety: every request carries a session (a cookie) or a user's token (``Authorization:
+Bearer``, for scripts), on every address. A session comes from the one-time link that
+``specscout serve`` prints (it labels as the local annotator) or from the login form (a user's
+name and token, ``specscout user add``); it is a random token of its own, stored as a hash,
+that expires and ends at logout. ``auth=False`` (``--no-auth``, loopback only) opens the app
+to every local user. Writes from the page carry a CSRF token bound to the session, in a header
+(which a cross-site form cannot set) and, when the browser sends an Origin, come from the
+app's own origin. Audit spectra are blind in the server: no model output for them on any
+endpoint while they are in the latest audit draw, nor another annotator's audit label. The
+client never names a file, and is never told a server path: spectra are addressed by pool row.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import ipaddress
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import PurePath
 from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -35,17 +42,20 @@ from specscout.catalogue.live import LiveCandidates
 from specscout.catalogue.samp import SampLink
 from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, label_store
-from specscout.labels.schema import audit_table, queue_table
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
 from specscout.web.pool import LINES, PoolView
 from specscout.web.samp_routes import add_samp_routes, page_event
 
-COOKIE = "specscout_token"
+COOKIE = "specscout_session"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 STATIC = resources.files("specscout.web") / "static"
 #: Labels changed since the candidate list was built, beyond which it is built again.
 REBUILD_AFTER = 2000
+#: Request bodies larger than this are refused (a label is a few hundred bytes).
+MAX_BODY = 64 * 1024
+#: Tables sent to SAMP tools that the app keeps serving, the latest first.
+SENT_TABLES = 64
 
 
 def is_loopback(host: str) -> bool:
@@ -59,11 +69,54 @@ def is_loopback(host: str) -> bool:
 
 @dataclass
 class AppConfig:
-    annotator: str = "local"  # who writes when no one has logged in (loopback only)
-    require_login: bool = False
+    annotator: str = "local"  # who labels through the launch link (or everyone, without auth)
+    require_login: bool = False  # no launch link: only users' logins
     allowed_hosts: list[str] | None = field(default_factory=lambda: list(LOOPBACK_HOSTS))
     samp: bool = True
     catalogues: tuple[str, ...] = ()  # reference catalogues the candidates are matched with
+    auth: bool = True  # False: open to every local user (loopback only)
+    session_hours: float = 12.0
+    launch_token: str | None = None  # of the one-time link; made at random when None
+
+
+class Bounded(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes (413), declared or streamed."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await JSONResponse({"detail": f"request body over {self.limit} bytes"},
+                                      status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        return await self.app(scope, counted, send)
 
 
 class LabelIn(BaseModel):
@@ -88,17 +141,32 @@ class State:
         self.classes = list(project.config.classes)
         self.labels: LabelStore = label_store(project)
         self.pool = PoolView(project)
-        self.csrf = secrets.token_urlsafe(32)
+        self.secret = secrets.token_bytes(32)  # CSRF tokens are HMACs of sessions under it
+        self.launch_token = (config.launch_token or secrets.token_urlsafe(24)) if (
+            config.auth and not config.require_login) else None
         self.key = secrets.token_urlsafe(24)  # in the URLs handed to SAMP tools
         self.samp = (SampLink(on_message=lambda mtype, params: page_event(self, mtype,
                                                                           params))
                      if config.samp else None)
-        self.sent_tables: dict[str, list[int]] = {}  # SAMP table-id -> pool rows
+        self.sent_tables: dict[str, list[int]] = Bounded(SENT_TABLES)  # SAMP id -> rows
         self._versions: dict[int, str] = {}
         self._candidates: dict[tuple, LiveCandidates] = {}
         self._votes: dict[bool, tuple[int, dict]] = {}
         self._items: dict[bool, tuple] = {}
+        self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
         self._lock = threading.Lock()
+
+    def csrf(self, session: str | None) -> str:
+        """The CSRF token of a session (cookie value; None before login)."""
+        return hmac.new(self.secret, (session or "").encode(), "sha256").hexdigest()
+
+    def blind(self) -> frozenset[int]:
+        """The rows of the latest audit draw: no model output is sent for them."""
+        stamp = self.labels.serial("audit_sample")
+        if self._blind[0] != stamp:
+            self._blind = (stamp, frozenset(s["row"] for s in
+                                            self.labels.audit_samples.sample()))
+        return self._blind[1]
 
     def model_version(self, iteration: int | None) -> str | None:
         """"NNNN:<hash of model.pt>": which network was behind a queue or a prediction."""
@@ -113,7 +181,7 @@ class State:
     def items(self, audit: bool) -> tuple[int | None, list[dict]]:
         """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
         until a new batch or draw appears (their rows get new ids)."""
-        stamp = self.labels.last_id(audit_table if audit else queue_table)
+        stamp = self.labels.serial("audit_sample" if audit else "queue")
         cached = self._items.get(audit)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -162,6 +230,8 @@ class State:
 
 def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     config = config or AppConfig()
+    if not config.auth and config.allowed_hosts is None:
+        raise SpecscoutError("an app without authentication serves loopback only")
     state = State(project, config)
     if config.require_login and not state.labels.users.names():
         raise SpecscoutError("logins are required but there are no users: add one with "
@@ -180,6 +250,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     app.state.specscout = state
     if config.allowed_hosts:  # refuses DNS-rebinding pages that call themselves 127.0.0.1
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=config.allowed_hosts)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -194,16 +265,22 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     # --- who is asking ---------------------------------------------------------------------
 
     def annotator(request: Request) -> str:
+        if not config.auth:
+            return config.annotator
         auth = request.headers.get("authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-        if token:
-            name = state.labels.users.authenticate(token)
+        if auth.lower().startswith("bearer "):
+            name = state.labels.users.authenticate(auth[7:])
             if name is None:
-                raise HTTPException(401, "unknown or revoked token: log in again")
+                raise HTTPException(401, "unknown or revoked user token")
             return name
-        if config.require_login:
-            raise HTTPException(401, "log in first (a token from 'specscout user add')")
-        return config.annotator
+        session = request.cookies.get(COOKIE)
+        if session:
+            name = state.labels.users.session(session)
+            if name is None:
+                raise HTTPException(401, "the session has expired or ended: log in again")
+            return name
+        raise HTTPException(401, "log in first: open the link 'specscout serve' printed, or "
+                                 "log in with a user's token ('specscout user add')")
 
     def writer(request: Request, who: str = Depends(annotator)) -> str:
         """A state-changing request: from the app's own page, or with a bearer token."""
@@ -213,7 +290,8 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     def check_csrf(request: Request) -> None:
         sent = request.headers.get("x-csrf-token", "")
-        if not secrets.compare_digest(sent.encode(), state.csrf.encode()):
+        expected = state.csrf(request.cookies.get(COOKIE))
+        if not secrets.compare_digest(sent.encode(), expected.encode()):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page")
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host"):
@@ -221,9 +299,30 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     # --- the page --------------------------------------------------------------------------
 
+    def new_session(request: Request, response: Response, name: str) -> str:
+        """Open a session of ``name`` in a cookie; its CSRF token."""
+        session = state.labels.users.open_session(name, config.session_hours)
+        response.set_cookie(COOKIE, session, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https",
+                            max_age=max(1, int(config.session_hours * 3600)))
+        return state.csrf(session)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return (STATIC / "index.html").read_text()
+    def index(request: Request, token: str | None = None) -> Response:
+        if token is None:
+            return HTMLResponse((STATIC / "index.html").read_text())
+        with state._lock:  # the launch link opens one session, once
+            ok = state.launch_token is not None and secrets.compare_digest(
+                token.encode(), state.launch_token.encode())
+            if ok:
+                state.launch_token = None
+        if not ok:
+            return HTMLResponse("<p>This link was used already, or is not this server's: log "
+                                "in with a user's token, or restart 'specscout serve' for a "
+                                "new link.</p>", status_code=401)
+        response = RedirectResponse("/", status_code=303)  # the token leaves the address bar
+        new_session(request, response, config.annotator)
+        return response
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -234,8 +333,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         except HTTPException:
             who = None
         iteration, _ = state.pool.scores()
-        return {"annotator": who, "login_required": config.require_login,
-                "classes": state.classes, "csrf": state.csrf, "pool": len(state.pool),
+        return {"annotator": who, "login_required": config.auth,
+                "classes": state.classes, "csrf": state.csrf(request.cookies.get(COOKIE)),
+                "pool": len(state.pool),
                 "iteration": iteration, "lines": LINES, "samp": config.samp,
                 "project": state.project.path.name}
 
@@ -244,13 +344,14 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         check_csrf(request)
         if state.labels.users.authenticate(body.token) != body.name:
             raise HTTPException(401, "wrong name or token")
-        response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", max_age=30 * 86400)
-        return {"annotator": body.name}
+        return {"annotator": body.name, "csrf": new_session(request, response, body.name)}
 
     @app.post("/api/logout")
     def logout(request: Request, response: Response) -> dict:
         check_csrf(request)
+        session = request.cookies.get(COOKIE)
+        if session:
+            state.labels.users.end_session(session)  # the cookie is worthless from now on
         response.delete_cookie(COOKIE)
         return {"annotator": None}
 
@@ -263,7 +364,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         out = []
         for i in items:
             votes = latest.get(i["row"], {})
-            others = {a: v for a, v in votes.items() if a != who and v is not None}
+            # audit labels are blind to each other too
+            others = {} if audit else {a: v for a, v in votes.items()
+                                       if a != who and v is not None}
             out.append({**i, "label": votes.get(who), "others": others,
                         "done": any(v is not None for v in votes.values())})
         return out
@@ -301,16 +404,18 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                    if h["audit"] == audit and (not audit or h["annotator"] == who)]
         mine = [h for h in history if h["annotator"] == who]
         iteration, _ = state.pool.scores()
+        blind = audit or row in state.blind()
         return {
             "row": row,
-            "record": {k: record[k] for k in ("id", "obsid", "designation", "ra", "dec", "snr",
-                                              "window_snr", "survey_class", "survey_subclass",
-                                              "release", "instrument", "path")},
+            "record": {**{k: record[k] for k in ("id", "obsid", "designation", "ra", "dec",
+                                                 "snr", "window_snr", "survey_class",
+                                                 "survey_subclass", "release", "instrument")},
+                       "file": PurePath(record["path"]).name},  # the name, not the path
             "wavelength": np.round(state.pool.wavelength, 3).tolist(),
             "flux": [round(float(v), 5) for v in flux],
-            # Audit labels are given blind: no model output on that page.
-            "probabilities": None if audit else state.pool.probabilities(row),
-            "iteration": None if audit else iteration,
+            # Audit labels are given blind: no model output for an audit spectrum.
+            "probabilities": None if blind else state.pool.probabilities(row),
+            "iteration": None if blind else iteration,
             "history": [{"label": h["label"], "annotator": h["annotator"],
                          "time": h["time"].isoformat(), "iteration": h["iteration"],
                          "comment": h["comment"]} for h in history],
@@ -332,9 +437,13 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     @app.get("/api/spectrum/{row}/original")
     def original(row: int, who: str = Depends(annotator)) -> dict:
         try:
-            return state.pool.original(row)
+            data = state.pool.original(row)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
+        path = data.pop("path")
+        if "error" in data:
+            data["error"] = data["error"].replace(path, PurePath(path).name)
+        return {**data, "file": PurePath(path).name}
 
     # --- labels ----------------------------------------------------------------------------
 
@@ -389,7 +498,10 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                    who: str = Depends(annotator)) -> dict:
         iteration, live = state.candidates(threshold)
         page = live.page(agreed(state.votes(False)), limit)
-        return {"iteration": iteration, "threshold": threshold, **page}
+        blind = state.blind()
+        shown = [i for i in page["items"] if i["row"] not in blind]
+        return {"iteration": iteration, "threshold": threshold, **page, "items": shown,
+                "withheld": len(page["items"]) - len(shown)}  # audit spectra: blind
 
     @app.get("/api/search")
     def search(q: str = Query(..., min_length=1, max_length=200),

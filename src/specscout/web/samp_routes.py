@@ -97,7 +97,8 @@ def add_samp_routes(app: FastAPI, state, annotator, writer) -> None:
         if action == "queue":
             return [i["row"] for i in state.items(False)[1]]
         _, live = state.candidates(threshold)
-        return live.rows_now(agreed(state.votes(False))).tolist()
+        blind = state.blind()  # audit spectra: no model output leaves the app for them
+        return [r for r in live.rows_now(agreed(state.votes(False))).tolist() if r not in blind]
 
     def check_key(key: str) -> None:
         if not secrets.compare_digest(key.encode(), state.key.encode()):

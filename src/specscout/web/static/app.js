@@ -161,7 +161,7 @@ function renderSpectrum(s, context) {
     <div class="side">
       <section><h3>Metadata</h3><table>
         ${["id", "designation", "obsid", "ra", "dec", "snr", "window_snr", "survey_class",
-           "survey_subclass", "release", "instrument", "path"].map((k) =>
+           "survey_subclass", "release", "instrument", "file"].map((k) =>
           `<tr><th>${k}</th><td>${esc(typeof r[k] === "number" && !Number.isInteger(r[k]) ?
             fmt(r[k], k === "ra" || k === "dec" ? 6 : 1) : r[k])}</td></tr>`).join("")}
         <tr><th>row</th><td>${s.row}</td></tr></table></section>
@@ -385,7 +385,8 @@ async function candidatesPage(threshold = 0.5) {
     <div class="bar"><label>probability threshold
       <input id="threshold" type="number" min="0" max="1" step="0.05" value="${threshold}"></label>
       <span class="muted">${c.spectra} spectra of ${c.objects} objects; a human label
-      overrides the model</span>
+      overrides the model${c.withheld ? `; ${c.withheld} spectra of the audit sample not
+      shown (blind)` : ""}</span>
       ${S.session.samp ? `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
     ${rowsTable(c.items, [["row", "row"], ["id", "id"], ["designation", "designation"],
       ["class", "class"], ["probability", "p", 3], ["source", "source"],
@@ -547,7 +548,13 @@ async function pollSamp() {
 async function start() {
   S.session = await api("/api/session");
   $("#project").textContent = `· ${S.session.project} · ${S.session.pool} spectra`;
-  $("#who").textContent = S.session.annotator ? `labelling as ${S.session.annotator}` : "";
+  $("#who").innerHTML = S.session.annotator ? `labelling as ${esc(S.session.annotator)}` +
+    (S.session.login_required ? ` <a href="#" id="logout">log out</a>` : "") : "";
+  $("#logout")?.addEventListener("click", async (e) => {
+    e.preventDefault();
+    await api("/api/logout", {});
+    await start();
+  });
   if (!S.session.annotator) { loginPage(); return; }
   if (S.session.samp) {  // only what VO tools send from now on
     const r = await api("/api/samp/events?after=0");

@@ -1,0 +1,229 @@
+"""The app under attack: a scripted list of hostile requests, each refused with its reason and
+nothing stored; sessions that expire and end; the audit blind in the server; no server path
+sent; TLS."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import subprocess
+import sys
+import time
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+from test_candidates import make_project
+from test_web import BASE, client_for, enqueue
+
+from specscout.labels import label_store
+from specscout.web import AppConfig, create_app
+from specscout.web.app import COOKIE, MAX_BODY, Bounded
+
+from conftest import free_port, log_in
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = make_project(tmp_path, folder=f"{tmp_path}/archive/secret/")
+    enqueue(p)  # rows 5, 0, 2
+    return p
+
+
+def stored(project) -> int:
+    return len(label_store(project).history())
+
+
+def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
+    before = stored(project)
+    anon = TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                      base_url=BASE)
+    body = {"row": 0, "label": "other"}
+    refused = []
+
+    def refuse(response, status: int, reason: str, what: str) -> None:
+        assert response.status_code == status, (what, response.status_code, response.text)
+        assert reason in response.text, (what, response.text)
+        refused.append(what)
+
+    # no session, no token: nothing is read or written, on loopback too
+    for path in ("/api/queue", "/api/next", "/api/spectrum/0", "/api/spectrum/0/original",
+                 "/api/progress", "/api/candidates", "/api/search?q=spec-1"):
+        refuse(anon.get(path), 401, "log in first", f"GET {path} without a session")
+    csrf = anon.get("/api/session").json()["csrf"]  # handed to anyone, but worth nothing
+    refuse(anon.post("/api/labels", json=body, headers={"X-CSRF-Token": csrf}), 401,
+           "log in first", "a write without a session")
+    # a wrong or a revoked user token
+    refuse(anon.get("/api/queue", headers={"Authorization": "Bearer guess"}), 401,
+           "unknown or revoked", "a wrong token")
+    token = label_store(project).users.add("bea")
+    assert anon.get("/api/queue", headers={"Authorization": f"Bearer {token}"}).status_code \
+        == 200
+    label_store(project).users.remove("bea")
+    refuse(anon.post("/api/labels", json=body, headers={"Authorization": f"Bearer {token}"}),
+           401, "unknown or revoked", "a revoked token")
+    # a wrong launch link, and the right one used twice
+    refuse(anon.get("/?token=guess"), 401, "used already", "a wrong launch link")
+    launch = anon.app.state.specscout.launch_token
+    client = log_in(TestClient(anon.app, base_url=BASE))
+    refuse(anon.get(f"/?token={launch}"), 401, "used already", "a launch link used twice")
+    # with a session: cross-site, a forged Host, CSRF of no session
+    refuse(client.post("/api/labels", json=body, headers={"Origin": "http://evil.example"}),
+           403, "cross-site", "a cross-origin write")
+    refuse(client.post("/api/labels", json=body, headers={"X-CSRF-Token": csrf}), 403, "CSRF",
+           "the CSRF token of another session")
+    refuse(client.get("/api/queue", headers={"Host": "evil.example"}), 400, "Invalid host",
+           "a forged Host")
+    # paths that try to leave the app
+    for path in ("/static/../labels.db", "/static/%2e%2e/%2e%2e/specscout.toml",
+                 "/static/..%2f..%2fspecscout.toml", "/samp/guess/spectrum/0.fits",
+                 "/samp/%2e%2e/table/x.xml", "/api/spectrum/..%2f..%2fspecscout.toml"):
+        r = client.get(path)
+        assert r.status_code in (400, 404, 422) and "[labels]" not in r.text, path
+        refused.append(f"GET {path}")
+    # bodies: oversized (declared and streamed), malformed, for a row that does not exist
+    big = json.dumps({**body, "comment": "x" * (MAX_BODY + 1)})
+    refuse(client.post("/api/labels", content=big,
+                       headers={"Content-Type": "application/json"}), 413, "over",
+           "an oversized body")
+
+    def chunks():
+        for _ in range(MAX_BODY // 1024 + 2):
+            yield b" " * 1024
+
+    refuse(client.post("/api/labels", content=chunks(),  # chunked: no length declared
+                       headers={"Content-Type": "application/json"}), 413, "over",
+           "an oversized body, streamed")
+    refuse(client.post("/api/labels", content=b'{"row": 0, "label": ',
+                       headers={"Content-Type": "application/json"}), 422, "json",
+           "malformed JSON")
+    refuse(client.post("/api/labels", json={"row": 99, "label": "other"}), 404,
+           "no spectrum at row 99", "a label for a row that does not exist")
+    refuse(client.post("/api/labels", json={"row": 0, "label": "quasar"}), 422,
+           "unknown class", "a class the project does not have")
+    # replay after logout: the old cookie and CSRF token are worthless
+    cookie = client.cookies.get(COOKIE)
+    assert client.post("/api/logout", json={}).status_code == 200
+    replay = TestClient(anon.app, base_url=BASE, cookies={COOKIE: cookie},
+                        headers={"X-CSRF-Token": client.headers["X-CSRF-Token"]})
+    refuse(replay.post("/api/labels", json=body), 401, "expired or ended", "replay after logout")
+    assert stored(project) == before and len(refused) >= 25
+
+
+def test_sessions_expire(project):
+    client = client_for(project, session_hours=0.5 / 3600)  # half a second
+    assert client.post("/api/labels", json={"row": 0, "label": "other"}).status_code == 200
+    time.sleep(0.6)
+    r = client.post("/api/labels", json={"row": 1, "label": "other"})
+    assert r.status_code == 401 and "expired" in r.text
+    assert client.get("/api/session").json()["annotator"] is None  # the page offers a login
+
+
+def test_no_auth_is_loopback_only_and_open(project):
+    with pytest.raises(Exception, match="loopback only"):
+        create_app(project, AppConfig(auth=False, allowed_hosts=None, samp=False))
+    open_app = TestClient(create_app(project, AppConfig(annotator="ana", auth=False,
+                                                        samp=False)), base_url=BASE)
+    assert open_app.app.state.specscout.launch_token is None
+    csrf = open_app.get("/api/session").json()["csrf"]
+    assert open_app.post("/api/labels", json={"row": 0, "label": "other"},
+                         headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert label_store(project).history(0)[-1]["annotator"] == "ana"
+
+
+def test_the_audit_is_blind_in_the_server(project):
+    labels = label_store(project)
+    labels.audit_samples.add(1, [0, 6], ["spec-0", "spec-6"], ["candidate:em", "rest"], [4, 3])
+    client = client_for(project)
+    labels.add("spec-0", 0, "emission", "bea", audit=True)
+    # whichever page it is asked from, an audit spectrum comes without the model's output
+    for audit in (False, True):
+        s = client.get("/api/spectrum/0", params={"audit": audit}).json()
+        assert s["probabilities"] is None and s["iteration"] is None
+    assert client.get("/api/spectrum/1").json()["probabilities"] is not None
+    # nor with another annotator's audit label
+    q = client.get("/api/queue", params={"audit": True}).json()
+    assert q["items"][0]["row"] == 0 and q["items"][0]["others"] == {}
+    assert "emission" not in json.dumps(client.get("/api/next", params={"audit": True}).json()
+                                        ["spectrum"]["history"])
+    # nor listed among the candidates (which would say what the model thinks)
+    c = client.get("/api/candidates").json()
+    assert 0 not in [i["row"] for i in c["items"]] and c["withheld"] == 1
+    # a new draw: the old one's spectra are shown again
+    labels.audit_samples.add(1, [6], ["spec-6"], ["rest"], [3])
+    assert client.get("/api/spectrum/0").json()["probabilities"] is not None
+
+
+def test_a_queue_queried_again_is_served_anew(project):
+    """SQLite reuses the ids of a deleted batch: the app must still see the new one."""
+    client = client_for(project)
+    assert [i["row"] for i in client.get("/api/queue").json()["items"]] == [5, 0, 2]
+    label_store(project).queue.put(1, [3, 4, 6], ["spec-3", "spec-4", "spec-6"],
+                                   [0.7, 0.6, 0.5], "rare")
+    items = client.get("/api/queue").json()["items"]
+    assert [i["row"] for i in items] == [3, 4, 6]
+    client.post("/api/labels", json={"row": 6, "label": "other"})
+    assert label_store(project).history(6)[-1]["acquisition_score"] == pytest.approx(0.5)
+
+
+def test_no_server_path_is_sent(project, tmp_path):
+    client = client_for(project)
+    texts = [client.get(p).text for p in (
+        "/api/session", "/api/queue", "/api/next", "/api/spectrum/0",
+        "/api/spectrum/0/original", "/api/spectrum/0/epochs", "/api/candidates",
+        "/api/search?q=spec-0", "/api/progress")]
+    assert all(str(tmp_path) not in t for t in texts)
+    assert client.get("/api/spectrum/0").json()["record"]["file"] == "f0.fits"
+
+
+def test_caches_are_bounded():
+    sent = Bounded(3)
+    for k in range(10):
+        sent[f"t{k}"] = [k]
+    assert list(sent) == ["t7", "t8", "t9"]
+
+
+def test_labels_are_written_with_a_full_fsync(project):
+    label_store(project).add("spec-0", 0, "other", "ana")
+    engine = label_store(project).engine
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_served_over_tls(project, tmp_path):
+    """``specscout serve --certfile --keyfile``: HTTPS, the link's session in a Secure
+    cookie."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specscout.cli", "serve", str(project.path), "--port",
+         str(port), "--no-samp", "--certfile", str(tmp_path / "server.pem"), "--keyfile",
+         str(tmp_path / "server.pem")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        for line in proc.stdout:
+            if m := re.search(r"(https://127\.0\.0\.1:\d+/\?token=\S+)", line):
+                break
+        else:
+            raise AssertionError(f"no https link printed (exit {proc.wait()})")
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        with httpx.Client(verify=trusted, timeout=5) as client:
+            for _ in range(200):
+                try:
+                    r = client.get(m.group(1))
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+            client.cookies.set(COOKIE, r.cookies[COOKIE])
+            assert client.get(f"https://127.0.0.1:{port}/api/queue").status_code == 200
+        with pytest.raises(httpx.TransportError):  # plain HTTP is not spoken
+            httpx.get(f"http://127.0.0.1:{port}/api/session", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
