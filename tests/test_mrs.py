@@ -61,8 +61,10 @@ def test_other_epochs_of_an_object_in_the_app(mrs):
     pool = project.store()
     coadd = pool.find(id="med-58270-HIP95119KP01_sp12-076#coadd")["row"][0].as_py()
     star = pool.find(designation="LAMOST J192814.09+435531.0")["row"].to_pylist()
-    client = TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
-                        base_url="http://127.0.0.1")
+    from conftest import log_in
+
+    client = log_in(TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                               base_url="http://127.0.0.1"))
     epochs = client.get(f"/api/spectrum/{coadd}/epochs").json()["epochs"]
     # The same star on three nights: its other pooled coadds and exposures (the faint ones of
     # the first two nights are flagged, not pooled).
