@@ -1,0 +1,80 @@
+"""Who is asking: the app's dependencies for reading and for writing requests, and sessions.
+
+Every request carries a session (a cookie) or a user's token (``Authorization: Bearer``);
+``AppConfig.auth = False`` (loopback only) lets every request in as the local annotator. A
+write from the page carries the session's CSRF token in a header and, when the browser sends
+an Origin, comes from the app's own origin.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request, Response
+
+from specscout.web.state import State
+
+COOKIE = "specscout_session"
+
+
+def get_state(request: Request) -> State:
+    return request.app.state.specscout
+
+
+#: The app's state as an endpoint parameter: ``state: StateDep``.
+StateDep = Annotated[State, Depends(get_state)]
+
+
+def annotator(request: Request, state: StateDep) -> str:
+    """The name a request reads and writes as; 401 without a valid session or token."""
+    config = state.config
+    if not config.auth:
+        return config.annotator
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        name = state.labels.users.authenticate(auth[7:])
+        if name is None:
+            raise HTTPException(401, "unknown or revoked user token")
+        return name
+    session = request.cookies.get(COOKIE)
+    if session:
+        name = state.labels.users.session(session)
+        if name is None:
+            raise HTTPException(401, "the session has expired or ended: log in again")
+        return name
+    raise HTTPException(401, "log in first: open the link 'specscout serve' printed, or log "
+                             "in with a user's token ('specscout user add')")
+
+
+def check_csrf(request: Request, state: State) -> None:
+    sent = request.headers.get("x-csrf-token", "")
+    expected = state.csrf(request.cookies.get(COOKIE))
+    if not secrets.compare_digest(sent.encode(), expected.encode()):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, f"cross-site request from {origin} refused")
+
+
+def writer(request: Request, who: Annotated[str, Depends(annotator)], state: StateDep) -> str:
+    """A state-changing request: from the app's own page, or with a bearer token."""
+    if not request.headers.get("authorization", "").lower().startswith("bearer "):
+        check_csrf(request, state)
+    return who
+
+
+def new_session(request: Request, response: Response, state: State, name: str) -> str:
+    """Open a session of ``name`` in a cookie; returns its CSRF token."""
+    hours = state.config.session_hours
+    session = state.labels.users.open_session(name, hours)
+    response.set_cookie(COOKIE, session, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https",
+                        max_age=max(1, int(hours * 3600)))
+    return state.csrf(session)
+
+
+#: The dependencies as endpoint parameters: ``who: Who`` (reads), ``who: Writer`` (writes).
+Who = Annotated[str, Depends(annotator)]
+Writer = Annotated[str, Depends(writer)]

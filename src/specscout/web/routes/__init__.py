@@ -1,0 +1,1 @@
+"""The app's endpoints, one router per part of the page."""

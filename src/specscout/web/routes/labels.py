@@ -1,0 +1,106 @@
+"""The queue and the audit sample, the next spectrum to label, labels, progress."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from specscout.labels.store import agreed
+from specscout.web.deps import StateDep, Who, Writer
+from specscout.web.routes.spectra import spectrum_payload
+from specscout.web.state import State
+
+router = APIRouter()
+
+
+class LabelIn(BaseModel):
+    row: int = Field(ge=0, description="pool row of the spectrum")
+    label: str | None = Field(description="a class of the project, or null (unsure / undo)")
+    comment: str = Field("", max_length=2000)
+    audit: bool = False
+    spectrum: str | None = Field(None, description="the spectrum's id, checked against the row")
+
+
+def with_labels(state: State, items: list[dict], who: str, audit: bool) -> list[dict]:
+    """Each item with this annotator's label, the others' labels (none for the audit, which is
+    blind to them), and whether it is done (someone labelled it; "unsure" is not done)."""
+    latest = state.labels.latest([i["row"] for i in items], audit)
+    out = []
+    for i in items:
+        votes = latest.get(i["row"], {})
+        others = {} if audit else {a: v for a, v in votes.items() if a != who and v is not None}
+        out.append({**i, "label": votes.get(who), "others": others,
+                    "done": any(v is not None for v in votes.values())})
+    return out
+
+
+@router.get("/api/queue")
+def queue(who: Who, state: StateDep, audit: bool = False) -> dict:
+    iteration, items = state.items(audit)
+    items = with_labels(state, items, who, audit)
+    if audit:  # blind: no model output on the audit page
+        items = [{k: v for k, v in i.items() if k != "acquisition_score"} for i in items]
+    return {"audit": audit, "iteration": iteration, "items": items,
+            "done": sum(i["done"] for i in items)}
+
+
+@router.get("/api/next")
+def next_item(who: Who, state: StateDep, audit: bool = False,
+              after: int = -1) -> JSONResponse:
+    """The first spectrum after rank ``after`` (wrapping round) that no one has labelled (a
+    skipped one, marked unsure, comes round again), with everything the page shows."""
+    _, items = state.items(audit)
+    todo = [i for i in with_labels(state, items, who, audit) if not i["done"]]
+    if not todo:
+        return JSONResponse({"item": None, "remaining": 0})
+    item = next((i for i in todo if i["rank"] > after), todo[0])
+    # Plain JSON: the payload is made of JSON types already (the hot path of the page).
+    return JSONResponse({"item": item, "remaining": len(todo),
+                         "spectrum": spectrum_payload(state, item["row"], who, audit)})
+
+
+@router.post("/api/labels")
+def add_label(body: LabelIn, who: Writer, state: StateDep) -> dict:
+    if body.label is not None and body.label not in state.classes:
+        raise HTTPException(422, f"unknown class {body.label!r}: the project's classes are "
+                                 f"{state.classes}")
+    try:
+        record = state.pool.record(body.row)
+    except KeyError as exc:
+        raise HTTPException(404, str(exc.args[0])) from None
+    if body.spectrum is not None and body.spectrum != record["id"]:
+        raise HTTPException(409, f"row {body.row} holds {record['id']!r}, not "
+                                 f"{body.spectrum!r}: reload the page")
+    iteration, items = state.items(body.audit)
+    score = next((i.get("acquisition_score") for i in items if i["row"] == body.row), None)
+    number = iteration if iteration is not None else state.pool.scores()[0]
+    label_id = state.labels.add(
+        record["id"], body.row, body.label, who, iteration=number,
+        model_version=None if body.audit else state.model_version(number),
+        acquisition_score=score, comment=body.comment, audit=body.audit)
+    return {"id": label_id, "row": body.row, "spectrum": record["id"], "label": body.label,
+            "annotator": who, "audit": body.audit}
+
+
+@router.get("/api/progress")
+def progress(who: Who, state: StateDep) -> dict:
+    tallies = state.labels.tallies()
+    per_class = {c: {"training": 0, "audit": 0} for c in state.classes}
+    votes = {audit: state.votes(audit) for audit in (False, True)}
+    for audit, by_row in votes.items():
+        for label in agreed(by_row).values():
+            per_class[label]["audit" if audit else "training"] += 1
+    disagreements = {row: v for row, v in votes[False].items()
+                     if len({x for x in v.values() if x}) > 1}
+    out = {"classes": per_class, "annotators": tallies["annotators"],
+           "iterations": tallies["iterations"], "disagreements": len(disagreements),
+           "labels": tallies["labels"],
+           "disagreeing": [{"row": r, "labels": v}
+                           for r, v in sorted(disagreements.items())[:200]]}
+    for audit, name in ((False, "queue"), (True, "audit")):
+        iteration, items = state.items(audit)
+        items = with_labels(state, items, who, audit)
+        out[name] = {"iteration": iteration, "size": len(items),
+                     "done": sum(i["done"] for i in items)}
+    return out

@@ -1,0 +1,152 @@
+"""The app's server-side SAMP link: tables of the queue and the candidates, spectra and
+positions sent to the VO tools of the desktop the server runs on, and what those tools send
+back (a row highlighted, a sky position pointed at) turned into events for the page.
+
+The URLs handed to the tools carry the app's secret key (``State.key``), not a user's token.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+
+import numpy as np
+from astropy import units as u
+from astropy.table import Table
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE
+from specscout.errors import SpecscoutError
+from specscout.labels.store import agreed
+from specscout.web.deps import StateDep, Who, Writer
+from specscout.web.pool import DEFAULT_RADIUS_ARCSEC
+from specscout.web.state import State
+
+router = APIRouter()
+
+
+class SampIn(BaseModel):
+    action: str = Field(pattern="^(queue|candidates|spectrum|point)$")
+    row: int | None = Field(None, ge=0)
+    threshold: float = Field(0.5, ge=0, le=1)
+
+
+def page_event(state: State, mtype: str, params: dict) -> dict | None:
+    """An event for the page from a SAMP message: the spectrum to show."""
+    if mtype == HIGHLIGHT:
+        rows = state.sent_tables.get(str(params.get("table-id", ""))) or \
+            state.sent_tables.get(str(params.get("url", "")))
+        try:
+            index = int(params.get("row", -1))
+        except (TypeError, ValueError):
+            return None
+        if rows is None or not 0 <= index < len(rows):
+            return None
+        return {"row": rows[index]}
+    if mtype == POINT:
+        try:
+            ra, dec = float(params["ra"]), float(params["dec"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        found = state.pool.cone(ra, dec, DEFAULT_RADIUS_ARCSEC)
+        return {"row": found[0][0] if found else None, "ra": ra, "dec": dec,
+                "separation": round(found[0][1], 3) if found else None}
+    return None
+
+
+def samp_url(state: State, request: Request, path: str) -> str:
+    return str(request.base_url).rstrip("/") + f"/samp/{state.key}/{path}"
+
+@router.post("/api/samp")
+def samp_send(body: SampIn, request: Request, who: Writer, state: StateDep) -> dict:
+    if state.samp is None:
+        raise HTTPException(409, "SAMP is off (specscout serve --no-samp)")
+    if body.action in ("spectrum", "point"):
+        if body.row is None:
+            raise HTTPException(422, f"{body.action} needs a row")
+        try:
+            record = state.pool.record(body.row)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+    try:
+        if body.action in ("queue", "candidates"):
+            table_id = f"specscout-{body.action}-{secrets.token_hex(4)}"
+            rows = table_rows(state, body.action, body.threshold)
+            state.sent_tables[table_id] = rows
+            url = samp_url(state, request, f"table/{table_id}.xml")
+            state.sent_tables[url] = rows
+            sent = state.samp.send(TABLE, {"url": url, "table-id": table_id,
+                                           "name": f"specscout {body.action}"})
+        elif body.action == "spectrum":
+            sent = state.samp.send(SPECTRUM, {
+                "url": samp_url(state, request, f"spectrum/{body.row}.fits"),
+                "spectrum-id": record["id"], "name": record["id"],
+                "meta": {"Access.Format": "application/fits",
+                         "Target.Name": record["designation"] or record["id"]}})
+        else:
+            if record["ra"] is None or record["dec"] is None:
+                raise HTTPException(422, f"row {body.row} has no position")
+            sent = state.samp.send(POINT, {"ra": str(record["ra"]),
+                                           "dec": str(record["dec"])})
+    except SpecscoutError as exc:
+        raise HTTPException(503, str(exc)) from None
+    return {"sent": sent}
+
+def table_rows(state: State, action: str, threshold: float) -> list[int]:
+    if action == "queue":
+        return [i["row"] for i in state.items(False)[1]]
+    _, live = state.candidates(threshold)
+    blind = state.blind()  # audit spectra: no model output leaves the app for them
+    return [r for r in live.rows_now(agreed(state.votes(False))).tolist() if r not in blind]
+
+def check_key(state: State, key: str) -> None:
+    if not secrets.compare_digest(key.encode(), state.key.encode()):
+        raise HTTPException(404, "not found")
+
+@router.get("/samp/{key}/table/{table_id}.xml", include_in_schema=False)
+def samp_table(key: str, table_id: str, state: StateDep) -> Response:
+    check_key(state, key)
+    rows = state.sent_tables.get(table_id)
+    if rows is None:
+        raise HTTPException(404, f"no table {table_id!r}")
+    return Response(votable(state, rows), media_type="application/x-votable+xml")
+
+def votable(state: State, rows: list[int]) -> bytes:
+    _, probs = state.pool.scores()
+    records = [state.pool.record(r) for r in rows]
+    table = Table({"row": np.array(rows, dtype=np.int64),
+                   **{k: [rec[k] or "" for rec in records] for k in ("id", "designation")},
+                   **{k: np.array([np.nan if rec[k] is None else rec[k] for rec in records],
+                                  dtype=float) for k in ("ra", "dec")}})
+    table["ra"].unit = table["dec"].unit = u.deg
+    table["ra"].meta["ucd"] = "pos.eq.ra;meta.main"
+    table["dec"].meta["ucd"] = "pos.eq.dec;meta.main"
+    if probs is not None:
+        p = np.asarray(probs[np.array(rows, dtype=np.int64)], dtype=np.float32)
+        for i, c in enumerate(state.classes):
+            table[f"p_{c}"] = p[:, i] if len(rows) else np.empty(0, np.float32)
+    buf = io.BytesIO()
+    table.write(buf, format="votable")
+    return buf.getvalue()
+
+@router.get("/samp/{key}/spectrum/{row}.fits", include_in_schema=False)
+def samp_spectrum(key: str, row: int, state: StateDep) -> Response:
+    check_key(state, key)
+    try:
+        data = state.pool.original(row)
+    except KeyError as exc:
+        raise HTTPException(404, str(exc.args[0])) from None
+    if "error" in data:  # the file is gone: send the preprocessed window
+        data = {"wavelength": state.pool.wavelength, "flux": state.pool.flux(row)}
+    table = Table({"WAVELENGTH": np.asarray(data["wavelength"], float) * u.AA,
+                   "FLUX": np.asarray(data["flux"], float)})
+    buf = io.BytesIO()
+    table.write(buf, format="fits")
+    return Response(buf.getvalue(), media_type="application/fits")
+
+@router.get("/api/samp/events")
+def samp_events(who: Who, state: StateDep, after: int = 0) -> dict:
+    if state.samp is None:
+        return {"events": []}
+    return {"events": state.samp.since(after)}

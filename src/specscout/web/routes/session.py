@@ -1,0 +1,65 @@
+"""The page itself, the one-time launch link, the session, login and logout."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from specscout.web.deps import COOKIE, StateDep, annotator, check_csrf, new_session
+from specscout.web.pool import LINES
+
+STATIC = resources.files("specscout.web") / "static"
+
+router = APIRouter()
+
+
+class LoginIn(BaseModel):
+    name: str = Field(max_length=64)
+    token: str = Field(max_length=200)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index(request: Request, state: StateDep, token: str | None = None) -> Response:
+    if token is None:
+        return HTMLResponse((STATIC / "index.html").read_text())
+    if not state.use_launch_token(token):
+        return HTMLResponse("<p>This link was used already, or is not this server's: log in "
+                            "with a user's token, or restart 'specscout serve' for a new "
+                            "link.</p>", status_code=401)
+    response = RedirectResponse("/", status_code=303)  # the token leaves the address bar
+    new_session(request, response, state, state.config.annotator)
+    return response
+
+
+@router.get("/api/session")
+def session(request: Request, state: StateDep) -> dict:
+    try:
+        who = annotator(request, state)
+    except HTTPException:
+        who = None
+    iteration, _ = state.pool.scores()
+    return {"annotator": who, "login_required": state.config.auth,
+            "classes": state.classes, "csrf": state.csrf(request.cookies.get(COOKIE)),
+            "pool": len(state.pool), "iteration": iteration, "lines": LINES,
+            "samp": state.config.samp, "project": state.project.path.name}
+
+
+@router.post("/api/login")
+def login(body: LoginIn, request: Request, response: Response, state: StateDep) -> dict:
+    check_csrf(request, state)
+    if state.labels.users.authenticate(body.token) != body.name:
+        raise HTTPException(401, "wrong name or token")
+    return {"annotator": body.name, "csrf": new_session(request, response, state, body.name)}
+
+
+@router.post("/api/logout")
+def logout(request: Request, response: Response, state: StateDep) -> dict:
+    check_csrf(request, state)
+    session = request.cookies.get(COOKIE)
+    if session:
+        state.labels.users.end_session(session)  # the cookie is worthless from now on
+    response.delete_cookie(COOKIE)
+    return {"annotator": None}

@@ -1,0 +1,166 @@
+"""What the app's endpoints share: its configuration, and the state over a project (the
+label store, the pool, the latest queue batch and audit draw, caches kept up to date)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException
+
+from specscout.archive.project import Project
+from specscout.catalogue.live import LiveCandidates
+from specscout.catalogue.samp import SampLink
+from specscout.labels import LabelStore, label_store
+from specscout.labels.store import agreed
+from specscout.learn.iterations import iteration_path
+from specscout.web.pool import PoolView
+
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+#: Labels changed since the candidate list was built, beyond which it is built again.
+REBUILD_AFTER = 2000
+#: Tables sent to SAMP tools that the app keeps serving, the latest first.
+SENT_TABLES = 64
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class AppConfig:
+    annotator: str = "local"  # who labels through the launch link (or everyone, without auth)
+    require_login: bool = False  # no launch link: only users' logins
+    allowed_hosts: list[str] | None = field(default_factory=lambda: list(LOOPBACK_HOSTS))
+    samp: bool = True
+    catalogues: tuple[str, ...] = ()  # reference catalogues the candidates are matched with
+    auth: bool = True  # False: open to every local user (loopback only)
+    session_hours: float = 12.0
+    launch_token: str | None = None  # of the one-time link; made at random when None
+
+
+class Bounded(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class State:
+    """Everything the endpoints share."""
+
+    def __init__(self, project: Project, config: AppConfig) -> None:
+        self.project = project
+        self.config = config
+        self.classes = list(project.config.classes)
+        self.labels: LabelStore = label_store(project)
+        self.pool = PoolView(project)
+        self.secret = secrets.token_bytes(32)  # CSRF tokens are HMACs of sessions under it
+        self.launch_token = (config.launch_token or secrets.token_urlsafe(24)) if (
+            config.auth and not config.require_login) else None
+        self.key = secrets.token_urlsafe(24)  # in the URLs handed to SAMP tools
+        self.samp: SampLink | None = None  # the server's SAMP link, made by the app
+        self.sent_tables: dict[str, list[int]] = Bounded(SENT_TABLES)  # SAMP id -> rows
+        self._versions: dict[int, str] = Bounded(64)
+        self._candidates: dict[tuple, LiveCandidates] = {}
+        self._votes: dict[bool, tuple[int, dict]] = {}
+        self._items: dict[bool, tuple] = {}
+        self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
+        self._lock = threading.Lock()
+
+    def use_launch_token(self, token: str) -> bool:
+        """Whether ``token`` is the one-time link's, which then works no more."""
+        with self._lock:
+            ok = self.launch_token is not None and secrets.compare_digest(
+                token.encode(), self.launch_token.encode())
+            if ok:
+                self.launch_token = None
+            return ok
+
+    def csrf(self, session: str | None) -> str:
+        """The CSRF token of a session (cookie value; None before login)."""
+        return hmac.new(self.secret, (session or "").encode(), "sha256").hexdigest()
+
+    def blind(self) -> frozenset[int]:
+        """The rows of the latest audit draw: no model output is sent for them."""
+        stamp = self.labels.serial("audit_sample")
+        if self._blind[0] != stamp:
+            self._blind = (stamp, frozenset(s["row"] for s in
+                                            self.labels.audit_samples.sample()))
+        return self._blind[1]
+
+    def model_version(self, iteration: int | None) -> str | None:
+        """"NNNN:<hash of model.pt>": which network was behind a queue or a prediction."""
+        if iteration is None:
+            return None
+        if iteration not in self._versions:
+            path = iteration_path(self.project, iteration) / "model.pt"
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else ""
+            self._versions[iteration] = f"{iteration:04d}:{digest}"
+        return self._versions[iteration]
+
+    def items(self, audit: bool) -> tuple[int | None, list[dict]]:
+        """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
+        until a new batch or draw appears (their rows get new ids)."""
+        stamp = self.labels.serial("audit_sample" if audit else "queue")
+        cached = self._items.get(audit)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        if audit:
+            sample = self.labels.audit_samples.sample()
+            found = (sample[0]["iteration"] if sample else None,
+                     [{"rank": i, "row": s["row"], "id": s["spectrum"]}
+                      for i, s in enumerate(sample)])
+        else:
+            queue = self.labels.queue.batch()
+            found = (queue[0]["iteration"] if queue else None,
+                     [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
+                       "acquisition_score": q["acquisition_score"]} for q in queue])
+        self._items[audit] = (stamp, found)
+        return found
+
+    def votes(self, audit: bool) -> dict[int, dict[str, str | None]]:
+        """{row: {annotator: latest label}}, kept and caught up with the labels appended
+        since the last call."""
+        with self._lock:
+            last, votes = self._votes.get(audit, (0, {}))
+            for label_id, row, who, label in self.labels.since(last, audit):
+                votes.setdefault(row, {})[who] = label
+                last = label_id
+            self._votes[audit] = (last, votes)
+            return votes
+
+    def candidates(self, threshold: float) -> tuple[int, LiveCandidates]:
+        """(iteration, the candidate list) of the latest scored iteration at ``threshold``,
+        brought up to date with the labels."""
+        iteration, probs = self.pool.scores()
+        if iteration is None:
+            raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
+        current = agreed(self.votes(False))
+        key = (iteration, threshold, len(self.pool))
+        with self._lock:
+            live = self._candidates.get(key)
+            # Rebuilt when labels have changed too much since (each page costs the change).
+            if live is None or len(live.changed(current)) > REBUILD_AFTER:
+                live = LiveCandidates(
+                    self.pool.pool, probs, current, names=self.classes, threshold=threshold,
+                    targets=range(1, len(self.classes)), references=self.config.catalogues)
+                self._candidates = {key: live}
+            return iteration, live
