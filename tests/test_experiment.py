@@ -90,6 +90,8 @@ def test_the_loop_on_a_synthetic_pool(tmp_path):
         run_ = Project(tmp_path / "runs" / f"{strategy}-seed0")
         assert iteration_numbers(run_) == [1, 2, 3, 4]
         assert sorted(label_store(run_).current()) == sorted(asked)
+        history = label_store(run_).history()
+        assert all(h["spectrum"] == f"s{h['row']}" for h in history)  # each on its spectrum
         examples = pq.read_table(iteration_path(run_, 4) / "training.parquet").to_pydict()
         pool_rows = [r for r, o in zip(examples["row"], examples["origin"], strict=True)
                      if o == "human"]

@@ -124,11 +124,12 @@ def _label(run: Project, rows: np.ndarray, y: np.ndarray, number: int | None = N
            scores: list[float] | None = None) -> None:
     """The oracle labels pool ``rows`` with their true classes, through the label store."""
     classes = run.config.classes
-    ids = run.store("pool").records(rows, columns=["id"])["id"].to_pylist()
+    found = run.store("pool").records(rows, columns=["id"]).to_pydict()  # sorted by row
+    id_of = dict(zip(found["row"], found["id"], strict=True))
     label_store(run).add_many(
-        {"spectrum": i, "row": int(r), "label": classes[y[r]], "annotator": ORACLE,
+        {"spectrum": id_of[int(r)], "row": int(r), "label": classes[y[r]], "annotator": ORACLE,
          "iteration": number, "acquisition_score": None if scores is None else scores[k]}
-        for k, (i, r) in enumerate(zip(ids, rows, strict=True)))
+        for k, r in enumerate(rows))
 
 
 def run(project: Project, y: np.ndarray, config: ExperimentConfig, workdir: str | Path,
