@@ -1,4 +1,4 @@
-"""The labelling web app: serve."""
+"""The labelling web app: serve, and the map of the pool it shows."""
 
 from __future__ import annotations
 
@@ -38,4 +38,20 @@ def serve(project, host, port, annotator, require_login, no_auth, certfile, keyf
     return 0
 
 
-COMMANDS = [serve]
+@click.command("map")
+@project_argument
+@click.option("--iteration", type=int, default=None, help="default: the latest scored")
+@click.option("--points", type=int, default=100_000, show_default=True,
+              help="at most: every labelled spectrum and candidate, and a sample of the pool")
+@click.option("--seed", type=int, default=0)
+def pool_map(project, iteration, points, seed) -> int:
+    """The 2-D map of the pool in the network's features (UMAP), for the app's Map page."""
+    from specscout.learn.map import compute_map
+
+    info = compute_map(open_project(project, shared=True), iteration, points, seed=seed)
+    print(f"map of iteration {info['iteration']}: {info['points']} spectra in "
+          f"{info['seconds']:.0f} s (the app's Map page shows it)")
+    return 0
+
+
+COMMANDS = [serve, pool_map]

@@ -8,6 +8,9 @@ import sqlalchemy as sa
 
 from specscout.labels.schema import bump, group, queue_table
 
+#: The strategy of spectra added to a batch by hand (they have no acquisition score).
+SELECTION = "selection"
+
 
 class Queue:
     def __init__(self, engine: sa.Engine) -> None:
@@ -26,6 +29,25 @@ class Queue:
                 conn.execute(queue_table.insert(), values)
             bump(conn, "queue")
         return len(values)
+
+    def extend(self, iteration: int, rows: Sequence[int], spectra: Sequence[str],
+               strategy: str = SELECTION) -> int:
+        """Add ``rows`` (chosen by hand, e.g. on the map) after the end of the batch of
+        ``iteration``, leaving out those already in it; returns how many were added."""
+        with self.engine.begin() as conn:
+            have = {r: k for r, k in conn.execute(
+                sa.select(queue_table.c.row, queue_table.c.rank)
+                .where(queue_table.c.iteration == iteration))}
+            first = max(have.values(), default=-1) + 1
+            new = [(int(r), s) for r, s in dict(zip(rows, spectra, strict=True)).items()
+                   if int(r) not in have]
+            if new:
+                conn.execute(queue_table.insert(), [
+                    {"iteration": iteration, "rank": first + i, "row": r, "spectrum": s,
+                     "strategy": strategy, "acquisition_score": 0.0}
+                    for i, (r, s) in enumerate(new)])
+            bump(conn, "queue")
+        return len(new)
 
     def batch(self, iteration: int | None = None) -> list[dict]:
         """The query batch of ``iteration`` (default: the latest), by rank."""

@@ -30,7 +30,7 @@ from specscout.archive.project import Project
 from specscout.catalogue.samp import SampLink
 from specscout.errors import SpecscoutError
 from specscout.web.deps import COOKIE
-from specscout.web.routes import candidates, labels, samp, session, spectra
+from specscout.web.routes import candidates, labels, pool_map, samp, session, spectra
 from specscout.web.routes.session import STATIC
 from specscout.web.state import LOOPBACK_HOSTS, AppConfig, Bounded, State, is_loopback
 
@@ -104,7 +104,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
-    for module in (session, labels, spectra, candidates, samp):
+    for module in (session, labels, spectra, candidates, pool_map, samp):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 

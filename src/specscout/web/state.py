@@ -11,12 +11,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
 from fastapi import HTTPException
 
 from specscout.archive.project import Project
 from specscout.catalogue.live import LiveCandidates
 from specscout.catalogue.samp import SampLink
 from specscout.labels import LabelStore, label_store
+from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
 from specscout.web.pool import PoolView
@@ -83,6 +85,8 @@ class State:
         self._votes: dict[bool, tuple[int, dict]] = {}
         self._items: dict[bool, tuple] = {}
         self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
+        self._map: tuple | None = None
+        self._neighbours: tuple | None = None
         self._lock = threading.Lock()
 
     def use_launch_token(self, token: str) -> bool:
@@ -132,7 +136,8 @@ class State:
             queue = self.labels.queue.batch()
             found = (queue[0]["iteration"] if queue else None,
                      [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
-                       "acquisition_score": q["acquisition_score"]} for q in queue])
+                       "acquisition_score": None if q["strategy"] == SELECTION
+                       else q["acquisition_score"]} for q in queue])
         self._items[audit] = (stamp, found)
         return found
 
@@ -164,3 +169,36 @@ class State:
                     targets=range(1, len(self.classes)), references=self.config.catalogues)
                 self._candidates = {key: live}
             return iteration, live
+
+    def map(self) -> dict | None:
+        """The kept map of the latest scored iteration (``specscout map``), or None."""
+        from specscout.learn.map import MAP_FILE, load_map
+
+        iteration, _ = self.pool.scores()
+        if iteration is None:
+            return None
+        path = iteration_path(self.project, iteration) / MAP_FILE
+        stamp = (iteration, path.stat().st_mtime_ns if path.exists() else None)
+        if self._map is None or self._map[0] != stamp:
+            self._map = (stamp, load_map(self.project, iteration))
+        return self._map[1]
+
+    def neighbours(self):
+        """The labelled pool spectra in the latest scored iteration's features
+        (:class:`specscout.learn.map.Neighbours`), caught up with the labels; None before an
+        iteration."""
+        from specscout.learn.iterate import members_of
+        from specscout.learn.map import Neighbours
+
+        iteration, _ = self.pool.scores()
+        if iteration is None:
+            return None
+        labelled = np.array(sorted(agreed(self.votes(False))), np.int64)
+        with self._lock:
+            if self._neighbours is None or self._neighbours[0] != iteration:
+                fitted = members_of(iteration_path(self.project, iteration))[0]
+                self._neighbours = (iteration, Neighbours(
+                    fitted, lambda rows: self.pool.pool.flux(rows)))
+            found = self._neighbours[1]
+            found.add(labelled)  # embeds only the rows labelled since the last call
+        return found

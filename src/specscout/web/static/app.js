@@ -157,7 +157,7 @@ function renderSpectrum(s, context) {
     ${keyHelp()}
     <div id="state" class="bar"></div>
     <div class="plots"><div id="plot-window"></div><div id="plot-full" class="muted">
-      Loading the original file…</div><div id="epochs"></div></div>
+      Loading the original file…</div><div id="epochs"></div><div id="neighbours"></div></div>
     <div class="side">
       <section><h3>Metadata</h3><table>
         ${["id", "designation", "obsid", "ra", "dec", "snr", "window_snr", "survey_class",
@@ -188,6 +188,198 @@ function renderSpectrum(s, context) {
     if (S.current !== s || !e.epochs.length) return;
     showEpochs(s, e.epochs);
   }).catch(() => {});
+  if (!S.audit) {
+    api(`/api/spectrum/${s.row}/neighbours`).then((n) => {
+      if (S.current === s && n.neighbours.length) showNeighbours(n.neighbours);
+    }).catch(() => {});
+  }
+}
+
+// A spectrum drawn small on a canvas (the map's hover, the neighbours).
+function thumbnail(canvas, flux, color = "#1f6feb") {
+  const c = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height;
+  const lo = Math.min(...flux), hi = Math.max(...flux);
+  c.clearRect(0, 0, w, h);
+  c.strokeStyle = color;
+  c.lineWidth = 1.2;
+  c.beginPath();
+  flux.forEach((v, i) => {
+    const x = (i / (flux.length - 1)) * (w - 4) + 2;
+    const y = h - 2 - ((v - lo) / (hi - lo || 1)) * (h - 4);
+    if (i) c.lineTo(x, y); else c.moveTo(x, y);
+  });
+  c.stroke();
+}
+
+// The labelled spectra the network puts nearest to this one.
+function showNeighbours(near) {
+  const el = $("#neighbours");
+  el.innerHTML = `<h3>Nearest labelled spectra (the network's features)</h3>
+    <div class="thumbs">${near.map((n) => `<a class="thumb" href="#/spectrum/${n.row}"
+      title="${esc(n.id)}"><canvas width="160" height="60"></canvas>
+      <span class="label-chip">${esc(n.label)}</span> <span class="muted">row ${n.row},
+      d ${fmt(n.distance, 2)}</span></a>`).join("")}</div>`;
+  el.querySelectorAll("canvas").forEach((c, i) => thumbnail(c, near[i].flux));
+}
+
+// --- the map of the pool ------------------------------------------------------------------
+
+const PALETTE = ["#8c959f", "#d1242f", "#1f6feb", "#8250df", "#bf8700", "#1a7f37"];
+
+async function mapPage(colour = "label") {
+  S.mode = "list"; S.audit = false;
+  let m;
+  try { m = await api("/api/map"); } catch (e) {
+    if (e.status === 401) throw e;
+    $("#view").innerHTML = `<h2>Map</h2><p class="muted">${esc(e.message)}</p>`;
+    return;
+  }
+  S.map = { m, colour, selected: new Set() };
+  $("#view").innerHTML = `<h2>Map of the pool (iteration ${esc(m.iteration)}, ${m.points}
+    spectra)</h2>
+    <div class="bar"><label>colour by <select id="map-colour">
+      ${["label", "predicted", "uncertainty"].map((c) =>
+        `<option${c === colour ? " selected" : ""}>${c}</option>`).join("")}</select></label>
+      <span class="muted">hover: the spectrum; click: open it; drag: lasso a selection</span>
+      <button id="map-send" disabled>Send the selection to the queue</button>
+      <span id="map-selected" class="muted"></span></div>
+    <div class="map-wrap"><canvas id="map" width="1000" height="640"></canvas>
+      <div id="map-tip" hidden><canvas width="180" height="64"></canvas><div></div></div></div>
+    <div class="legend">${colour === "uncertainty" ? "low → high entropy" : [
+      ...(colour === "label" ? [["none", "#d0d7de"]] : []),
+      ...m.classes.map((c, i) => [c, PALETTE[i % PALETTE.length]])].map(([c, col]) =>
+      `<span><i style="background:${col}"></i>${esc(c)}</span>`).join("")}</div>`;
+  $("#map-colour").addEventListener("change", (e) => mapPage(e.target.value));
+  $("#map-send").addEventListener("click", sendSelection);
+  drawMap();
+  mapEvents($("#map"));
+}
+
+function mapScale() {
+  const { m } = S.map, c = $("#map");
+  const pad = 12;
+  if (!S.map.bounds) {  // a loop: spreading 100,000 arguments overflows the stack
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (let i = 0; i < m.x.length; i++) {
+      x0 = Math.min(x0, m.x[i]); x1 = Math.max(x1, m.x[i]);
+      y0 = Math.min(y0, m.y[i]); y1 = Math.max(y1, m.y[i]);
+    }
+    S.map.bounds = [x0, x1, y0, y1];
+  }
+  const [x0, x1, y0, y1] = S.map.bounds;
+  const sx = (c.width - 2 * pad) / (x1 - x0 || 1), sy = (c.height - 2 * pad) / (y1 - y0 || 1);
+  return { px: (i) => pad + (m.x[i] - x0) * sx, py: (i) => c.height - pad - (m.y[i] - y0) * sy };
+}
+
+function pointColour(i) {
+  const { m, colour } = S.map;
+  if (colour === "predicted") return PALETTE[m.predicted[i] % PALETTE.length];
+  if (colour === "uncertainty") {
+    const t = Math.min(1, m.entropy[i] / Math.log(m.classes.length));
+    return `hsl(${240 - 240 * t} 80% 45%)`;
+  }
+  return m.label[i] < 0 ? "#d0d7de" : PALETTE[m.label[i] % PALETTE.length];
+}
+
+function drawMap() {
+  const { m, selected } = S.map, c = $("#map"), g = c.getContext("2d");
+  const { px, py } = mapScale();
+  S.map.grid = new Map();  // 8-pixel cells -> points, for hovering
+  g.clearRect(0, 0, c.width, c.height);
+  const order = [...m.x.keys()].sort((a, b) => (m.label[a] >= 0) - (m.label[b] >= 0));
+  for (const i of order) {  // labelled points last, on top
+    const x = px(i), y = py(i);
+    g.fillStyle = pointColour(i);
+    const r = m.label[i] >= 0 || m.kind[i] === 2 ? 3 : 2;
+    g.fillRect(x - r / 2, y - r / 2, r, r);
+    const key = `${Math.floor(x / 8)},${Math.floor(y / 8)}`;
+    if (!S.map.grid.has(key)) S.map.grid.set(key, []);
+    S.map.grid.get(key).push(i);
+  }
+  g.strokeStyle = "#000";
+  for (const i of selected) g.strokeRect(px(i) - 2.5, py(i) - 2.5, 5, 5);
+  $("#map-selected").textContent = selected.size ? `${selected.size} selected` : "";
+  $("#map-send").disabled = !selected.size;
+}
+
+function nearestPoint(x, y) {
+  const { px, py } = mapScale();
+  let best = null, bestD = 36;
+  for (let gx = Math.floor(x / 8) - 1; gx <= Math.floor(x / 8) + 1; gx++) {
+    for (let gy = Math.floor(y / 8) - 1; gy <= Math.floor(y / 8) + 1; gy++) {
+      for (const i of S.map.grid.get(`${gx},${gy}`) || []) {
+        const d = (px(i) - x) ** 2 + (py(i) - y) ** 2;
+        if (d < bestD) { best = i; bestD = d; }
+      }
+    }
+  }
+  return best;
+}
+
+function inside(poly, x, y) {  // ray casting
+  let hit = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i], [xj, yj] = poly[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) hit = !hit;
+  }
+  return hit;
+}
+
+function mapEvents(c) {
+  const tip = $("#map-tip");
+  const pos = (e) => { const r = c.getBoundingClientRect();
+    return [(e.clientX - r.left) * (c.width / r.width), (e.clientY - r.top) * (c.height / r.height)]; };
+  let lasso = null, hoverTimer = null;
+  c.addEventListener("mousedown", (e) => { lasso = [pos(e)]; });
+  c.addEventListener("mousemove", (e) => {
+    const [x, y] = pos(e);
+    if (lasso) {
+      lasso.push([x, y]);
+      const g = c.getContext("2d");
+      g.strokeStyle = "#57606a";
+      const [a, b] = lasso[lasso.length - 2];
+      g.beginPath(); g.moveTo(a, b); g.lineTo(x, y); g.stroke();
+      return;
+    }
+    const i = nearestPoint(x, y);
+    clearTimeout(hoverTimer);
+    if (i === null) { tip.hidden = true; return; }
+    const { m } = S.map, row = m.row[i];
+    tip.style.left = `${e.offsetX + 14}px`;
+    tip.style.top = `${e.offsetY + 14}px`;
+    tip.dataset.row = row;
+    hoverTimer = setTimeout(async () => {
+      const sp = await api(`/api/spectrum/${row}`);
+      if (tip.dataset.row !== String(row)) return;
+      thumbnail($("canvas", tip), sp.flux, pointColour(i));
+      $("div", tip).textContent = `row ${row} · ${sp.record.id} · ${
+        m.label[i] >= 0 ? m.classes[m.label[i]] : "unlabelled"} · model: ${m.classes[m.predicted[i]]}`;
+      tip.hidden = false;
+    }, 80);
+  });
+  c.addEventListener("mouseleave", () => { tip.hidden = true; lasso = null; });
+  c.addEventListener("mouseup", (e) => {
+    const path = lasso;
+    lasso = null;
+    if (!path || path.length < 4) {  // a click: open the spectrum
+      const [x, y] = pos(e);
+      const i = nearestPoint(x, y);
+      if (i !== null) location.hash = `#/spectrum/${S.map.m.row[i]}`;
+      return;
+    }
+    const { px, py } = mapScale();
+    S.map.selected = new Set([...S.map.m.x.keys()].filter((i) => inside(path, px(i), py(i))));
+    drawMap();
+  });
+}
+
+async function sendSelection() {
+  const rows = [...S.map.selected].map((i) => S.map.m.row[i]);
+  const r = await api("/api/queue/add", { rows });
+  toast(`${r.added} of ${r.asked} spectra added to the queue (iteration ${r.iteration})`);
+  S.map.selected = new Set();
+  drawMap();
 }
 
 // The other epochs of the object (exposures of a multi-epoch file, revisits), overlaid.
@@ -467,6 +659,7 @@ async function route() {
     if (parts[0] === "audit" && parts[1]) await auditSpectrum(Number(parts[1]));
     else if (parts[0] === "audit") await queuePage(true);
     else if (parts[0] === "candidates") await candidatesPage();
+    else if (parts[0] === "map") await mapPage();
     else if (parts[0] === "search") {
       await searchPage(new URLSearchParams(query || "").get("q") || "");
     } else if (parts[0] === "progress") await progressPage();

@@ -1,0 +1,162 @@
+"""The pool in the network's eyes: a 2-D map of its penultimate features, and the labelled
+spectra nearest to a spectrum.
+
+The map of an iteration (``specscout map``) lays out, by UMAP, the features of every labelled
+pool spectrum, every candidate and a random sample of the rest of the pool, at most
+``MAX_POINTS`` in all (labelled and candidates each take at most a quarter, drawn at random
+beyond that), and keeps it beside the iteration (``map.npz``): it is computed once, and the web
+app serves it. The cost grows with the points, never with the pool: the pool is only sampled.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from specscout.archive.atomic import write_with
+from specscout.archive.project import Project
+from specscout.errors import SpecscoutError
+from specscout.labels import label_store
+from specscout.learn.iterations import iteration_path, load_scores, scored_iterations
+from specscout.learn.predictions import chunks, model_candidates
+from specscout.learn.strategies import entropy
+from specscout.learn.train import Fitted
+
+MAX_POINTS = 100_000
+MAP_FILE = "map.npz"
+#: Kinds of points: why a spectrum is on the map.
+SAMPLE, LABELLED, CANDIDATE = 0, 1, 2
+
+
+def embed(fitted: Fitted, flux_of, rows: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """The network's penultimate features (float32) of pool ``rows``, read ``batch`` at a
+    time by ``flux_of(rows)``."""
+    import torch
+
+    model = fitted.model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(rows), batch):
+            x = torch.as_tensor(np.asarray(flux_of(rows[i : i + batch]), dtype=np.float32))
+            out.append(model.embed(x).numpy())
+    return np.concatenate(out) if out else np.empty((0, 0), np.float32)
+
+
+def map_rows(n: int, labelled: np.ndarray, candidates: np.ndarray, hidden: np.ndarray,
+             max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, kind) of the map: labelled rows, candidates and a random sample of the other
+    rows of a pool of ``n``, never one of ``hidden`` (the audit's, which are blind)."""
+    def some(rows: np.ndarray, k: int) -> np.ndarray:
+        rows = np.setdiff1d(rows, hidden)
+        return np.sort(rng.choice(rows, k, replace=False)) if len(rows) > k else rows
+
+    lab = some(np.unique(labelled), max_points // 4)
+    cand = some(np.setdiff1d(candidates, lab), max_points // 4)
+    taken = np.concatenate([lab, cand, np.asarray(hidden, np.int64)])
+    room = min(max_points - len(lab) - len(cand), n - len(np.unique(taken)))
+    rest = np.empty(0, np.int64)
+    if room > 0 and n <= 4 * max_points:
+        rest = some(np.setdiff1d(np.arange(n), taken), room)
+    elif room > 0:  # a large pool: drawn without a mask of it, a few draws more than needed
+        found: set[int] = set()
+        skip = set(taken.tolist())
+        while len(found) < room:
+            draw = rng.integers(0, n, 2 * (room - len(found)) + 16)
+            found.update(int(r) for r in draw if int(r) not in skip)
+        rest = np.sort(rng.choice(np.fromiter(found, np.int64), room, replace=False))
+    rows = np.concatenate([lab, cand, rest])
+    kind = np.concatenate([np.full(len(lab), LABELLED), np.full(len(cand), CANDIDATE),
+                           np.full(len(rest), SAMPLE)]).astype(np.uint8)
+    return rows, kind
+
+
+def layout(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n, 2) UMAP coordinates of ``features`` (first reduced to 50 dimensions by PCA)."""
+    import umap
+    from sklearn.decomposition import PCA
+
+    if len(features) < 5:
+        raise SpecscoutError(f"a map needs at least 5 spectra, not {len(features)}")
+    x = features
+    if x.shape[1] > 50 and len(x) > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    reducer = umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed)
+    with warnings.catch_warnings():  # a seed makes it run on one thread, as wanted
+        warnings.filterwarnings("ignore", "n_jobs value", UserWarning)
+        return reducer.fit_transform(x).astype(np.float32)
+
+
+def compute_map(project: Project, number: int | None = None, max_points: int = MAX_POINTS,
+                threshold: float = 0.5, seed: int = 0) -> dict:
+    """Compute and keep the map of iteration ``number`` (default: the latest scored)."""
+    from specscout.learn.iterate import members_of
+
+    start = time.perf_counter()
+    scored = scored_iterations(project)
+    if not scored:
+        raise SpecscoutError(f"{project.path} has no scored iteration: run 'specscout iterate'")
+    number = number or scored[-1]
+    _, probs = load_scores(project, number)
+    labels = label_store(project)
+    candidates = np.concatenate([first + np.nonzero(model_candidates(p, threshold)[1])[0]
+                                 for first, p in chunks(probs)] or [np.empty(0, np.int64)])
+    audit = labels.audit_samples.sample()
+    rows, kind = map_rows(len(probs), np.array(sorted(labels.current()), np.int64),
+                          candidates.astype(np.int64),
+                          np.array([s["row"] for s in audit], np.int64), max_points,
+                          np.random.default_rng(seed))
+    pool = project.store("pool")
+    fitted = members_of(iteration_path(project, number))[0]
+    xy = layout(embed(fitted, pool.flux, rows), seed)
+    p = np.asarray(probs[rows], np.float32)
+    info = {"iteration": number, "points": len(rows), "seconds":
+            round(time.perf_counter() - start, 1)}
+    write_with(iteration_path(project, number) / MAP_FILE, lambda fh: np.savez(
+        fh, rows=rows, kind=kind, xy=xy, predicted=p.argmax(1).astype(np.uint8),
+        entropy=entropy(p).astype(np.float32), iteration=number))
+    return info
+
+
+def load_map(project: Project, number: int) -> dict | None:
+    """The kept map of iteration ``number``, or None."""
+    path = iteration_path(project, number) / MAP_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+class Neighbours:
+    """The labelled pool spectra in the features of one network, for the nearest to a
+    spectrum (Euclidean). Labels given later are added as they come."""
+
+    def __init__(self, fitted: Fitted, flux_of) -> None:
+        self.fitted, self.flux_of = fitted, flux_of
+        self.rows = np.empty(0, np.int64)
+        self.features = np.empty((0, 0), np.float32)
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.setdiff1d(np.asarray(rows, np.int64), self.rows)
+        if not len(rows):
+            return
+        f = embed(self.fitted, self.flux_of, rows)
+        self.features = f if not len(self.rows) else np.concatenate([self.features, f])
+        self.rows = np.concatenate([self.rows, rows])
+
+    def nearest(self, row: int, allowed: set[int], k: int = 5) -> list[tuple[int, float]]:
+        """(row, distance) of the ``k`` nearest of the ``allowed`` labelled rows to ``row``
+        (never itself)."""
+        if not len(self.rows):
+            return []
+        q = embed(self.fitted, self.flux_of, np.array([row]))[0]
+        d = np.sqrt(((self.features - q) ** 2).sum(1))
+        out = []
+        for i in np.argsort(d):
+            r = int(self.rows[i])
+            if r != row and r in allowed:
+                out.append((r, float(d[i])))
+                if len(out) == k:
+                    break
+        return out

@@ -1,0 +1,89 @@
+"""The map of the pool (``specscout map``), a spectrum's nearest labelled spectra, and spectra
+chosen by hand sent to the queue."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from specscout.labels.store import agreed
+from specscout.web.deps import StateDep, Who, Writer
+
+router = APIRouter()
+
+#: Spectra that one request may send to the queue.
+MAX_SELECTION = 5000
+
+
+class SelectionIn(BaseModel):
+    rows: list[int] = Field(max_length=MAX_SELECTION)
+
+
+@router.get("/api/map")
+def pool_map(who: Who, state: StateDep) -> JSONResponse:
+    """Every point of the map: its row, position, why it is there, the model's class and
+    uncertainty, and its current label (-1: none). The audit's spectra are left out (blind)."""
+    m = state.map()
+    if m is None:
+        raise HTTPException(404, "no map of the latest iteration yet: run 'specscout map "
+                                 "PROJECT'")
+    keep = ~np.isin(m["rows"], np.fromiter(state.blind(), np.int64))
+    rows = m["rows"][keep]
+    current = agreed(state.votes(False))
+    index = {c: i for i, c in enumerate(state.classes)}
+    label = [index.get(current.get(int(r)), -1) for r in rows]
+    xy = np.round(m["xy"][keep].astype(np.float64), 3)
+    return JSONResponse({
+        "iteration": int(m["iteration"]), "classes": state.classes, "points": len(rows),
+        "row": rows.tolist(), "x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(),
+        "kind": m["kind"][keep].tolist(), "predicted": m["predicted"][keep].tolist(),
+        "entropy": np.round(m["entropy"][keep].astype(np.float64), 3).tolist(),
+        "label": label})
+
+
+@router.get("/api/spectrum/{row}/neighbours")
+def neighbours(row: int, who: Who, state: StateDep, k: int = 5) -> dict:
+    """The ``k`` labelled pool spectra nearest to ``row`` in the network's features."""
+    try:
+        state.pool.check_row(row)
+    except KeyError as exc:
+        raise HTTPException(404, str(exc.args[0])) from None
+    if row in state.blind():  # which spectra the network puts beside it is its opinion
+        return {"row": row, "neighbours": [], "blind": True}
+    index = state.neighbours()
+    if index is None:
+        return {"row": row, "neighbours": []}
+    current = agreed(state.votes(False))
+    near = index.nearest(row, set(current), min(k, 20))
+    if not near:
+        return {"row": row, "neighbours": []}
+    rows = [r for r, _ in near]
+    found = state.pool.pool.records(rows, ("id",)).to_pydict()  # sorted by row
+    id_of = dict(zip(found["row"], found["id"], strict=True))
+    flux = state.pool.pool.flux(rows)  # in the order asked
+    return {"row": row, "neighbours": [
+        {"row": r, "id": id_of[r], "label": current[r], "distance": round(d, 4),
+         "flux": [round(float(v), 4) for v in f]}
+        for (r, d), f in zip(near, flux, strict=True)]}
+
+
+@router.post("/api/queue/add")
+def add_to_queue(body: SelectionIn, who: Writer, state: StateDep) -> dict:
+    """Append spectra chosen by hand (e.g. a lasso on the map) to the latest query batch, or
+    start the batch of the latest scored iteration."""
+    iteration, _ = state.items(False)
+    if iteration is None:
+        iteration, _ = state.pool.scores()
+    if iteration is None:
+        raise HTTPException(409, "no iteration yet: run 'specscout iterate'")
+    rows = sorted(set(body.rows))
+    for r in rows:
+        try:
+            state.pool.check_row(r)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+    ids = state.pool.pool.records(rows, ("id",))["id"].to_pylist() if rows else []  # sorted
+    added = state.labels.queue.extend(iteration, rows, ids)
+    return {"iteration": iteration, "added": added, "asked": len(rows)}
