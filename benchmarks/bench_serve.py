@@ -1,11 +1,14 @@
-"""Latency of the labelling app: the next spectrum of the queue, and saving a label.
+"""Latency of the labelling app: the next spectrum of the queue, saving a label, the map's
+data and a spectrum's nearest labelled spectra.
 
 Builds a project whose pool has N rows (default 1,000,000) in parts of the project's default
 size (4,096 rows, as ``specscout ingest`` writes them), with metadata like LAMOST's, scores of
-every row, a query batch of 1,000 and 5,000 earlier labels; the same on a 10,000-row pool as the
-baseline. Runs ``specscout serve`` on each and times, over loopback, the annotator's loop: save
-a label (POST /api/labels), then fetch the next spectrum with everything the page shows
-(GET /api/next). Round trips include the client and HTTP, so they bound the server's time.
+every row, a query batch of 1,000, 5,000 earlier labels and the map of 100,000 points
+(``specscout map``); the same on a 10,000-row pool as the baseline. Runs ``specscout serve``
+on each and times, over loopback, the annotator's loop: save a label (POST /api/labels), then
+fetch the next spectrum with everything the page shows (GET /api/next); and the map's data
+(GET /api/map) and a spectrum's 5 nearest labelled spectra (GET /api/spectrum/ROW/neighbours).
+Round trips include the client and HTTP, so they bound the server's time.
 
     python benchmarks/bench_serve.py [--rows 1000000] [--requests 300]
 """
@@ -24,8 +27,12 @@ from served import open_session, serve
 from specscout.archive.project import Project
 from specscout.labels import label_store
 from specscout.learn.iterations import iteration_path
+from specscout.learn.map import compute_map
+from specscout.learn.model import build as build_model
+from specscout.learn.train import Fitted, TrainConfig
 
 QUEUE = 1000
+MAP_POINTS = 100_000
 
 
 def build(path: Path, rows: int) -> Project:
@@ -55,6 +62,13 @@ def build(path: Path, rows: int) -> Project:
     earlier = np.setdiff1d(rng.choice(rows, 5000, replace=False), queued)
     labels.add_many([{"spectrum": f"spec-{r}", "row": int(r), "label": "other",
                       "annotator": "earlier", "iteration": 0} for r in earlier])
+    # the iteration's network (untrained: the timings do not depend on its weights), and the
+    # map of the pool, as 'specscout map' makes it
+    Fitted(build_model("paper-cnn", 140, 3), "paper-cnn", tuple(project.config.classes), 140,
+           1.0, TrainConfig()).save(it / "model.pt")
+    t = time.perf_counter()
+    info = compute_map(project, 1, MAP_POINTS)
+    print(f"  map of {info['points']:,} points computed in {time.perf_counter() - t:.0f} s")
     return project
 
 
@@ -77,6 +91,23 @@ def measure(path: Path, requests: int, port: int) -> dict[str, np.ndarray]:
                 times["next"].append(time.perf_counter() - t)
                 item = data["item"]
                 assert item is not None and len(data["spectrum"]["flux"]) == 140, k
+            t = time.perf_counter()
+            m = client.get("/api/map").json()
+            times["map_first"] = [time.perf_counter() - t]
+            for _ in range(5):
+                t = time.perf_counter()
+                m = client.get("/api/map").json()
+                times.setdefault("map", []).append(time.perf_counter() - t)
+            assert m["points"] >= min(MAP_POINTS, len(m["row"])) and len(m["x"]) == m["points"]
+            rows = np.random.default_rng(1).choice(m["row"], 60, replace=False)
+            t = time.perf_counter()
+            client.get(f"/api/spectrum/{rows[0]}/neighbours").raise_for_status()
+            times["neighbours_first"] = [time.perf_counter() - t]  # embeds the labelled
+            for r in rows[1:]:
+                t = time.perf_counter()
+                near = client.get(f"/api/spectrum/{r}/neighbours").json()["neighbours"]
+                times.setdefault("neighbours", []).append(time.perf_counter() - t)
+                assert len(near) == 5
         return {k: np.array(v) * 1000 for k, v in times.items()}
     finally:
         proc.terminate()
@@ -99,7 +130,7 @@ def main() -> None:
     print(f"\n{args.requests} label + next cycles per pool; round trips over loopback (ms)")
     print(f"{'':>22}{'p50':>8}{'p95':>8}{'max':>8}")
     for n, t in results.items():
-        for k in ("next", "label"):
+        for k in ("next", "label", "map_first", "map", "neighbours_first", "neighbours"):
             v = t[k]
             print(f"{n:>10,} rows {k:>6}{np.percentile(v, 50):8.1f}"
                   f"{np.percentile(v, 95):8.1f}{v.max():8.1f}")
@@ -107,6 +138,11 @@ def main() -> None:
     print(f"\nnext spectrum p95 on {args.rows:,} rows: {np.percentile(big, 95):.1f} ms "
           f"(target < 100 ms); {np.percentile(big, 95) / np.percentile(small, 95):.2f}x the "
           f"{args.baseline_rows:,}-row pool's")
+    r = results[args.rows]
+    print(f"map data of {MAP_POINTS:,} points: first load {r['map_first'][0]:.0f} ms, then "
+          f"p95 {np.percentile(r['map'], 95):.0f} ms (target < 1 s); 5 nearest labelled "
+          f"spectra p95 {np.percentile(r['neighbours'], 95):.1f} ms (target < 100 ms; first "
+          f"call, embedding the labelled: {r['neighbours_first'][0]:.0f} ms)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from test_experiment import CLASSES, synthetic_pool
 from specscout.archive.project import Project
 from specscout.cli import main
 from specscout.labels import label_store
-from specscout.learn.map import CANDIDATE, LABELLED, SAMPLE, load_map, map_rows
+from specscout.learn.iterations import load_map
+from specscout.learn.map import CANDIDATE, LABELLED, SAMPLE, map_rows
 from specscout.web import AppConfig, create_app
 
 from conftest import LiveServer, log_in, scored_iteration
@@ -116,7 +117,7 @@ def test_the_map_page_in_chromium(project, browser):  # noqa: F811
     with LiveServer(create_app(project, AppConfig(annotator="ana", samp=False))) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("pageerror", lambda e: problems.append(f"{e} {e.stack}"))
         page.goto(server.launch_url)
         expect = sync_api.expect
         expect(page.locator("h2")).to_be_visible()  # the first page, loaded

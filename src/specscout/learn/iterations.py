@@ -7,6 +7,7 @@ iterations through this module; :mod:`.iterate` writes them.
       scores.npy      class probabilities of every pool row (float16); bald.npy with MC passes
       query.csv       the query batch: rank, row, id, acquisition score
       iteration.json  what happened: training set, epochs, losses, scoring rate, strategy, timing
+      map.npz         the map of the pool in the network's features (``specscout map``)
 
 An iteration's directory appears with its model and record in it (written beside, then
 renamed), and every file in it is replaced whole: a run killed at any moment leaves the
@@ -23,6 +24,8 @@ import numpy as np
 from specscout.archive.atomic import write_text
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
+
+MAP_FILE = "map.npz"
 
 
 def iterations_dir(project: Project) -> Path:
@@ -76,3 +79,12 @@ def status(project: Project) -> list[dict]:
     """Every iteration's record, oldest first."""
     return [json.loads((iteration_path(project, n) / "iteration.json").read_text())
             for n in iteration_numbers(project)]
+
+
+def load_map(project: Project, number: int) -> dict | None:
+    """The map of iteration ``number`` (:mod:`.map` makes it), or None."""
+    path = iteration_path(project, number) / MAP_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

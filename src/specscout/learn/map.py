@@ -19,13 +19,17 @@ from specscout.archive.atomic import write_with
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
-from specscout.learn.iterations import iteration_path, load_scores, scored_iterations
+from specscout.learn.iterations import (
+    MAP_FILE,
+    iteration_path,
+    load_scores,
+    scored_iterations,
+)
 from specscout.learn.predictions import chunks, model_candidates
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted
 
 MAX_POINTS = 100_000
-MAP_FILE = "map.npz"
 #: Kinds of points: why a spectrum is on the map.
 SAMPLE, LABELLED, CANDIDATE = 0, 1, 2
 
@@ -119,15 +123,6 @@ def compute_map(project: Project, number: int | None = None, max_points: int = M
     return info
 
 
-def load_map(project: Project, number: int) -> dict | None:
-    """The kept map of iteration ``number``, or None."""
-    path = iteration_path(project, number) / MAP_FILE
-    if not path.exists():
-        return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
-
-
 class Neighbours:
     """The labelled pool spectra in the features of one network, for the nearest to a
     spectrum (Euclidean). Labels given later are added as they come."""
@@ -136,6 +131,7 @@ class Neighbours:
         self.fitted, self.flux_of = fitted, flux_of
         self.rows = np.empty(0, np.int64)
         self.features = np.empty((0, 0), np.float32)
+        self.norms = np.empty(0, np.float32)
 
     def add(self, rows: np.ndarray) -> None:
         rows = np.setdiff1d(np.asarray(rows, np.int64), self.rows)
@@ -143,20 +139,23 @@ class Neighbours:
             return
         f = embed(self.fitted, self.flux_of, rows)
         self.features = f if not len(self.rows) else np.concatenate([self.features, f])
+        self.norms = (self.features**2).sum(1)
         self.rows = np.concatenate([self.rows, rows])
 
-    def nearest(self, row: int, allowed: set[int], k: int = 5) -> list[tuple[int, float]]:
+    def nearest(self, row: int, allowed, k: int = 5) -> list[tuple[int, float]]:
         """(row, distance) of the ``k`` nearest of the ``allowed`` labelled rows to ``row``
         (never itself)."""
         if not len(self.rows):
             return []
         q = embed(self.fitted, self.flux_of, np.array([row]))[0]
-        d = np.sqrt(((self.features - q) ** 2).sum(1))
-        out = []
-        for i in np.argsort(d):
-            r = int(self.rows[i])
-            if r != row and r in allowed:
-                out.append((r, float(d[i])))
-                if len(out) == k:
-                    break
+        # one float32 product ranks them all; the nearest few are measured exactly
+        approx = self.norms - 2 * (self.features @ q)
+        few = min(len(approx), 4 * k + 32)
+        for shortlist in (np.argpartition(approx, few - 1)[:few], np.arange(len(approx))):
+            exact = np.sqrt(((self.features[shortlist] - q) ** 2).sum(1, dtype=np.float64))
+            out = [(int(self.rows[i]), float(d)) for i, d in
+                   sorted(zip(shortlist, exact, strict=True), key=lambda t: t[1])
+                   if int(self.rows[i]) != row and int(self.rows[i]) in allowed][:k]
+            if len(out) == k or len(shortlist) == len(approx):
+                return out
         return out

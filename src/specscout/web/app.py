@@ -20,6 +20,7 @@ client never names a file, and is never told a server path: spectra are addresse
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -67,6 +68,11 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
 
+def warm(state: State) -> None:
+    with contextlib.suppress(Exception):  # a failure shows on the first request instead
+        state.neighbours()
+
+
 def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     config = config or AppConfig()
     if not config.auth and config.allowed_hosts is None:
@@ -84,6 +90,8 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         if state.samp is not None:  # listen to the VO tools from the start, if a hub runs
             with contextlib.suppress(SpecscoutError, OSError):
                 state.samp.connect()
+        # the labelled spectra's features, for the first page's neighbours (seconds)
+        threading.Thread(target=warm, args=(state,), daemon=True).start()
         yield
         if state.samp is not None:
             state.samp.close()

@@ -172,7 +172,7 @@ class State:
 
     def map(self) -> dict | None:
         """The kept map of the latest scored iteration (``specscout map``), or None."""
-        from specscout.learn.map import MAP_FILE, load_map
+        from specscout.learn.iterations import MAP_FILE, load_map
 
         iteration, _ = self.pool.scores()
         if iteration is None:
@@ -183,17 +183,18 @@ class State:
             self._map = (stamp, load_map(self.project, iteration))
         return self._map[1]
 
-    def neighbours(self):
-        """The labelled pool spectra in the latest scored iteration's features
-        (:class:`specscout.learn.map.Neighbours`), caught up with the labels; None before an
-        iteration."""
+    def neighbours(self) -> tuple:
+        """(the labelled pool spectra in the latest scored iteration's features, caught up
+        with the labels (:class:`specscout.learn.map.Neighbours`), the current labels); the
+        first is None before an iteration."""
         from specscout.learn.iterate import members_of
         from specscout.learn.map import Neighbours
 
         iteration, _ = self.pool.scores()
+        current = agreed(self.votes(False))
         if iteration is None:
-            return None
-        labelled = np.array(sorted(agreed(self.votes(False))), np.int64)
+            return None, current
+        labelled = np.array(sorted(current), np.int64)
         with self._lock:
             if self._neighbours is None or self._neighbours[0] != iteration:
                 fitted = members_of(iteration_path(self.project, iteration))[0]
@@ -201,4 +202,4 @@ class State:
                     fitted, lambda rows: self.pool.pool.flux(rows)))
             found = self._neighbours[1]
             found.add(labelled)  # embeds only the rows labelled since the last call
-        return found
+        return found, current

@@ -52,11 +52,10 @@ def neighbours(row: int, who: Who, state: StateDep, k: int = 5) -> dict:
         raise HTTPException(404, str(exc.args[0])) from None
     if row in state.blind():  # which spectra the network puts beside it is its opinion
         return {"row": row, "neighbours": [], "blind": True}
-    index = state.neighbours()
+    index, current = state.neighbours()
     if index is None:
         return {"row": row, "neighbours": []}
-    current = agreed(state.votes(False))
-    near = index.nearest(row, set(current), min(k, 20))
+    near = index.nearest(row, current.keys(), min(k, 20))
     if not near:
         return {"row": row, "neighbours": []}
     rows = [r for r, _ in near]

@@ -10,6 +10,7 @@ const S = {
   undo: [],           // [{row, audit, before}] labels this page has written, newest last
   sampSeen: 0,
   plots: [],
+  nav: 0,             // raised by every navigation: a page whose data comes back later is dropped
 };
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -183,7 +184,7 @@ function renderSpectrum(s, context) {
     const w = s.wavelength;
     plot(el, o.wavelength, o.flux, `Whole spectrum (${o.medium} wavelengths; shaded: the window)`,
          S.session.lines, [w[0], w[w.length - 1]]);
-  }).catch((e) => { $("#plot-full").textContent = e.message; });
+  }).catch((e) => { if (S.current === s) $("#plot-full").textContent = e.message; });
   api(`/api/spectrum/${s.row}/epochs`).then((e) => {
     if (S.current !== s || !e.epochs.length) return;
     showEpochs(s, e.epochs);
@@ -229,12 +230,16 @@ const PALETTE = ["#8c959f", "#d1242f", "#1f6feb", "#8250df", "#bf8700", "#1a7f37
 
 async function mapPage(colour = "label") {
   S.mode = "list"; S.audit = false;
+  const nav = S.nav;
   let m;
   try { m = await api("/api/map"); } catch (e) {
+    if (nav !== S.nav) return;
     if (e.status === 401) throw e;
     $("#view").innerHTML = `<h2>Map</h2><p class="muted">${esc(e.message)}</p>`;
     return;
   }
+  if (nav !== S.nav) return;
+  S.current = null;
   S.map = { m, colour, selected: new Set() };
   $("#view").innerHTML = `<h2>Map of the pool (iteration ${esc(m.iteration)}, ${m.points}
     spectra)</h2>
@@ -457,8 +462,10 @@ async function labelAndAdvance(value, comment = "") {
 }
 
 async function advance() {
+  const nav = S.nav;
   const after = S.list.find((i) => i.row === S.current?.row)?.rank ?? -1;
   const data = await api(`/api/next?audit=${S.audit}&after=${after}`);
+  if (nav !== S.nav) return;
   if (!data.item) {
     const items = S.list.map((i) => ({ ...i, rank: i.rank + 1, label: i.label ?? "" }));
     $("#view").innerHTML = `<h2>${S.audit ? "Audit sample" : "Queue"}: all labelled</h2>
@@ -480,8 +487,10 @@ function title(item, remaining) {
 }
 
 async function show(row, context) {
+  const nav = S.nav;
   try {
-    renderSpectrum(await api(`/api/spectrum/${row}?audit=${S.audit}`), context);
+    const s = await api(`/api/spectrum/${row}?audit=${S.audit}`);
+    if (nav === S.nav) renderSpectrum(s, context);
   } catch (e) { toast(e.message, true); }
 }
 
@@ -531,7 +540,9 @@ function openComment() {
 async function queuePage(audit) {
   S.mode = audit ? "audit" : "queue";
   S.audit = audit;
+  const nav = S.nav;
   const q = await api(`/api/queue?audit=${audit}`);
+  if (nav !== S.nav) return;
   S.list = q.items;
   if (!q.items.length) {
     $("#view").innerHTML = audit ?
@@ -549,7 +560,10 @@ async function queuePage(audit) {
 async function auditSpectrum(row) {
   S.mode = "audit";
   S.audit = true;
-  S.list = (await api("/api/queue?audit=true")).items;
+  const nav = S.nav;
+  const items = (await api("/api/queue?audit=true")).items;
+  if (nav !== S.nav) return;
+  S.list = items;
   const item = S.list.find((i) => i.row === row);
   if (!item) throw new Error(`row ${row} is not in the audit sample`);
   await show(row, title(item, S.list.filter((x) => x.done === false).length));
@@ -571,7 +585,10 @@ function rowsTable(items, columns) {
 
 async function candidatesPage(threshold = 0.5) {
   S.mode = "list"; S.audit = false;
+  const nav = S.nav;
   const c = await api(`/api/candidates?threshold=${threshold}`);
+  if (nav !== S.nav) return;
+  S.current = null;
   S.list = c.items;
   $("#view").innerHTML = `<h2>Candidates (iteration ${esc(c.iteration)})</h2>
     <div class="bar"><label>probability threshold
@@ -597,7 +614,9 @@ async function searchPage(q = "") {
     location.hash = `#/search?q=${encodeURIComponent($("#q").value)}`;
   });
   if (!q) { $("#q").focus(); return; }
+  const nav = S.nav;
   const r = await api(`/api/search?q=${encodeURIComponent(q)}`);
+  if (nav !== S.nav) return;
   S.list = r.items;
   $("#hits").innerHTML = r.items.length ? rowsTable(r.items, [["row", "row"], ["match", "match"],
     ["id", "id"], ["obsid", "obsid"], ["designation", "designation"], ["ra", "RA", 5],
@@ -607,7 +626,10 @@ async function searchPage(q = "") {
 
 async function progressPage() {
   S.mode = "list";
+  const nav = S.nav;
   const p = await api("/api/progress");
+  if (nav !== S.nav) return;
+  S.current = null;
   const classes = Object.entries(p.classes);
   const iterations = Object.keys(p.iterations).sort((a, b) => a - b);
   $("#view").innerHTML = `<h2>Progress</h2>
@@ -650,6 +672,7 @@ function loginPage() {
 // --- routing, keys, clicks ----------------------------------------------------------------
 
 async function route() {
+  S.nav += 1;
   const hash = location.hash || "#/queue";
   const [path, query] = hash.slice(1).split("?");
   const parts = path.split("/").filter(Boolean);
