@@ -104,6 +104,7 @@ def test_label_by_keys_undo_and_reload(browser, tmp_path):
         expect(page.locator("#my-label")).to_have_text("double-peak")
         page.goto(f"{server.url}/#/progress")
         expect(page.locator("main")).to_contain_text("2 of 3 labelled")
+        expect(page.locator("#curves .uplot")).to_have_count(2)  # labels, predictions
 
         # The audit sample: labelled blind (no model output), stored apart.
         labels.audit_samples.add(1, [6], ["spec-6"], ["rest:q<0.01"], [5])

@@ -64,6 +64,15 @@ def test_demo(tmp_path, capsys):
     assert client.get("/api/queue").json()["iteration"] == 2
     assert client.get("/api/queue", params={"audit": True}).json()["done"] == \
         summary["audit_labels"]
+    # the learning curve of the Progress page: labels and predictions per iteration, and the
+    # audit's estimates with their intervals where an iteration has them
+    curve = client.get("/api/progress/curve").json()["iterations"]
+    assert [c["iteration"] for c in curve] == [1, 2]
+    assert sum(curve[1]["training"].values()) > sum(curve[0]["training"].values())
+    audited = [c["audit"] for c in curve if c["audit"]]
+    assert audited and all(
+        lo <= e[m] <= hi for a in audited for e in a.values() for m in ("precision", "recall")
+        if e[m] is not None for lo, hi in [e[f"{m}_interval"]])
 
 
 def test_demo_on_an_mrs_survey(tmp_path, capsys):

@@ -38,7 +38,7 @@ from specscout.archive.atomic import write_text
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
-from specscout.learn.iterations import iteration_path, load_scores
+from specscout.learn.iterations import iteration_numbers, iteration_path, load_scores
 from specscout.learn.predictions import chunks, model_candidates
 
 REST_EDGES = (0.01, 0.1)
@@ -399,3 +399,13 @@ def reliability(project: Project, draw_number: int | None = None, bins: int = 10
                         "audited": int(m.sum()), "predicted": float(np.average(q[m], weights=w)),
                         "observed": float(np.average(target[m], weights=w))})
     return {"iteration": number, "draw": sample[0]["draw"], "audited": len(done), "bins": out}
+
+
+def estimates_by_iteration(project: Project) -> dict[int, dict]:
+    """The latest audit estimates (:func:`estimate_project`) of every iteration that has one."""
+    out = {}
+    for n in iteration_numbers(project):
+        found = sorted(iteration_path(project, n).glob("audit-*-estimates.json"))
+        if found:
+            out[n] = json.loads(found[-1].read_text())
+    return out

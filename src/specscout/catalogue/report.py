@@ -11,17 +11,16 @@ reliability.png  the probabilities against the latest audit's labels
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from specscout.archive.project import Project
-from specscout.catalogue.audit import reliability, show
+from specscout.catalogue.audit import estimates_by_iteration, reliability, show
 from specscout.catalogue.candidates import Catalogue, build
 from specscout.labels import label_store
-from specscout.learn.iterations import iteration_path, load_scores, status
+from specscout.learn.iterations import load_scores, status
 from specscout.learn.predictions import chunks
 
 HALPHA = 6564.61
@@ -34,16 +33,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _audits(project: Project) -> dict[int, dict]:
-    """The latest audit estimates of every iteration that has one."""
-    out = {}
-    for it in status(project):
-        found = sorted(iteration_path(project, it["iteration"]).glob("audit-*-estimates.json"))
-        if found:
-            out[it["iteration"]] = json.loads(found[-1].read_text())
-    return out
 
 
 def learning_figure(project: Project, path: Path, audits: dict[int, dict]) -> None:
@@ -210,7 +199,7 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
     out.mkdir(parents=True, exist_ok=True)
     its = status(project)
     number = max((it["iteration"] for it in its if it.get("score")), default=None)
-    audits = _audits(project)
+    audits = estimates_by_iteration(project)
     learning_figure(project, out / "learning.png", audits)
     labels_figure(project, out / "labels.png")
     parts = [f"<h1>specscout report: {html.escape(project.path.name)}</h1>",

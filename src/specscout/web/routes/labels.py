@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -104,3 +106,25 @@ def progress(who: Who, state: StateDep) -> dict:
         out[name] = {"iteration": iteration, "size": len(items),
                      "done": sum(i["done"] for i in items)}
     return out
+
+
+@router.get("/api/progress/curve")
+def learning_curve(who: Who, state: StateDep) -> dict:
+    """Per iteration: the training labels per class, the spectra predicted per class, and the
+    audit's precision and recall (with their intervals) per target class."""
+    from specscout.catalogue.audit import estimates_by_iteration
+    from specscout.learn.iterations import iteration_numbers, iteration_path
+
+    audits = estimates_by_iteration(state.project)
+    out = []
+    for n in iteration_numbers(state.project):
+        record = iteration_path(state.project, n) / "iteration.json"
+        it = json.loads(record.read_text()) if record.exists() else {}
+        a = audits.get(n, {}).get("classes", {})
+        out.append({"iteration": n,
+                    "training": it.get("train", {}).get("per_class", {}),
+                    "predicted": it.get("score", {}).get("predicted", {}),
+                    "audit": {c: {k: a[c].get(k) for k in ("precision", "precision_interval",
+                                                          "recall", "recall_interval")}
+                              for c in state.classes[1:] if c in a}})
+    return {"classes": state.classes, "iterations": out}

@@ -624,6 +624,46 @@ async function searchPage(q = "") {
     `<p>Nothing matches “${esc(q)}”.</p>`;
 }
 
+// The learning curve: per iteration, training labels and predictions per class, and the
+// audit's precision and recall with their 95 % intervals.
+async function learningCurves(el) {
+  const c = await api("/api/progress/curve");
+  const its = c.iterations;
+  if (!its.length || !el.isConnected) return;
+  const x = its.map((i) => i.iteration);
+  const colour = (k) => PALETTE[k % PALETTE.length];
+  const chart = (title, series, data, ylabel, log = false) => {
+    const box = document.createElement("div");
+    el.appendChild(box);
+    S.plots.push(new uPlot({ title, width: 420, height: 220,
+      scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
+      axes: [{ label: "iteration" }, { label: ylabel }],
+      series: [{ label: "iteration" }, ...series] }, [x, ...data], box));
+  };
+  chart("Training labels per class", c.classes.map((k, i) => ({ label: k, stroke: colour(i),
+    points: { show: true } })), c.classes.map((k) => its.map((i) => i.training[k] ?? null)),
+    "labels");
+  const targets = c.classes.slice(1);
+  chart("Spectra predicted per class", targets.map((k, i) => ({ label: k, stroke: colour(i + 1),
+    points: { show: true } })), targets.map((k) => its.map((i) => i.predicted[k] ?? null)),
+    "spectra", true);
+  const series = [], data = [];
+  targets.forEach((k, i) => {
+    for (const [m, dash] of [["precision", []], ["recall", [6, 4]]]) {
+      series.push({ label: `${k} ${m}`, stroke: colour(i + 1), dash, points: { show: true } });
+      data.push(its.map((it) => it.audit[k]?.[m] ?? null));
+      for (const b of [0, 1]) {
+        series.push({ label: `${k} ${m} ${b ? "high" : "low"}`, stroke: colour(i + 1),
+                      width: 0.5, dash: [2, 3] });
+        data.push(its.map((it) => it.audit[k]?.[`${m}_interval`]?.[b] ?? null));
+      }
+    }
+  });
+  if (its.some((it) => Object.keys(it.audit).length)) {
+    chart("Audit: precision and recall (95 % intervals)", series, data, "fraction");
+  }
+}
+
 async function progressPage() {
   S.mode = "list";
   const nav = S.nav;
@@ -636,6 +676,7 @@ async function progressPage() {
     <p>Queue: ${p.queue.done} of ${p.queue.size} labelled (iteration ${esc(p.queue.iteration)});
        audit sample: ${p.audit.done} of ${p.audit.size}. ${p.labels} label rows in all;
        ${p.disagreements} spectra where annotators disagree.</p>
+    <div id="curves" class="curves"></div>
     <h3>Current labels per class</h3><table><tr><th>class</th><th class="num">training</th>
       <th class="num">audit</th></tr>${classes.map(([c, n]) => `<tr><td>${esc(c)}</td>
       <td class="num">${n.training}</td><td class="num">${n.audit}</td></tr>`).join("")}</table>
@@ -652,6 +693,7 @@ async function progressPage() {
       ${rowsTable(p.disagreeing.map((d) => ({ row: d.row, labels: Object.entries(d.labels)
         .map(([a, l]) => `${a}: ${l}`).join(", ") })), [["row", "row"], ["labels", "labels"]])}` : ""}`;
   S.list = p.disagreeing;
+  learningCurves($("#curves")).catch(() => {});
 }
 
 function loginPage() {
