@@ -111,10 +111,15 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
     assert stored(project) == before and len(refused) >= 25
 
 
-def test_sessions_expire(project):
-    client = client_for(project, session_hours=0.5 / 3600)  # half a second
+def test_sessions_expire(project, monkeypatch):
+    import datetime as dt
+
+    from specscout.labels import users
+
+    client = client_for(project)  # a session of 12 hours
     assert client.post("/api/labels", json={"row": 0, "label": "other"}).status_code == 200
-    time.sleep(0.6)
+    later = users.now() + dt.timedelta(hours=12, seconds=1)
+    monkeypatch.setattr(users, "now", lambda: later)
     r = client.post("/api/labels", json={"row": 1, "label": "other"})
     assert r.status_code == 401 and "expired" in r.text
     assert client.get("/api/session").json()["annotator"] is None  # the page offers a login

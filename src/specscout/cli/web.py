@@ -24,17 +24,21 @@ from specscout.cli.common import open_project, project_argument
 @click.option("--keyfile", default=None, help="TLS private key (PEM)")
 @click.option("--insecure-http", is_flag=True,
               help="allow a non-loopback bind without TLS")
-@click.option("--no-samp", is_flag=True, help="no SAMP link to VO tools")
+@click.option("--no-samp", is_flag=True, help="no SAMP link from the server to VO tools")
+@click.option("--samp-web-port", type=int, default=21012, show_default=True,
+              help="the port of the annotator's SAMP hub (Web Profile) the page talks to; "
+                   "0: none")
 @click.option("--catalogue", multiple=True, metavar="FILE",
               help="reference catalogue to mark known candidates (repeatable)")
 def serve(project, host, port, annotator, require_login, no_auth, certfile, keyfile,
-          insecure_http, no_samp, catalogue) -> int:
+          insecure_http, no_samp, samp_web_port, catalogue) -> int:
     """The labelling web app."""
     from specscout.web import serve as run
 
     run(open_project(project, shared=True), host=host, port=port, annotator=annotator,
         require_login=require_login, samp=not no_samp, catalogues=catalogue,
-        auth=not no_auth, certfile=certfile, keyfile=keyfile, insecure_http=insecure_http)
+        auth=not no_auth, certfile=certfile, keyfile=keyfile, insecure_http=insecure_http,
+        samp_web_port=samp_web_port or None)
     return 0
 
 

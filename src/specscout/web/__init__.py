@@ -14,7 +14,8 @@ __all__ = ["AppConfig", "create_app", "serve"]
 def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
           annotator: str | None = None, require_login: bool = False, samp: bool = True,
           catalogues: tuple[str, ...] = (), auth: bool = True, certfile: str | None = None,
-          keyfile: str | None = None, insecure_http: bool = False, on_ready=None) -> None:
+          keyfile: str | None = None, insecure_http: bool = False,
+          samp_web_port: int | None = 21012, on_ready=None) -> None:
     """Run the app until interrupted. On loopback it prints a one-time link that opens a
     session as ``annotator``; beyond loopback every annotator logs in with their token, over
     TLS (``certfile``, ``keyfile``) unless ``insecure_http``."""
@@ -34,7 +35,7 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
     config = AppConfig(annotator=annotator or getpass.getuser(),
                        require_login=require_login or not loopback,
                        allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp,
-                       catalogues=tuple(catalogues), auth=auth)
+                       catalogues=tuple(catalogues), auth=auth, samp_web_port=samp_web_port)
     app = create_app(project, config)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            ssl_certfile=certfile, ssl_keyfile=keyfile))

@@ -102,12 +102,16 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=config.allowed_hosts)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
 
+    # the page may talk to the annotator's own SAMP hub (Web Profile), and to nothing else
+    hub = (f" http://localhost:{config.samp_web_port} http://127.0.0.1:{config.samp_web_port}"
+           if config.samp_web_port else "")
+    policy = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+              f"connect-src 'self'{hub}; frame-ancestors 'none'")
+
     @app.middleware("http")
     async def headers(request: Request, call_next):
         response = await call_next(request)
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "frame-ancestors 'none'")
+        response.headers["Content-Security-Policy"] = policy
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response

@@ -8,6 +8,7 @@ an Origin, comes from the app's own origin.
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -71,7 +72,7 @@ def new_session(request: Request, response: Response, state: State, name: str) -
     session = state.labels.users.open_session(name, hours)
     response.set_cookie(COOKIE, session, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https",
-                        max_age=max(1, int(hours * 3600)))
+                        max_age=math.ceil(hours * 3600))
     return state.csrf(session)
 
 

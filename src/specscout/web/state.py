@@ -49,6 +49,7 @@ class AppConfig:
     auth: bool = True  # False: open to every local user (loopback only)
     session_hours: float = 12.0
     launch_token: str | None = None  # of the one-time link; made at random when None
+    samp_web_port: int | None = 21012  # the annotator's hub (SAMP Web Profile); None: none
 
 
 class Bounded(OrderedDict):

@@ -58,40 +58,61 @@ def page_event(state: State, mtype: str, params: dict) -> dict | None:
 def samp_url(state: State, request: Request, path: str) -> str:
     return str(request.base_url).rstrip("/") + f"/samp/{state.key}/{path}"
 
+
+def message(state: State, request: Request, body: SampIn) -> tuple[str, dict]:
+    """(mtype, params) of the SAMP message that ``body`` asks for; a table sent is kept (by
+    its id and URL) for the messages that come back about its rows."""
+    if body.action in ("queue", "candidates"):
+        table_id = f"specscout-{body.action}-{secrets.token_hex(4)}"
+        rows = table_rows(state, body.action, body.threshold)
+        url = samp_url(state, request, f"table/{table_id}.xml")
+        state.sent_tables[table_id] = state.sent_tables[url] = rows
+        return TABLE, {"url": url, "table-id": table_id, "name": f"specscout {body.action}"}
+    if body.row is None:
+        raise HTTPException(422, f"{body.action} needs a row")
+    try:
+        record = state.pool.record(body.row)
+    except KeyError as exc:
+        raise HTTPException(404, str(exc.args[0])) from None
+    if body.action == "spectrum":
+        return SPECTRUM, {"url": samp_url(state, request, f"spectrum/{body.row}.fits"),
+                          "spectrum-id": record["id"], "name": record["id"],
+                          "meta": {"Access.Format": "application/fits",
+                                   "Target.Name": record["designation"] or record["id"]}}
+    if record["ra"] is None or record["dec"] is None:
+        raise HTTPException(422, f"row {body.row} has no position")
+    return POINT, {"ra": str(record["ra"]), "dec": str(record["dec"])}
+
+
 @router.post("/api/samp")
 def samp_send(body: SampIn, request: Request, who: Writer, state: StateDep) -> dict:
+    """Send a message through the server's own SAMP link (the hub of the server's desktop)."""
     if state.samp is None:
         raise HTTPException(409, "SAMP is off (specscout serve --no-samp)")
-    if body.action in ("spectrum", "point"):
-        if body.row is None:
-            raise HTTPException(422, f"{body.action} needs a row")
-        try:
-            record = state.pool.record(body.row)
-        except KeyError as exc:
-            raise HTTPException(404, str(exc.args[0])) from None
+    mtype, params = message(state, request, body)
     try:
-        if body.action in ("queue", "candidates"):
-            table_id = f"specscout-{body.action}-{secrets.token_hex(4)}"
-            rows = table_rows(state, body.action, body.threshold)
-            state.sent_tables[table_id] = rows
-            url = samp_url(state, request, f"table/{table_id}.xml")
-            state.sent_tables[url] = rows
-            sent = state.samp.send(TABLE, {"url": url, "table-id": table_id,
-                                           "name": f"specscout {body.action}"})
-        elif body.action == "spectrum":
-            sent = state.samp.send(SPECTRUM, {
-                "url": samp_url(state, request, f"spectrum/{body.row}.fits"),
-                "spectrum-id": record["id"], "name": record["id"],
-                "meta": {"Access.Format": "application/fits",
-                         "Target.Name": record["designation"] or record["id"]}})
-        else:
-            if record["ra"] is None or record["dec"] is None:
-                raise HTTPException(422, f"row {body.row} has no position")
-            sent = state.samp.send(POINT, {"ra": str(record["ra"]),
-                                           "dec": str(record["dec"])})
+        return {"sent": state.samp.send(mtype, params)}
     except SpecscoutError as exc:
         raise HTTPException(503, str(exc)) from None
-    return {"sent": sent}
+
+
+@router.post("/api/samp/message")
+def samp_message(body: SampIn, request: Request, who: Writer, state: StateDep) -> dict:
+    """The message for the page to send through the annotator's own hub (Web Profile)."""
+    mtype, params = message(state, request, body)
+    return {"mtype": mtype, "params": params}
+
+
+class ReceivedIn(BaseModel):
+    mtype: str = Field(max_length=100)
+    params: dict
+
+
+@router.post("/api/samp/received")
+def samp_received(body: ReceivedIn, who: Writer, state: StateDep) -> dict:
+    """What a message from the annotator's hub means for the page: the spectrum to show."""
+    return {"event": page_event(state, body.mtype, body.params)}
+
 
 def table_rows(state: State, action: str, threshold: float) -> list[int]:
     if action == "queue":
@@ -100,9 +121,11 @@ def table_rows(state: State, action: str, threshold: float) -> list[int]:
     blind = state.blind()  # audit spectra: no model output leaves the app for them
     return [r for r in live.rows_now(agreed(state.votes(False))).tolist() if r not in blind]
 
+
 def check_key(state: State, key: str) -> None:
     if not secrets.compare_digest(key.encode(), state.key.encode()):
         raise HTTPException(404, "not found")
+
 
 @router.get("/samp/{key}/table/{table_id}.xml", include_in_schema=False)
 def samp_table(key: str, table_id: str, state: StateDep) -> Response:
@@ -111,6 +134,7 @@ def samp_table(key: str, table_id: str, state: StateDep) -> Response:
     if rows is None:
         raise HTTPException(404, f"no table {table_id!r}")
     return Response(votable(state, rows), media_type="application/x-votable+xml")
+
 
 def votable(state: State, rows: list[int]) -> bytes:
     _, probs = state.pool.scores()
@@ -130,6 +154,7 @@ def votable(state: State, rows: list[int]) -> bytes:
     table.write(buf, format="votable")
     return buf.getvalue()
 
+
 @router.get("/samp/{key}/spectrum/{row}.fits", include_in_schema=False)
 def samp_spectrum(key: str, row: int, state: StateDep) -> Response:
     check_key(state, key)
@@ -144,6 +169,7 @@ def samp_spectrum(key: str, row: int, state: StateDep) -> Response:
     buf = io.BytesIO()
     table.write(buf, format="fits")
     return Response(buf.getvalue(), media_type="application/fits")
+
 
 @router.get("/api/samp/events")
 def samp_events(who: Who, state: StateDep, after: int = 0) -> dict:

@@ -44,7 +44,8 @@ def session(request: Request, state: StateDep) -> dict:
     return {"annotator": who, "login_required": state.config.auth,
             "classes": state.classes, "csrf": state.csrf(request.cookies.get(COOKIE)),
             "pool": len(state.pool), "iteration": iteration, "lines": LINES,
-            "samp": state.config.samp, "project": state.project.path.name}
+            "samp": state.config.samp, "samp_web_port": state.config.samp_web_port,
+            "project": state.project.path.name}
 
 
 @router.post("/api/login")

@@ -149,7 +149,7 @@ function renderSpectrum(s, context) {
     <th>iteration</th><th>comment</th></tr>${s.history.map((h) => `<tr><td>${esc(h.time.slice(0, 19))}</td>
     <td>${esc(h.annotator)}</td><td>${esc(h.label ?? "—")}</td><td>${esc(h.iteration ?? "")}</td>
     <td>${esc(h.comment)}</td></tr>`).join("")}</table>` : `<p class="muted">No labels yet.</p>`;
-  const samp = S.session.samp ? `<div class="bar">
+  const samp = S.session.samp || WebSamp.key ? `<div class="bar">
       <button data-samp="spectrum">Spectrum to SPLAT</button>
       <button data-samp="point">Point Aladin here</button>
       ${S.mode === "queue" ? `<button data-samp="queue">Queue to TOPCAT</button>` : ""}</div>` : "";
@@ -596,7 +596,8 @@ async function candidatesPage(threshold = 0.5) {
       <span class="muted">${c.spectra} spectra of ${c.objects} objects; a human label
       overrides the model${c.withheld ? `; ${c.withheld} spectra of the audit sample not
       shown (blind)` : ""}</span>
-      ${S.session.samp ? `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
+      ${S.session.samp || WebSamp.key ?
+        `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
     ${rowsTable(c.items, [["row", "row"], ["id", "id"], ["designation", "designation"],
       ["class", "class"], ["probability", "p", 3], ["source", "source"],
       ["ra", "RA", 5], ["dec", "Dec", 5], ["snr", "SNR", 1], ["known", "known"]])}`;
@@ -768,8 +769,14 @@ document.addEventListener("click", async (e) => {
       const body = { action: b.dataset.samp, row: S.current?.row ?? null };
       const threshold = $("#threshold");
       if (threshold) body.threshold = Number(threshold.value);
-      const r = await api("/api/samp", body);
-      toast(r.sent.length ? `Sent to ${r.sent.join(", ")}` : "No SAMP tool listens for that", !r.sent.length);
+      let sent;
+      if (WebSamp.key) {  // through the hub of the desktop this browser runs on
+        const m = await api("/api/samp/message", body);
+        sent = await WebSamp.notifyAll(m.mtype, m.params);
+      } else {  // through the server's own link
+        sent = (await api("/api/samp", body)).sent;
+      }
+      toast(sent.length ? `Sent to ${sent.join(", ")}` : "No SAMP tool listens for that", !sent.length);
     } catch (err) { toast(err.message, true); }
   } else if (b.dataset.row !== undefined) {
     // Spectra of the audit sample stay on the audit page: labelled blind, kept apart.
@@ -787,21 +794,52 @@ $("#comment-text").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && e.ctrlKey) { e.preventDefault(); $("#comment-save").click(); }
 });
 
+function sampEvent(ev) {  // a VO tool pointed at a row of a table we sent, or at the sky
+  if (!ev) return;
+  if (ev.row !== null && ev.row !== undefined) {
+    toast(`From a VO tool: spectrum ${ev.row}`);
+    location.hash = `#/spectrum/${ev.row}`;
+  } else if (ev.ra !== undefined) {
+    toast(`No spectrum within 5″ of ${fmt(ev.ra, 5)} ${fmt(ev.dec, 5)}`, true);
+  }
+}
+
 async function pollSamp() {
   if (!S.session?.samp) return;
   try {
     const r = await api(`/api/samp/events?after=${S.sampSeen}`);
     for (const ev of r.events) {
       S.sampSeen = Math.max(S.sampSeen, ev.n);
-      if (ev.row !== null && ev.row !== undefined) {
-        toast(`From a VO tool: spectrum ${ev.row}`);
-        location.hash = `#/spectrum/${ev.row}`;
-      } else if (ev.ra !== undefined) {
-        toast(`No spectrum within 5″ of ${fmt(ev.ra, 5)} ${fmt(ev.dec, 5)}`, true);
-      }
+      sampEvent(ev);
     }
   } catch (_) { /* the server is restarting: try again later */ }
 }
+
+async function connectWebSamp() {
+  const b = $("#samp-web");
+  if (WebSamp.key) {
+    await WebSamp.disconnect();
+    b.textContent = "SAMP: connect this desktop";
+    route();
+    return;
+  }
+  try {
+    await WebSamp.connect(S.session.samp_web_port, async (mtype, params) => {
+      sampEvent((await api("/api/samp/received", { mtype, params })).event);
+    });
+    b.textContent = "SAMP: this desktop (disconnect)";
+    toast("Connected to this desktop's SAMP hub");
+    route();  // the SAMP buttons appear
+  } catch (err) {
+    toast(`No SAMP hub with the Web Profile on this desktop (start TOPCAT or Aladin): ${
+      err.message}`, true);
+  }
+}
+document.addEventListener("websamp", () => {
+  $("#samp-web").textContent = "SAMP: connect this desktop";
+  toast("The desktop's SAMP hub went away", true);
+});
+$("#samp-web").addEventListener("click", connectWebSamp);
 
 async function start() {
   S.session = await api("/api/session");
@@ -814,6 +852,7 @@ async function start() {
     await start();
   });
   if (!S.session.annotator) { loginPage(); return; }
+  $("#samp-web").hidden = !S.session.samp_web_port;
   if (S.session.samp) {  // only what VO tools send from now on
     const r = await api("/api/samp/events?after=0");
     S.sampSeen = Math.max(0, ...r.events.map((ev) => ev.n));
