@@ -23,15 +23,21 @@ from specscout.web import AppConfig, create_app
 from conftest import log_in
 
 
-@pytest.fixture
-def tool(hub):  # noqa: F811
-    """A VO tool that records every table, spectrum and position it is sent."""
+def connect_tool() -> tuple[SAMPIntegratedClient, list[tuple[str, dict]]]:
+    """A VO tool on the hub that SAMP_HUB names, recording every table, spectrum and position
+    it is sent."""
     got: list[tuple[str, dict]] = []
     client = SAMPIntegratedClient(name="vo-tool")
     client.connect()
     for mtype in (TABLE, SPECTRUM, POINT):
         client.bind_receive_notification(
             mtype, lambda key, sender, mtype, params, extra: got.append((mtype, params)))
+    return client, got
+
+
+@pytest.fixture
+def tool(hub):  # noqa: F811
+    client, got = connect_tool()
     yield client, got
     client.disconnect()
 
@@ -164,12 +170,7 @@ def test_the_page_talks_to_the_desktops_hub_by_the_web_profile(web_hub, tmp_path
     from conftest import LiveServer
 
     port, asked = web_hub
-    got: list[tuple[str, dict]] = []
-    vo = SAMPIntegratedClient(name="vo-tool")
-    vo.connect()
-    for mtype in (TABLE, SPECTRUM, POINT):
-        vo.bind_receive_notification(
-            mtype, lambda key, sender, mtype, params, extra: got.append((mtype, params)))
+    vo, got = connect_tool()
     project = make_project(tmp_path)
     enqueue(project)  # rows 5, 0, 2
     problems: list[str] = []
