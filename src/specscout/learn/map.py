@@ -125,22 +125,38 @@ def compute_map(project: Project, number: int | None = None, max_points: int = M
 
 class Neighbours:
     """The labelled pool spectra in the features of one network, for the nearest to a
-    spectrum (Euclidean). Labels given later are added as they come."""
+    spectrum (Euclidean), with their ids and spectra kept (float16) to show them without
+    reading the store again. Labels given later are added as they come."""
 
-    def __init__(self, fitted: Fitted, flux_of) -> None:
-        self.fitted, self.flux_of = fitted, flux_of
+    def __init__(self, fitted: Fitted, flux_of, ids_of) -> None:
+        self.fitted, self.flux_of, self.ids_of = fitted, flux_of, ids_of
         self.rows = np.empty(0, np.int64)
         self.features = np.empty((0, 0), np.float32)
         self.norms = np.empty(0, np.float32)
+        self.flux = np.empty((0, 0), np.float16)
+        self.ids: list[str] = []
+        self.position: dict[int, int] = {}
 
-    def add(self, rows: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, batch: int = 4096) -> None:
         rows = np.setdiff1d(np.asarray(rows, np.int64), self.rows)
-        if not len(rows):
-            return
-        f = embed(self.fitted, self.flux_of, rows)
-        self.features = f if not len(self.rows) else np.concatenate([self.features, f])
-        self.norms = (self.features**2).sum(1)
-        self.rows = np.concatenate([self.rows, rows])
+        for i in range(0, len(rows), batch):
+            b = rows[i : i + batch]
+            x = np.asarray(self.flux_of(b), np.float32)
+            f = embed(self.fitted, lambda _, x=x: x, b, batch=len(b))
+            first = not len(self.rows)
+            self.features = f if first else np.concatenate([self.features, f])
+            self.flux = x.astype(np.float16) if first else np.concatenate(
+                [self.flux, x.astype(np.float16)])
+            self.position.update((int(r), len(self.rows) + k) for k, r in enumerate(b))
+            self.ids += list(self.ids_of(b))
+            self.rows = np.concatenate([self.rows, b])
+        if len(rows):
+            self.norms = (self.features**2).sum(1)
+
+    def about(self, row: int) -> tuple[str, np.ndarray]:
+        """(id, spectrum) of a labelled row in the index."""
+        i = self.position[row]
+        return self.ids[i], self.flux[i].astype(np.float32)
 
     def nearest(self, row: int, allowed, k: int = 5) -> list[tuple[int, float]]:
         """(row, distance) of the ``k`` nearest of the ``allowed`` labelled rows to ``row``

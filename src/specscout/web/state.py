@@ -192,15 +192,24 @@ class State:
         from specscout.learn.map import Neighbours
 
         iteration, _ = self.pool.scores()
-        current = agreed(self.votes(False))
+        votes = self.votes(False)
+        current = agreed(votes)
         if iteration is None:
             return None, current
-        labelled = np.array(sorted(current), np.int64)
+        seen = self._votes[False][0]  # the last label read
         with self._lock:
             if self._neighbours is None or self._neighbours[0] != iteration:
                 fitted = members_of(iteration_path(self.project, iteration))[0]
                 self._neighbours = (iteration, Neighbours(
-                    fitted, lambda rows: self.pool.pool.flux(rows)))
-            found = self._neighbours[1]
-            found.add(labelled)  # embeds only the rows labelled since the last call
+                    fitted, lambda rows: self.pool.pool.flux(rows), self._ids), -1)
+            _, found, added = self._neighbours
+            if added != seen:  # embeds only the rows labelled since
+                found.add(np.fromiter(current, np.int64, len(current)))
+                self._neighbours = (iteration, found, seen)
         return found, current
+
+    def _ids(self, rows: np.ndarray) -> list[str]:
+        """The ids of pool ``rows``, in the order given."""
+        found = self.pool.pool.records(rows, ("id",)).to_pydict()  # sorted by row
+        id_of = dict(zip(found["row"], found["id"], strict=True))
+        return [id_of[int(r)] for r in rows]

@@ -56,16 +56,12 @@ def neighbours(row: int, who: Who, state: StateDep, k: int = 5) -> dict:
     if index is None:
         return {"row": row, "neighbours": []}
     near = index.nearest(row, current.keys(), min(k, 20))
-    if not near:
-        return {"row": row, "neighbours": []}
-    rows = [r for r, _ in near]
-    found = state.pool.pool.records(rows, ("id",)).to_pydict()  # sorted by row
-    id_of = dict(zip(found["row"], found["id"], strict=True))
-    flux = state.pool.pool.flux(rows)  # in the order asked
-    return {"row": row, "neighbours": [
-        {"row": r, "id": id_of[r], "label": current[r], "distance": round(d, 4),
-         "flux": [round(float(v), 4) for v in f]}
-        for (r, d), f in zip(near, flux, strict=True)]}
+    out = []
+    for r, d in near:  # kept in the index: no read of the store
+        spectrum_id, flux = index.about(r)
+        out.append({"row": r, "id": spectrum_id, "label": current[r], "distance": round(d, 4),
+                    "flux": [round(float(v), 4) for v in flux]})
+    return {"row": row, "neighbours": out}
 
 
 @router.post("/api/queue/add")
