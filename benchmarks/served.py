@@ -3,6 +3,7 @@ client session opened by it."""
 
 from __future__ import annotations
 
+import queue
 import re
 import subprocess
 import sys
@@ -15,13 +16,18 @@ def serve(project, port: int, *options: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "specscout.cli", "serve", str(project),
                              "--port", str(port), "--no-samp", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
+    lines: queue.Queue = queue.Queue()
+
+    def drain() -> None:  # never a full pipe
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=drain, daemon=True).start()
+    while line := lines.get(timeout=120):
         if m := re.search(r"(https?://\S+/\?token=\S+)", line):
-            break
-    else:
-        raise RuntimeError(f"specscout serve printed no link (exit {proc.wait()})")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # never a full pipe
-    return proc, m.group(1)
+            return proc, m.group(1)
+    raise RuntimeError(f"specscout serve printed no link (exit {proc.wait()})")
 
 
 def open_session(client, link: str, attempts: int = 600) -> dict[str, str]:

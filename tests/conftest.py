@@ -85,6 +85,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def printed(proc, pattern: str, timeout: float = 60):
+    """The first match of ``pattern`` in what the process ``proc`` prints (its stdout, read in
+    a thread that keeps draining it), within ``timeout`` seconds; AssertionError if none."""
+    import queue
+    import re
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+
+    def drain() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    seen = []
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"nothing like {pattern!r} printed in {timeout} s: "
+                                 f"{''.join(seen)[-2000:]}") from None
+        if line is None:
+            raise AssertionError(f"the process ended (exit {proc.wait()}): {''.join(seen)}")
+        seen.append(line)
+        if m := re.search(pattern, line):
+            return m
+
+
 def log_in(client):
     """A TestClient of the app with a session opened by the app's one-time launch link, and
     the session's CSRF token in its headers."""

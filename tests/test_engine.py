@@ -104,6 +104,26 @@ def test_bald_and_diverse_queries(project):
         assert len(label_store(project).queue.batch()) == 10
 
 
+def test_a_query_never_proposes_an_audit_spectrum_nor_a_hand_picked_one(project):
+    """The audit's spectra stay blind and apart from training; spectra added to a batch by
+    hand stay in it when its iteration is queried again, and are not proposed twice."""
+    from specscout.catalogue.audit import draw
+    from specscout.learn.iterate import query_step
+
+    project, _ = project
+    labels = label_store(project)
+    number = status(project)[-1]["iteration"]
+    draw(project, positives=30, negatives=60)
+    drawn = {s["row"] for s in labels.audit_samples.sample()}
+    assert drawn
+    labels.queue.extend(number, [3], [project.store().records([3], ["id"])["id"][0].as_py()])
+    batch = query_step(project, "entropy", 200, number)
+    assert not {b["row"] for b in batch} & (drawn | {3})
+    queued = labels.queue.batch(number)
+    assert [q["row"] for q in queued][-1] == 3 and queued[-1]["strategy"] == "selection"
+    assert [q["rank"] for q in queued] == list(range(len(queued)))
+
+
 def test_experiment_command(project, capsys):
     project, tmp = project
     out = tmp / "experiment"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -97,9 +99,15 @@ def test_the_loop_on_a_synthetic_pool(tmp_path):
                      if o == "human"]
         assert sorted(pool_rows) == sorted(asked)  # round 3 trained on the 90 asked before
         assert examples["origin"].count("labelled-set") == 60
-    # Round 0 is shared; the rare-class hunter finds more of the rare classes than random.
-    first = [r for r in results if r["round"] == 0]
-    assert first[0]["macro_error"] == first[1]["macro_error"]
+    # Round 0 is trained once and shared: the second run starts from the first run's network
+    # (the same file), and fine-tunes it in round 1.
+    one, two = (iteration_path(Project(tmp_path / "runs" / f"{s}-seed0"), 1)
+                for s in ("random", "rare"))
+    assert (one / "model.pt").read_bytes() == (two / "model.pt").read_bytes()
+    second = json.loads((iteration_path(Project(tmp_path / "runs" / "rare-seed0"), 2)
+                         / "iteration.json").read_text())
+    assert second["train"]["warm_start"]
+    # The rare-class hunter finds more of the rare classes than random.
     found = {r["strategy"]: sum(r["found"].values()) for r in results if r["round"] == 3}
     assert found["rare"] > 2 * found["random"]
 

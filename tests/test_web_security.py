@@ -4,8 +4,8 @@ sent; TLS."""
 
 from __future__ import annotations
 
+import io
 import json
-import re
 import ssl
 import subprocess
 import sys
@@ -13,6 +13,7 @@ import time
 
 import httpx2 as httpx
 import pytest
+from astropy.table import Table
 from fastapi.testclient import TestClient
 from test_candidates import make_project
 from test_web import BASE, client_for, enqueue
@@ -21,7 +22,7 @@ from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 from specscout.web.app import COOKIE, MAX_BODY, Bounded
 
-from conftest import free_port, log_in
+from conftest import free_port, log_in, printed
 
 
 @pytest.fixture
@@ -47,10 +48,19 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
         assert reason in response.text, (what, response.text)
         refused.append(what)
 
-    # no session, no token: nothing is read or written, on loopback too
-    for path in ("/api/queue", "/api/next", "/api/spectrum/0", "/api/spectrum/0/original",
-                 "/api/progress", "/api/candidates", "/api/search?q=spec-1"):
-        refuse(anon.get(path), 401, "log in first", f"GET {path} without a session")
+    # no session, no token: nothing is read or written, on loopback too; every endpoint of
+    # the API but the session's own, and the tools' signed URLs, says so
+    from specscout.web.routes import candidates, labels, pool_map, samp, session, spectra
+
+    open_ = {"/api/session", "/api/login", "/api/logout"}
+    routes = [(m, r.path) for module in (candidates, labels, pool_map, samp, session, spectra)
+              for r in module.router.routes
+              if r.path.startswith("/api/") and r.path not in open_ for m in r.methods]
+    assert len(routes) >= 17
+    for method, path in routes:
+        url = path.replace("{row}", "0") + ("?q=spec-1" if path == "/api/search" else "")
+        r = anon.request(method, url, json={} if method == "POST" else None)
+        refuse(r, 401, "log in first", f"{method} {path} without a session")
     csrf = anon.get("/api/session").json()["csrf"]  # handed to anyone, but worth nothing
     refuse(anon.post("/api/labels", json=body, headers={"X-CSRF-Token": csrf}), 401,
            "log in first", "a write without a session")
@@ -108,7 +118,7 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
     replay = TestClient(anon.app, base_url=BASE, cookies={COOKIE: cookie},
                         headers={"X-CSRF-Token": client.headers["X-CSRF-Token"]})
     refuse(replay.post("/api/labels", json=body), 401, "expired or ended", "replay after logout")
-    assert stored(project) == before and len(refused) >= 25
+    assert stored(project) == before and len(refused) >= 35
 
 
 def test_sessions_expire(project, monkeypatch):
@@ -152,9 +162,21 @@ def test_the_audit_is_blind_in_the_server(project):
     assert q["items"][0]["row"] == 0 and q["items"][0]["others"] == {}
     assert "emission" not in json.dumps(client.get("/api/next", params={"audit": True}).json()
                                         ["spectrum"]["history"])
-    # nor listed among the candidates (which would say what the model thinks)
+    # nor listed among the candidates, nor counted (which would say what the model thinks)
     c = client.get("/api/candidates").json()
-    assert 0 not in [i["row"] for i in c["items"]] and c["withheld"] == 1
+    assert 0 not in [i["row"] for i in c["items"]] and c["spectra"] == 3  # 1, 2, 3
+    # nor in the training queue (rows 5, 0, 2), with its acquisition score
+    assert [i["row"] for i in client.get("/api/queue").json()["items"]] == [5, 2]
+    # nor in a table for VO tools, nor with probabilities there
+    url = client.post("/api/samp/message", json={"action": "queue"}).json()["params"]["url"]
+    table = Table.read(io.BytesIO(client.get(url).content), format="votable")
+    assert list(table["row"]) == [5, 2]
+    url = client.post("/api/samp/message", json={"action": "candidates"}).json()["params"]["url"]
+    assert 0 not in list(Table.read(io.BytesIO(client.get(url).content), format="votable")["row"])
+    # nor may it be added to the queue by hand, nor is another annotator's audit label counted
+    assert client.post("/api/queue/add", json={"rows": [0]}).json()["added"] == 0
+    progress = client.get("/api/progress").json()
+    assert progress["classes"]["emission"]["audit"] == 0  # bea's, not ana's
     # a new draw: the old one's spectra are shown again
     labels.audit_samples.add(1, [6], ["spec-6"], ["rest"], [3])
     assert client.get("/api/spectrum/0").json()["probabilities"] is not None
@@ -211,11 +233,7 @@ def test_served_over_tls(project, tmp_path):
          str(tmp_path / "server.pem")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
-        for line in proc.stdout:
-            if m := re.search(r"(https://127\.0\.0\.1:\d+/\?token=\S+)", line):
-                break
-        else:
-            raise AssertionError(f"no https link printed (exit {proc.wait()})")
+        m = printed(proc, r"(https://127\.0\.0\.1:\d+/\?token=\S+)")
         trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
         with httpx.Client(verify=trusted, timeout=5) as client:
             for _ in range(200):
@@ -232,3 +250,17 @@ def test_served_over_tls(project, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_urls_for_vo_tools_are_signed_for_one_item_and_expire(project, monkeypatch):
+    from specscout.web.routes import samp
+
+    client = client_for(project)
+    url = client.post("/api/samp/message", json={"action": "spectrum", "row": 2}).json()[
+        "params"]["url"]
+    tool = TestClient(client.app, base_url=BASE)  # a VO tool: no session, no cookie
+    assert tool.get(url).status_code == 200
+    assert tool.get(url.replace("/spectrum/2.fits", "/spectrum/3.fits")).status_code == 404
+    expires = int(url.split("/samp/")[1].split("/")[0])
+    monkeypatch.setattr(samp.time, "time", lambda: expires + 1)
+    assert tool.get(url).status_code == 404  # expired

@@ -4,7 +4,6 @@ label it acknowledged."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from test_candidates import ROWS, make_project
 from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 
-from conftest import annotate_at_once, free_port
+from conftest import annotate_at_once, free_port, printed
 
 CLASSES = ("other", "emission", "double-peak")
 
@@ -63,12 +62,7 @@ def _start(project_path, port: int) -> tuple[subprocess.Popen, str]:
         [sys.executable, "-m", "specscout.cli", "serve", str(project_path), "--port",
          str(port), "--no-samp", "--annotator", "ana"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if m := re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line):
-            link = m.group(1)
-            break
-    else:
-        raise RuntimeError(f"the server printed no link (exit {proc.wait()})")
+    link = printed(proc, r"(http://127\.0\.0\.1:\d+/\?token=\S+)").group(1)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:

@@ -59,6 +59,10 @@ class LiveCandidates:
             return int(self.model[1][at]), "model"
         return None
 
+    def is_candidate(self, row: int, current: dict[int, str]) -> bool:
+        """Whether ``row`` is a candidate under the labels ``current``."""
+        return self._now(int(row), current) is not None
+
     def page(self, current: dict[int, str], limit: int = 500) -> dict:
         """The candidate list under the human labels ``current`` ({row: class}): how many
         spectra and objects, and the ``limit`` most probable spectra with their records."""

@@ -184,7 +184,8 @@ def status(project) -> int:
 @project_argument
 @click.option("--truth", required=True,
               help="truth table of the pool (id, class), e.g. a simulation's truth.parquet")
-@click.option("--out", required=True, help="directory for curves.csv/png, summary.json")
+@click.option("--out", required=True,
+              help="directory for curves.csv/png, summary.json and runs/ (made anew)")
 @click.option("--strategies", default="random,entropy,rare", show_default=True,
               help="comma-separated")
 @click.option("--seeds", type=int, default=3, show_default=True)
@@ -220,7 +221,7 @@ def experiment(project, truth, out, strategies, seeds, iterations, batch, initia
     config = ExperimentConfig(
         strategies=tuple(strategies.split(",")), seeds=tuple(range(seeds)),
         iterations=iterations, batch=batch, initial=initial,
-        use_labelled_set=not no_labelled_set, test_fraction=test_fraction,
+        use_labelled_set=False if no_labelled_set else None, test_fraction=test_fraction,
         target_error=target_error, warm_start=not cold_start, domain=domain,
         train=TrainConfig(model=model, max_epochs=epochs, patience=patience,
                           batch_size=batch_size, device=device))

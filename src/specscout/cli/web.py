@@ -46,7 +46,8 @@ def serve(project, host, port, annotator, require_login, no_auth, certfile, keyf
 @project_argument
 @click.option("--iteration", type=int, default=None, help="default: the latest scored")
 @click.option("--points", type=int, default=100_000, show_default=True,
-              help="at most: every labelled spectrum and candidate, and a sample of the pool")
+              help="at most: labelled spectra and candidates (a quarter each at most) and a "
+                   "random sample of the pool")
 @click.option("--seed", type=int, default=0)
 def pool_map(project, iteration, points, seed) -> int:
     """The 2-D map of the pool in the network's features (UMAP), for the app's Map page."""

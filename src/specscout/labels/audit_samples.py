@@ -29,3 +29,8 @@ class AuditSamples:
     def sample(self, draw: int | None = None) -> list[dict]:
         """The spectra of audit draw ``draw`` (default: the latest)."""
         return group(self.engine, audit_table.c.draw, draw, audit_table.c.id)
+
+    def drawn(self) -> set[int]:
+        """Every pool row drawn for an audit, in any draw."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(audit_table.c.row).distinct()).scalars())

@@ -19,15 +19,22 @@ class Queue:
     def put(self, iteration: int, rows: Sequence[int], spectra: Sequence[str],
             scores: Sequence[float], strategy: str) -> int:
         """Make ``rows`` (most wanted first) the query batch of ``iteration``, replacing an
-        earlier batch of that iteration."""
+        earlier batch of that iteration; spectra chosen by hand for it stay, after them."""
         values = [{"iteration": iteration, "rank": i, "row": int(r), "spectrum": s,
                    "strategy": strategy, "acquisition_score": float(a)}
                   for i, (r, s, a) in enumerate(zip(rows, spectra, scores, strict=True))]
+        this = queue_table.c.iteration == iteration
         with self.engine.begin() as conn:
-            conn.execute(queue_table.delete().where(queue_table.c.iteration == iteration))
+            bump(conn, "queue")  # first: it takes the write lock, so changes come one by one
+            conn.execute(queue_table.delete().where(this & (queue_table.c.strategy
+                                                            != SELECTION)))
+            kept = conn.execute(sa.select(queue_table.c.id).where(this).order_by(
+                queue_table.c.rank)).scalars().all()
+            for k, key in enumerate(kept):  # after the new batch, in their order
+                conn.execute(queue_table.update().where(queue_table.c.id == key)
+                             .values(rank=len(values) + k))
             if values:
                 conn.execute(queue_table.insert(), values)
-            bump(conn, "queue")
         return len(values)
 
     def extend(self, iteration: int, rows: Sequence[int], spectra: Sequence[str],
@@ -35,6 +42,7 @@ class Queue:
         """Add ``rows`` (chosen by hand, e.g. on the map) after the end of the batch of
         ``iteration``, leaving out those already in it; returns how many were added."""
         with self.engine.begin() as conn:
+            bump(conn, "queue")  # first: it takes the write lock, so changes come one by one
             have = {r: k for r, k in conn.execute(
                 sa.select(queue_table.c.row, queue_table.c.rank)
                 .where(queue_table.c.iteration == iteration))}
@@ -46,7 +54,6 @@ class Queue:
                     {"iteration": iteration, "rank": first + i, "row": r, "spectrum": s,
                      "strategy": strategy, "acquisition_score": 0.0}
                     for i, (r, s) in enumerate(new)])
-            bump(conn, "queue")
         return len(new)
 
     def batch(self, iteration: int | None = None) -> list[dict]:

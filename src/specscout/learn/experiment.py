@@ -42,7 +42,7 @@ class ExperimentConfig:
     iterations: int = 10
     batch: int = 100
     initial: int = 0  # random pool labels before the first training, besides the labelled set
-    use_labelled_set: bool = True
+    use_labelled_set: bool | None = None  # train on the labelled store (None: the project's)
     test_fraction: float = 0.3
     target_error: float = 0.065
     warm_start: bool = True  # fine-tune the previous round's network instead of a new one
@@ -290,7 +290,9 @@ def run_project(project: Project, truth: str | Path, out: str | Path,
     if not len(pool):
         raise SpecscoutError(f"{project.path} has an empty pool: ingest a survey first")
     y = truth_classes(project, truth)
-    labelled = len(project.store("labelled")) if config.use_labelled_set else 0
+    use = project.config.labelled_set if config.use_labelled_set is None else \
+        config.use_labelled_set
+    labelled = len(project.store("labelled")) if use else 0
     if not labelled and config.initial == 0:
         raise SpecscoutError("no labelled set in the project: give --initial N random labels")
     start = time.perf_counter()

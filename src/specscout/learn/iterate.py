@@ -25,6 +25,7 @@ from specscout.archive.atomic import fsync_dir, fsync_tree, write_text, write_wi
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
 from specscout.labels import CATALOGUE_ANNOTATOR, label_store
+from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.acquire import acquire
 from specscout.learn.domain import (
@@ -258,12 +259,17 @@ def score_step(project: Project, number: int | None = None, prior_shift: bool | 
 
 
 def excluded_rows(project: Project, before: int) -> np.ndarray:
-    """Pool rows labelled by anyone, or queued in an iteration before ``before``."""
+    """Pool rows labelled by anyone, queued in an iteration before ``before``, chosen by hand
+    for iteration ``before`` (kept when it is queried again), or drawn for an audit (which
+    stays blind, and apart from training)."""
     labels = label_store(project)
     rows = {r["row"] for r in labels.history()}
     for n in iteration_numbers(project):
         if n < before:
             rows.update(q["row"] for q in labels.queue.batch(n))
+        elif n == before:
+            rows.update(q["row"] for q in labels.queue.batch(n) if q["strategy"] == SELECTION)
+    rows.update(labels.audit_samples.drawn())
     return np.array(sorted(rows), dtype=np.int64)
 
 

@@ -5,7 +5,8 @@ The map of an iteration (``specscout map``) lays out, by UMAP, the features of e
 pool spectrum, every candidate and a random sample of the rest of the pool, at most
 ``MAX_POINTS`` in all (labelled and candidates each take at most a quarter, drawn at random
 beyond that), and keeps it beside the iteration (``map.npz``): it is computed once, and the web
-app serves it. The cost grows with the points, never with the pool: the pool is only sampled.
+app serves it (the latest iteration that has one). Embedding and UMAP grow with the points, not
+with the pool; the pool's scores are read once, in chunks, for its candidates.
 """
 
 from __future__ import annotations
@@ -126,52 +127,49 @@ def compute_map(project: Project, number: int | None = None, max_points: int = M
 class Neighbours:
     """The labelled pool spectra in the features of one network, for the nearest to a
     spectrum (Euclidean), with their ids and spectra kept (float16) to show them without
-    reading the store again. Labels given later are added as they come."""
+    reading the store again. Labels given later are added as they come: each addition
+    publishes a new snapshot whole, so a reader never sees one half made."""
 
     def __init__(self, fitted: Fitted, flux_of, ids_of) -> None:
         self.fitted, self.flux_of, self.ids_of = fitted, flux_of, ids_of
-        self.rows = np.empty(0, np.int64)
-        self.features = np.empty((0, 0), np.float32)
-        self.norms = np.empty(0, np.float32)
-        self.flux = np.empty((0, 0), np.float16)
-        self.ids: list[str] = []
-        self.position: dict[int, int] = {}
+        # rows, features, squared norms, spectra, ids, {row: position}
+        self.snapshot: tuple = (np.empty(0, np.int64), np.empty((0, 0), np.float32),
+                                np.empty(0, np.float32), np.empty((0, 0), np.float16), [], {})
 
     def add(self, rows: np.ndarray, batch: int = 4096) -> None:
-        rows = np.setdiff1d(np.asarray(rows, np.int64), self.rows)
+        """Add labelled ``rows`` (one writer at a time: the caller serialises additions)."""
+        old_rows, features, _, flux, ids, _ = self.snapshot
+        rows = np.setdiff1d(np.asarray(rows, np.int64), old_rows)
+        if not len(rows):
+            return
+        parts_f, parts_x, new_ids = [features] if len(old_rows) else [], \
+            [flux] if len(old_rows) else [], list(ids)
         for i in range(0, len(rows), batch):
             b = rows[i : i + batch]
             x = np.asarray(self.flux_of(b), np.float32)
-            f = embed(self.fitted, lambda _, x=x: x, b, batch=len(b))
-            first = not len(self.rows)
-            self.features = f if first else np.concatenate([self.features, f])
-            self.flux = x.astype(np.float16) if first else np.concatenate(
-                [self.flux, x.astype(np.float16)])
-            self.position.update((int(r), len(self.rows) + k) for k, r in enumerate(b))
-            self.ids += list(self.ids_of(b))
-            self.rows = np.concatenate([self.rows, b])
-        if len(rows):
-            self.norms = (self.features**2).sum(1)
+            parts_f.append(embed(self.fitted, lambda _, x=x: x, b, batch=len(b)))
+            parts_x.append(x.astype(np.float16))
+            new_ids += list(self.ids_of(b))
+        all_rows = np.concatenate([old_rows, rows])
+        f = np.concatenate(parts_f)
+        self.snapshot = (all_rows, f, (f**2).sum(1), np.concatenate(parts_x), new_ids,
+                         {int(r): k for k, r in enumerate(all_rows)})
 
-    def about(self, row: int) -> tuple[str, np.ndarray]:
-        """(id, spectrum) of a labelled row in the index."""
-        i = self.position[row]
-        return self.ids[i], self.flux[i].astype(np.float32)
-
-    def nearest(self, row: int, allowed, k: int = 5) -> list[tuple[int, float]]:
-        """(row, distance) of the ``k`` nearest of the ``allowed`` labelled rows to ``row``
-        (never itself)."""
-        if not len(self.rows):
+    def nearest(self, row: int, allowed, k: int = 5) -> list[tuple[int, float, str, np.ndarray]]:
+        """(row, distance, id, spectrum) of the ``k`` nearest of the ``allowed`` labelled rows
+        to ``row`` (never itself)."""
+        rows, features, norms, flux, ids, _ = self.snapshot  # one consistent snapshot
+        if not len(rows):
             return []
         q = embed(self.fitted, self.flux_of, np.array([row]))[0]
         # one float32 product ranks them all; the nearest few are measured exactly
-        approx = self.norms - 2 * (self.features @ q)
+        approx = norms - 2 * (features @ q)
         few = min(len(approx), 4 * k + 32)
         for shortlist in (np.argpartition(approx, few - 1)[:few], np.arange(len(approx))):
-            exact = np.sqrt(((self.features[shortlist] - q) ** 2).sum(1, dtype=np.float64))
-            out = [(int(self.rows[i]), float(d)) for i, d in
+            exact = np.sqrt(((features[shortlist] - q) ** 2).sum(1, dtype=np.float64))
+            out = [(int(rows[i]), float(d), ids[i], flux[i].astype(np.float32)) for i, d in
                    sorted(zip(shortlist, exact, strict=True), key=lambda t: t[1])
-                   if int(self.rows[i]) != row and int(self.rows[i]) in allowed][:k]
+                   if int(rows[i]) != row and int(rows[i]) in allowed][:k]
             if len(out) == k or len(shortlist) == len(approx):
                 return out
         return out

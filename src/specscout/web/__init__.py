@@ -40,6 +40,7 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            ssl_certfile=certfile, ssl_keyfile=keyfile))
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown = f"[{shown.strip('[]')}]" if ":" in shown else shown  # an IPv6 address
     url = f"{'https' if tls else 'http'}://{shown}:{port}/"
     if not auth:
         on_ready(f"WARNING: --no-auth: every user of this machine can label as "

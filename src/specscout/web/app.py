@@ -96,7 +96,8 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         if state.samp is not None:
             state.samp.close()
 
-    app = FastAPI(title="specscout", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="specscout", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.specscout = state
     if config.allowed_hosts:  # refuses DNS-rebinding pages that call themselves 127.0.0.1
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=config.allowed_hosts)

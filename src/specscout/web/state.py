@@ -78,7 +78,6 @@ class State:
         self.secret = secrets.token_bytes(32)  # CSRF tokens are HMACs of sessions under it
         self.launch_token = (config.launch_token or secrets.token_urlsafe(24)) if (
             config.auth and not config.require_login) else None
-        self.key = secrets.token_urlsafe(24)  # in the URLs handed to SAMP tools
         self.samp: SampLink | None = None  # the server's SAMP link, made by the app
         self.sent_tables: dict[str, list[int]] = Bounded(SENT_TABLES)  # SAMP id -> rows
         self._versions: dict[int, str] = Bounded(64)
@@ -88,6 +87,7 @@ class State:
         self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
         self._map: tuple | None = None
         self._neighbours: tuple | None = None
+        self._neighbours_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def use_launch_token(self, token: str) -> bool:
@@ -123,8 +123,9 @@ class State:
 
     def items(self, audit: bool) -> tuple[int | None, list[dict]]:
         """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
-        until a new batch or draw appears (their rows get new ids)."""
-        stamp = self.labels.serial("audit_sample" if audit else "queue")
+        until a new batch or draw appears. A spectrum of the latest audit draw is left out of
+        the query batch: it is labelled blind, on the audit page, and never trains."""
+        stamp = (self.labels.serial("queue"), self.labels.serial("audit_sample"))
         cached = self._items.get(audit)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -134,11 +135,11 @@ class State:
                      [{"rank": i, "row": s["row"], "id": s["spectrum"]}
                       for i, s in enumerate(sample)])
         else:
-            queue = self.labels.queue.batch()
+            queue, blind = self.labels.queue.batch(), self.blind()
             found = (queue[0]["iteration"] if queue else None,
                      [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
                        "acquisition_score": None if q["strategy"] == SELECTION
-                       else q["acquisition_score"]} for q in queue])
+                       else q["acquisition_score"]} for q in queue if q["row"] not in blind])
         self._items[audit] = (stamp, found)
         return found
 
@@ -172,12 +173,14 @@ class State:
             return iteration, live
 
     def map(self) -> dict | None:
-        """The kept map of the latest scored iteration (``specscout map``), or None."""
-        from specscout.learn.iterations import MAP_FILE, load_map
+        """The map (``specscout map``) of the latest iteration that has one, or None."""
+        from specscout.learn.iterations import MAP_FILE, iteration_numbers, load_map
 
-        iteration, _ = self.pool.scores()
-        if iteration is None:
+        mapped = [n for n in iteration_numbers(self.project)
+                  if (iteration_path(self.project, n) / MAP_FILE).exists()]
+        if not mapped:
             return None
+        iteration = mapped[-1]
         path = iteration_path(self.project, iteration) / MAP_FILE
         stamp = (iteration, path.stat().st_mtime_ns if path.exists() else None)
         if self._map is None or self._map[0] != stamp:
@@ -197,7 +200,7 @@ class State:
         if iteration is None:
             return None, current
         seen = self._votes[False][0]  # the last label read
-        with self._lock:
+        with self._neighbours_lock:  # its own: embedding takes seconds, others go on
             if self._neighbours is None or self._neighbours[0] != iteration:
                 fitted = members_of(iteration_path(self.project, iteration))[0]
                 self._neighbours = (iteration, Neighbours(

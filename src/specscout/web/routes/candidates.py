@@ -12,13 +12,17 @@ router = APIRouter()
 
 @router.get("/api/candidates")
 def candidates(who: Who, state: StateDep, threshold: float = Query(0.5, ge=0, le=1),
-               limit: int = Query(500, ge=1)) -> dict:
+               limit: int = Query(500, ge=1, le=5000)) -> dict:
+    """The candidate list; the spectra of the latest audit draw are left out of it, and out
+    of its count (which would say how the model rates them)."""
     iteration, live = state.candidates(threshold)
-    page = live.page(agreed(state.votes(False)), limit)
+    current = agreed(state.votes(False))
     blind = state.blind()
-    shown = [i for i in page["items"] if i["row"] not in blind]
-    return {"iteration": iteration, "threshold": threshold, **page, "items": shown,
-            "withheld": len(page["items"]) - len(shown)}  # audit spectra: blind
+    page = live.page(current, limit + len(blind))
+    hidden = sum(live.is_candidate(r, current) for r in blind)
+    shown = [i for i in page["items"] if i["row"] not in blind][:limit]
+    return {"iteration": iteration, "threshold": threshold, **page,
+            "spectra": page["spectra"] - hidden, "items": shown}
 
 
 @router.get("/api/search")

@@ -90,9 +90,11 @@ def progress(who: Who, state: StateDep) -> dict:
     tallies = state.labels.tallies()
     per_class = {c: {"training": 0, "audit": 0} for c in state.classes}
     votes = {audit: state.votes(audit) for audit in (False, True)}
-    for audit, by_row in votes.items():
-        for label in agreed(by_row).values():
-            per_class[label]["audit" if audit else "training"] += 1
+    for label in agreed(votes[False]).values():
+        per_class[label]["training"] += 1
+    for by in votes[True].values():  # the audit is blind to the others' labels: one's own
+        if by.get(who) is not None:
+            per_class[by[who]]["audit"] += 1
     disagreements = {row: v for row, v in votes[False].items()
                      if len({x for x in v.values() if x}) > 1}
     out = {"classes": per_class, "annotators": tallies["annotators"],

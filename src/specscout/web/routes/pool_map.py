@@ -4,7 +4,7 @@ chosen by hand sent to the queue."""
 from __future__ import annotations
 
 import numpy as np
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -44,7 +44,7 @@ def pool_map(who: Who, state: StateDep) -> JSONResponse:
 
 
 @router.get("/api/spectrum/{row}/neighbours")
-def neighbours(row: int, who: Who, state: StateDep, k: int = 5) -> dict:
+def neighbours(row: int, who: Who, state: StateDep, k: int = Query(5, ge=1, le=20)) -> dict:
     """The ``k`` labelled pool spectra nearest to ``row`` in the network's features."""
     try:
         state.pool.check_row(row)
@@ -55,13 +55,10 @@ def neighbours(row: int, who: Who, state: StateDep, k: int = 5) -> dict:
     index, current = state.neighbours()
     if index is None:
         return {"row": row, "neighbours": []}
-    near = index.nearest(row, current.keys(), min(k, 20))
-    out = []
-    for r, d in near:  # kept in the index: no read of the store
-        spectrum_id, flux = index.about(r)
-        out.append({"row": r, "id": spectrum_id, "label": current[r], "distance": round(d, 4),
-                    "flux": [round(float(v), 4) for v in flux]})
-    return {"row": row, "neighbours": out}
+    near = index.nearest(row, current.keys(), k)  # kept in the index: no read of the store
+    return {"row": row, "neighbours": [
+        {"row": r, "id": i, "label": current[r], "distance": round(d, 4),
+         "flux": [round(float(v), 4) for v in flux]} for r, d, i, flux in near]}
 
 
 @router.post("/api/queue/add")
@@ -73,7 +70,8 @@ def add_to_queue(body: SelectionIn, who: Writer, state: StateDep) -> dict:
         iteration, _ = state.pool.scores()
     if iteration is None:
         raise HTTPException(409, "no iteration yet: run 'specscout iterate'")
-    rows = sorted(set(body.rows))
+    blind = state.blind()  # the audit's spectra stay on the audit page
+    rows = sorted(set(body.rows) - blind)
     for r in rows:
         try:
             state.pool.check_row(r)

@@ -2,13 +2,16 @@
 positions sent to the VO tools of the desktop the server runs on, and what those tools send
 back (a row highlighted, a sky position pointed at) turned into events for the page.
 
-The URLs handed to the tools carry the app's secret key (``State.key``), not a user's token.
+The URLs handed to the tools carry no user's token: each is signed for its own table or
+spectrum (an HMAC under the app's secret) and expires after ``URL_HOURS``.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
 import secrets
+import time
 
 import numpy as np
 from astropy import units as u
@@ -24,6 +27,11 @@ from specscout.web.pool import DEFAULT_RADIUS_ARCSEC
 from specscout.web.state import State
 
 router = APIRouter()
+
+#: How long a URL handed to a VO tool works.
+URL_HOURS = 24
+#: Rows of a table sent to a VO tool, at most (the most probable candidates first).
+MAX_TABLE_ROWS = 100_000
 
 
 class SampIn(BaseModel):
@@ -55,8 +63,23 @@ def page_event(state: State, mtype: str, params: dict) -> dict | None:
     return None
 
 
+def signature(state: State, path: str, expires: int) -> str:
+    return hmac.new(state.secret, f"samp|{path}|{expires}".encode(), "sha256").hexdigest()[:32]
+
+
 def samp_url(state: State, request: Request, path: str) -> str:
-    return str(request.base_url).rstrip("/") + f"/samp/{state.key}/{path}"
+    """The URL of ``path`` for a VO tool: signed for it alone, until it expires."""
+    expires = int(time.time()) + URL_HOURS * 3600
+    return (str(request.base_url).rstrip("/") +
+            f"/samp/{expires}/{signature(state, path, expires)}/{path}")
+
+
+def check_signature(state: State, path: str, expires: str, sig: str) -> None:
+    """404 unless ``sig`` is the signature of ``path`` and it has not expired."""
+    ok = expires.isdigit() and secrets.compare_digest(
+        sig.encode(), signature(state, path, int(expires)).encode())
+    if not ok or int(expires) < time.time():
+        raise HTTPException(404, "not found (or the link has expired)")
 
 
 def message(state: State, request: Request, body: SampIn) -> tuple[str, dict]:
@@ -119,17 +142,18 @@ def table_rows(state: State, action: str, threshold: float) -> list[int]:
         return [i["row"] for i in state.items(False)[1]]
     _, live = state.candidates(threshold)
     blind = state.blind()  # audit spectra: no model output leaves the app for them
-    return [r for r in live.rows_now(agreed(state.votes(False))).tolist() if r not in blind]
+    rows = np.array([r for r in live.rows_now(agreed(state.votes(False))).tolist()
+                     if r not in blind], np.int64)
+    if len(rows) > MAX_TABLE_ROWS:  # the most probable
+        _, probs = state.pool.scores()
+        p = np.asarray(probs[rows], np.float32)[:, 1:].max(1)
+        rows = np.sort(rows[np.argsort(-p, kind="stable")[:MAX_TABLE_ROWS]])
+    return rows.tolist()
 
 
-def check_key(state: State, key: str) -> None:
-    if not secrets.compare_digest(key.encode(), state.key.encode()):
-        raise HTTPException(404, "not found")
-
-
-@router.get("/samp/{key}/table/{table_id}.xml", include_in_schema=False)
-def samp_table(key: str, table_id: str, state: StateDep) -> Response:
-    check_key(state, key)
+@router.get("/samp/{expires}/{sig}/table/{table_id}.xml", include_in_schema=False)
+def samp_table(expires: str, sig: str, table_id: str, state: StateDep) -> Response:
+    check_signature(state, f"table/{table_id}.xml", expires, sig)
     rows = state.sent_tables.get(table_id)
     if rows is None:
         raise HTTPException(404, f"no table {table_id!r}")
@@ -138,16 +162,19 @@ def samp_table(key: str, table_id: str, state: StateDep) -> Response:
 
 def votable(state: State, rows: list[int]) -> bytes:
     _, probs = state.pool.scores()
-    records = [state.pool.record(r) for r in rows]
+    found = state.pool.pool.records(rows, ("id", "designation", "ra", "dec")).to_pydict()
+    at = {r: i for i, r in enumerate(found["row"])}  # records come sorted by row
+    order = [at[r] for r in rows]
     table = Table({"row": np.array(rows, dtype=np.int64),
-                   **{k: [rec[k] or "" for rec in records] for k in ("id", "designation")},
-                   **{k: np.array([np.nan if rec[k] is None else rec[k] for rec in records],
-                                  dtype=float) for k in ("ra", "dec")}})
+                   **{k: [found[k][i] or "" for i in order] for k in ("id", "designation")},
+                   **{k: np.array([np.nan if found[k][i] is None else found[k][i]
+                                   for i in order], dtype=float) for k in ("ra", "dec")}})
     table["ra"].unit = table["dec"].unit = u.deg
     table["ra"].meta["ucd"] = "pos.eq.ra;meta.main"
     table["dec"].meta["ucd"] = "pos.eq.dec;meta.main"
     if probs is not None:
         p = np.asarray(probs[np.array(rows, dtype=np.int64)], dtype=np.float32)
+        p[np.isin(rows, np.fromiter(state.blind(), np.int64))] = np.nan  # audit: blind
         for i, c in enumerate(state.classes):
             table[f"p_{c}"] = p[:, i] if len(rows) else np.empty(0, np.float32)
     buf = io.BytesIO()
@@ -155,9 +182,9 @@ def votable(state: State, rows: list[int]) -> bytes:
     return buf.getvalue()
 
 
-@router.get("/samp/{key}/spectrum/{row}.fits", include_in_schema=False)
-def samp_spectrum(key: str, row: int, state: StateDep) -> Response:
-    check_key(state, key)
+@router.get("/samp/{expires}/{sig}/spectrum/{row}.fits", include_in_schema=False)
+def samp_spectrum(expires: str, sig: str, row: int, state: StateDep) -> Response:
+    check_signature(state, f"spectrum/{row}.fits", expires, sig)
     try:
         data = state.pool.original(row)
     except KeyError as exc:

@@ -40,12 +40,14 @@ def session(request: Request, state: StateDep) -> dict:
         who = annotator(request, state)
     except HTTPException:
         who = None
+    out = {"annotator": who, "login_required": state.config.auth,
+           "csrf": state.csrf(request.cookies.get(COOKIE))}
+    if who is None:  # before a login: nothing about the project
+        return out
     iteration, _ = state.pool.scores()
-    return {"annotator": who, "login_required": state.config.auth,
-            "classes": state.classes, "csrf": state.csrf(request.cookies.get(COOKIE)),
-            "pool": len(state.pool), "iteration": iteration, "lines": LINES,
-            "samp": state.config.samp, "samp_web_port": state.config.samp_web_port,
-            "project": state.project.path.name}
+    return {**out, "classes": state.classes, "pool": len(state.pool), "iteration": iteration,
+            "lines": LINES, "samp": state.config.samp,
+            "samp_web_port": state.config.samp_web_port, "project": state.project.path.name}
 
 
 @router.post("/api/login")

@@ -381,10 +381,19 @@ function mapEvents(c) {
 
 async function sendSelection() {
   const rows = [...S.map.selected].map((i) => S.map.m.row[i]);
-  const r = await api("/api/queue/add", { rows });
-  toast(`${r.added} of ${r.asked} spectra added to the queue (iteration ${r.iteration})`);
-  S.map.selected = new Set();
-  drawMap();
+  let added = 0, iteration = null;
+  try {
+    for (let i = 0; i < rows.length; i += 2000) {  // requests of a bounded size
+      const r = await api("/api/queue/add", { rows: rows.slice(i, i + 2000) });
+      added += r.added;
+      iteration = r.iteration;
+    }
+    toast(`${added} of ${rows.length} spectra added to the queue (iteration ${iteration})`);
+    S.map.selected = new Set();
+    drawMap();
+  } catch (err) {
+    toast(`${added} added, then: ${err.message}`, true);
+  }
 }
 
 // The other epochs of the object (exposures of a multi-epoch file, revisits), overlaid.
@@ -594,8 +603,7 @@ async function candidatesPage(threshold = 0.5) {
     <div class="bar"><label>probability threshold
       <input id="threshold" type="number" min="0" max="1" step="0.05" value="${threshold}"></label>
       <span class="muted">${c.spectra} spectra of ${c.objects} objects; a human label
-      overrides the model${c.withheld ? `; ${c.withheld} spectra of the audit sample not
-      shown (blind)` : ""}</span>
+      overrides the model; the audit sample's spectra are not listed (blind)</span>
       ${S.session.samp || WebSamp.key ?
         `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
     ${rowsTable(c.items, [["row", "row"], ["id", "id"], ["designation", "designation"],
@@ -843,7 +851,8 @@ $("#samp-web").addEventListener("click", connectWebSamp);
 
 async function start() {
   S.session = await api("/api/session");
-  $("#project").textContent = `· ${S.session.project} · ${S.session.pool} spectra`;
+  $("#project").textContent = S.session.annotator ?
+    `· ${S.session.project} · ${S.session.pool} spectra` : "";
   $("#who").innerHTML = S.session.annotator ? `labelling as ${esc(S.session.annotator)}` +
     (S.session.login_required ? ` <a href="#" id="logout">log out</a>` : "") : "";
   $("#logout")?.addEventListener("click", async (e) => {
