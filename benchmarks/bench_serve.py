@@ -99,7 +99,7 @@ def measure(path: Path, requests: int, port: int) -> dict[str, np.ndarray]:
                 m = client.get("/api/map").json()
                 times.setdefault("map", []).append(time.perf_counter() - t)
             assert m["points"] >= min(MAP_POINTS, len(m["row"])) and len(m["x"]) == m["points"]
-            rows = np.random.default_rng(1).choice(m["row"], 60, replace=False)
+            rows = np.random.default_rng(1).choice(m["row"], requests + 1, replace=False)
             t = time.perf_counter()
             client.get(f"/api/spectrum/{rows[0]}/neighbours").raise_for_status()
             times["neighbours_first"] = [time.perf_counter() - t]  # embeds the labelled
