@@ -54,6 +54,16 @@ def test_labels_queue_audit_and_users(store):
     assert [s["row"] for s in store.audit_samples.sample(draw)] == [5, 6]
     token = store.users.add("cy")
     assert store.users.authenticate(token) == "cy" and store.users.names() == ["cy"]
+    # sessions, and the serials that tell the app's caches a batch changed
+    session = store.users.open_session("cy", 1)
+    assert store.users.session(session) == "cy" and store.users.session("guess") is None
+    store.users.end_session(session)
+    assert store.users.session(session) is None
+    before = store.serial("queue")
+    assert store.queue.extend(1, [9, 7], ["z", "x"]) == 1  # 7 is in the batch already
+    store.queue.put(1, [8, 6], ["y", "w"], [0.8, 0.4], "rare")  # the hand-picked 9 stays
+    assert [(q["row"], q["rank"]) for q in store.queue.batch(1)] == [(8, 0), (6, 1), (9, 2)]
+    assert store.serial("queue") == before + 2 and store.audit_samples.drawn() == {5, 6}
 
 
 def test_the_app_on_postgresql_loses_no_label(store, tmp_path):

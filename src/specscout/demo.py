@@ -155,14 +155,14 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
                   + ", ".join(f"{k} {v}" for k, v in found.items()))
     number = train_step(project, train)  # the final model, on every label
     score_step(project, number)
-    # The next batch is left for a human, in the labelling app.
-    waiting = len(query_step(project, config.strategy, config.batch, number, seed=config.seed))
     lap("iterate")
 
     _say(log, "[4/6] audit: random samples of predicted positives and negatives ...")
     audit.draw(project, positives=config.audit_positives, negatives=config.audit_negatives,
                seed=config.seed)
     audit.label_from_truth(project, truth)
+    # The next batch is left for a human, in the labelling app (never an audit spectrum).
+    waiting = len(query_step(project, config.strategy, config.batch, number, seed=config.seed))
     estimates = audit.estimate_project(project)
     _, probs = load_scores(project, number)
     labelled = np.array(sorted(label_store(project).current()), dtype=np.int64)
