@@ -124,6 +124,22 @@ def test_second_run_skips_everything(tmp_path):
     assert store.meta(columns=["row", "path"]).equals(before)
 
 
+def test_a_run_that_skips_everything_starts_no_cluster(tmp_path, monkeypatch):
+    _survey(tmp_path / "s", 5)
+    store = Store.open_or_create(tmp_path / "store", points=140)
+    ingest(store, [tmp_path / "s"], PreprocessConfig(), workers=1, progress=False)
+
+    def no_cluster(*args, **kw):
+        raise AssertionError("a cluster was started with nothing to read")
+
+    monkeypatch.setattr("specscout.archive.ingest.dask_client", no_cluster)
+    again = ingest(store, [tmp_path / "s"], PreprocessConfig(), workers=1, progress=False)
+    assert (again.ingested, again.skipped, len(store)) == (0, 5, 5)
+    (tmp_path / "s" / "spec-00000.fits.gz").rename(tmp_path / "s" / "spec-new.fits.gz")
+    with pytest.raises(AssertionError, match="nothing to read"):  # a new file needs one
+        ingest(store, [tmp_path / "s"], PreprocessConfig(), workers=1, progress=False)
+
+
 def test_kill_9_and_resume_gives_every_file_exactly_once(tmp_path):
     files = _survey(tmp_path / "survey", 1200)
     expected = _bad_files(tmp_path / "survey" / "bad")

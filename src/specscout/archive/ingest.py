@@ -15,8 +15,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -321,12 +322,17 @@ def ingest(
             buffer_records.clear()
 
         try:
+            # The cluster starts with the first file to read: a resumed run that skips
+            # everything never waits for one.
+            first = next(batches, None)
             # Locally a task is given up on at its worker's first death: the batch is then
             # split until the file that kills workers stands alone (map_batches).
-            with dask_client(workers, scheduler, allowed_failures=0) as client:
-                for flux, records in map_batches(
-                        client, process_batch, batches, config, labels, store.dtype.name,
-                        on_death=_worker_died(store.points, store.dtype.name)):
+            with (dask_client(workers, scheduler, allowed_failures=0) if first is not None
+                  else nullcontext()) as client:
+                results = () if first is None else map_batches(
+                    client, process_batch, chain([first], batches), config, labels,
+                    store.dtype.name, on_death=_worker_died(store.points, store.dtype.name))
+                for flux, records in results:
                     if stored:  # a retried file's other spectra are in the store already
                         flux, records = _without(flux, records, stored)
                     buffer_flux.append(flux)
