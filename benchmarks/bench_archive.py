@@ -123,7 +123,8 @@ def farm(base: Path, n: int, files: list[Path]) -> list[Path]:
         if directory.is_dir():
             continue
         tmp = base / f".{d:05d}"
-        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left half made by a stopped run
+        tmp.mkdir(parents=True)
         for k in range(d * LINKS_PER_DIR, min(n, (d + 1) * LINKS_PER_DIR)):
             source = files[k % len(files)]
             suffix = ".fits.gz" if source.name.endswith(".gz") else ".fits"

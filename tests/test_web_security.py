@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -85,13 +86,20 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
            "the CSRF token of another session")
     refuse(client.get("/api/queue", headers={"Host": "evil.example"}), 400, "Invalid host",
            "a forged Host")
-    # paths that try to leave the app
-    for path in ("/static/../labels.db", "/static/%2e%2e/%2e%2e/specscout.toml",
-                 "/static/..%2f..%2fspecscout.toml", "/samp/guess/spectrum/0.fits",
-                 "/samp/%2e%2e/table/x.xml", "/api/spectrum/..%2f..%2fspecscout.toml"):
+    # paths that try to leave the app's static folder for files that exist next to it
+    # (the app's own source) or a label on the server's filesystem
+    import specscout.web
+
+    assert (Path(specscout.web.__file__).parent / "app.py").is_file()
+    for path in ("/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e/%2e%2e/"
+                 "__init__.py", "/static/%2e%2e%2fdeps.py", "/static//etc/hostname",
+                 "/samp/guess/spectrum/0.fits", "/samp/%2e%2e/table/x.xml"):
         r = client.get(path)
-        assert r.status_code in (400, 404, 422) and "[labels]" not in r.text, path
+        assert r.status_code in (400, 404), (path, r.status_code)
+        assert "import" not in r.text and "def " not in r.text, path
         refused.append(f"GET {path}")
+    r = client.get("/static/app.js")  # what the static folder does serve
+    assert r.status_code == 200 and "function" in r.text
     # bodies: oversized (declared and streamed), malformed, for a row that does not exist
     big = json.dumps({**body, "comment": "x" * (MAX_BODY + 1)})
     refuse(client.post("/api/labels", content=big,
@@ -113,9 +121,11 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
     refuse(client.post("/api/labels", json={"row": 0, "label": "quasar"}), 422,
            "unknown class", "a class the project does not have")
     # replay after logout: the old cookie and CSRF token are worthless
-    cookie = client.cookies.get(COOKIE)
+    name = f"{COOKIE}_{anon.app.state.specscout.cookie_id}"
+    cookie = client.cookies.get(name)
+    assert cookie
     assert client.post("/api/logout", json={}).status_code == 200
-    replay = TestClient(anon.app, base_url=BASE, cookies={COOKIE: cookie},
+    replay = TestClient(anon.app, base_url=BASE, cookies={name: cookie},
                         headers={"X-CSRF-Token": client.headers["X-CSRF-Token"]})
     refuse(replay.post("/api/labels", json=body), 401, "expired or ended", "replay after logout")
     assert stored(project) == before and len(refused) >= 35
@@ -177,9 +187,109 @@ def test_the_audit_is_blind_in_the_server(project):
     assert client.post("/api/queue/add", json={"rows": [0]}).json()["added"] == 0
     progress = client.get("/api/progress").json()
     assert progress["classes"]["emission"]["audit"] == 0  # bea's, not ana's
+    # nor labelled for training (it would train on the audit), from any page; and an audit
+    # label is for a spectrum of the draw
+    before = len(labels.history())
+    r = client.post("/api/labels", json={"row": 0, "label": "other", "audit": False})
+    assert r.status_code == 409 and "audit page" in r.text
+    r = client.post("/api/labels", json={"row": 1, "label": "other", "audit": True})
+    assert r.status_code == 409 and "not in the latest audit sample" in r.text
+    assert len(labels.history()) == before
+    assert client.post("/api/labels", json={"row": 0, "label": "other", "audit": True}
+                       ).status_code == 200
     # a new draw: the old one's spectra are shown again
     labels.audit_samples.add(1, [6], ["spec-6"], ["rest"], [3])
     assert client.get("/api/spectrum/0").json()["probabilities"] is not None
+    # the candidates' count of objects leaves the draw out too
+    c = client.get("/api/candidates").json()
+    assert 6 not in [i["row"] for i in c["items"]]
+    assert c["objects"] == len({i["object"] for i in c["items"]})
+
+
+def test_the_votes_handed_out_never_change_while_labels_arrive(project):
+    client = client_for(project)
+    state = client.app.state.specscout
+    before = state.votes(False)
+    frozen = {r: dict(v) for r, v in before.items()}
+    for row in (1, 2, 3):
+        assert client.post("/api/labels", json={"row": row, "label": "other"}
+                           ).status_code == 200
+    assert before == frozen  # what a caller was reading stays as it was
+    assert {1, 2, 3} <= set(state.votes(False))
+
+
+def test_a_label_committed_late_on_a_server_database_is_still_counted(project):
+    """On PostgreSQL a label with a lower id can commit after one with a higher id was read;
+    the app reads a window below the newest again (SQLite, which commits in id order, needs
+    none: the window is set here as for a server)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from specscout.labels.schema import labels_table
+
+    client = client_for(project)
+    state = client.app.state.specscout
+    assert state._reread == 0  # SQLite
+    state._reread = 256
+    labels = label_store(project)
+    base = labels.add("spec-1", 1, "other", "ana")
+
+    def put(i: int, row: int, label: str) -> None:
+        with labels.engine.begin() as conn:
+            conn.execute(sa.insert(labels_table).values(
+                id=base + i, spectrum=f"spec-{row}", row=row, label=label, annotator="bea",
+                audit=False, time=dt.datetime.now(dt.UTC)))
+
+    put(5, 2, "emission")
+    assert state.votes(False)[2]["bea"] == "emission"
+    put(2, 3, "double-peak")  # committed late, and new: counted
+    put(3, 2, "other")  # committed late, older than bea's label of row 2: not shown
+    votes = state.votes(False)
+    assert votes[3]["bea"] == "double-peak" and votes[2]["bea"] == "emission"
+    assert votes[1]["ana"] == "other"
+
+
+def test_sessions_are_the_project_s_own_and_outlive_a_restart(project, tmp_path):
+    from test_candidates import make_project
+
+    other = make_project(tmp_path / "other")
+    a = client_for(project)
+    b = TestClient(create_app(other, AppConfig(annotator="ana", samp=False)), base_url=BASE)
+    assert a.app.state.specscout.cookie_id != b.app.state.specscout.cookie_id
+    # the other project's app does not take this one's session
+    b.cookies.update(a.cookies)
+    assert b.get("/api/queue").status_code == 401
+    # a restarted app (same project) honours the open page's session and CSRF token
+    again = TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                       base_url=BASE, cookies=a.cookies,
+                       headers={"X-CSRF-Token": a.headers["X-CSRF-Token"]})
+    assert again.post("/api/labels", json={"row": 1, "label": "other"}).status_code == 200
+    secret = project.path / ".web-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_login_ends_the_session_it_came_with(project):
+    client = client_for(project)
+    state = client.app.state.specscout
+    name = f"{COOKIE}_{state.cookie_id}"
+    first = client.cookies.get(name)
+    token = label_store(project).users.add("bea")
+    assert client.post("/api/login", json={"name": "bea", "token": token}).status_code == 200
+    assert client.cookies.get(name) != first
+    assert label_store(project).users.session(first) is None
+
+
+def test_candidate_lists_are_few_and_thresholds_bounded(project):
+    client = client_for(project)
+    state = client.app.state.specscout
+    for t in (0.0, 0.5, 0.501, 0.5004, 0.7, 0.9, 0.95, 0.3):
+        r = client.get("/api/candidates", params={"threshold": t})
+        assert r.status_code == 200
+    assert client.get("/api/candidates", params={"threshold": 0}).json()["threshold"] == 0.05
+    assert client.get("/api/candidates", params={"threshold": 0.5004}).json()["threshold"] \
+        == 0.5
+    assert len(state._candidates) <= 4
 
 
 def test_a_queue_queried_again_is_served_anew(project):
@@ -202,13 +312,35 @@ def test_no_server_path_is_sent(project, tmp_path):
         "/api/search?q=spec-0", "/api/progress")]
     assert all(str(tmp_path) not in t for t in texts)
     assert client.get("/api/spectrum/0").json()["record"]["file"] == "f0.fits"
+    # nor in an error's message: the file whose reading failed is named by its name
+    from specscout.web.app import without_paths
+
+    assert without_paths(f"{tmp_path}/archive/secret/f0.fits: truncated (at /x/y)") == \
+        "f0.fits: truncated (at y)"
+    assert without_paths("see https://example.org/a/b and 3/4") == \
+        "see https://example.org/a/b and 3/4"
 
 
-def test_caches_are_bounded():
+def test_caches_are_bounded(project):
     sent = Bounded(3)
     for k in range(10):
         sent[f"t{k}"] = [k]
     assert list(sent) == ["t7", "t8", "t9"]
+    # the app's own: tables sent to VO tools, however many are asked for
+    from specscout.web.state import SENT_TABLES
+
+    client = client_for(project)
+    state = client.app.state.specscout
+    urls = [client.post("/api/samp/message", json={"action": "queue"}).json()["params"]["url"]
+            for _ in range(SENT_TABLES + 10)]
+    assert len(state.sent_tables) == SENT_TABLES
+    assert client.get(urls[-1]).status_code == 200  # the newest is served
+    assert client.get(urls[0]).status_code == 404  # the oldest forgotten
+    # a tool's highlight of a row of a table it got refers to it by URL or by id
+    from specscout.catalogue.samp import HIGHLIGHT
+    from specscout.web.routes.samp import page_event
+
+    assert page_event(state, HIGHLIGHT, {"url": urls[-1], "row": "1"}) == {"row": 0}
 
 
 def test_labels_are_written_with_a_full_fsync(project):
@@ -243,7 +375,9 @@ def test_served_over_tls(project, tmp_path):
                 except httpx.TransportError:
                     time.sleep(0.05)
             assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
-            client.cookies.set(COOKIE, r.cookies[COOKIE])
+            name, value = next(iter(r.cookies.items()))
+            assert name.startswith(f"__Host-{COOKIE}_")  # over TLS: no subdomain may shadow it
+            client.cookies.set(name, value)
             assert client.get(f"https://127.0.0.1:{port}/api/queue").status_code == 200
         with pytest.raises(httpx.TransportError):  # plain HTTP is not spoken
             httpx.get(f"http://127.0.0.1:{port}/api/session", timeout=2)

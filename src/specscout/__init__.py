@@ -21,6 +21,7 @@ _PUBLIC = {
     "Meta": "specscout.spectra.spectrum",
     "Grid": "specscout.spectra.grid",
     "read": "specscout.spectra.readers",
+    "read_all": "specscout.spectra.readers",
     "PreprocessConfig": "specscout.spectra.preprocess",
     "prepare": "specscout.spectra.preprocess",
     "Project": "specscout.archive.project",

@@ -245,6 +245,16 @@ class Store:
             tables.append(self._dataset([part]).to_table(columns=columns, filter=expr))
         return pa.concat_tables(tables).sort_by("row")
 
+    def ids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """The ids of pool ``rows``, in the order given (KeyError for a row not pooled)."""
+        found = self.records(rows, ["id"]).to_pydict()
+        id_of = dict(zip(found["row"], found["id"], strict=True))
+        try:
+            return [id_of[int(r)] for r in rows]
+        except KeyError as exc:
+            raise KeyError(f"no spectrum at row {exc.args[0]}: the pool has rows "
+                           f"0..{len(self) - 1}") from None
+
     def record(self, row: int) -> dict:
         """The metadata record of pool row ``row``."""
         found = self.records([row]).to_pylist()

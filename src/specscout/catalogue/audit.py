@@ -278,20 +278,19 @@ def draw(project: Project, *, positives: int = 50, negatives: int = 150,
     picked = draw_rows(s, allocate(s.sizes, len(classes), positives, negatives, s.neyman()),
                        np.random.default_rng(seed))
     rows = np.concatenate(picked)
-    found = project.store("pool").lookup("row", rows)
-    id_of = dict(zip(found["row"].to_pylist(), found["id"].to_pylist(), strict=True))
     # Shuffled so that the annotator cannot tell the strata apart by their order.
     order = np.random.default_rng(seed + 1).permutation(len(rows))
     rows = rows[order]
+    ids = project.store("pool").ids(rows)
     strata_of = [s.names[s.of_row[r]] for r in rows]
-    number_draw = labels.audit_samples.add(number, rows, [id_of[int(r)] for r in rows],
-                                          strata_of, [int(s.sizes[s.of_row[r]]) for r in rows])
+    number_draw = labels.audit_samples.add(number, rows, ids, strata_of,
+                                          [int(s.sizes[s.of_row[r]]) for r in rows])
     path = iteration_path(project, number) / f"audit-{number_draw:03d}.csv"
     text = io.StringIO()
     w = csv.writer(text)
     w.writerow(["row", "id", "label"])
-    for r in rows:
-        w.writerow([int(r), id_of[int(r)], ""])
+    for r, id_ in zip(rows, ids, strict=True):
+        w.writerow([int(r), id_, ""])
     write_text(path, text.getvalue())
     write_text(iteration_path(project, number) / f"audit-{number_draw:03d}.json", json.dumps(
         {"draw": number_draw, "threshold": threshold, "positives": positives,

@@ -32,6 +32,7 @@ class LiveCandidates:
         self.targets = list(targets)
         self.references = tuple(references)
         self.radius = radius_arcsec
+        self.threshold = threshold
         self.current = dict(current)
         self.model = model_rows(probabilities, threshold, self.targets)
         self.rows, self.classes, self.human = select(self.model, self.current, self.names,
@@ -63,16 +64,20 @@ class LiveCandidates:
         """Whether ``row`` is a candidate under the labels ``current``."""
         return self._now(int(row), current) is not None
 
-    def page(self, current: dict[int, str], limit: int = 500) -> dict:
+    def page(self, current: dict[int, str], limit: int = 500, hidden=()) -> dict:
         """The candidate list under the human labels ``current`` ({row: class}): how many
-        spectra and objects, and the ``limit`` most probable spectra with their records."""
-        changed = np.array(sorted(self.changed(current)), dtype=np.int64)
+        spectra and objects, and the ``limit`` most probable spectra with their records.
+        ``hidden`` rows are left out, of the list and of its counts (an audit's, which
+        would say how the model rates them)."""
+        hidden = set(map(int, hidden))
+        changed = np.union1d(np.array(sorted(self.changed(current)), dtype=np.int64),
+                             np.array(sorted(hidden), dtype=np.int64))
         at = np.searchsorted(self.rows, changed)
         listed = at < len(self.rows)
         listed[listed] = self.rows[at[listed]] == changed[listed]
         gone = np.zeros(len(self.rows), dtype=bool)
         gone[at[listed]] = True  # a changed row leaves, and comes back as it is now
-        now = {int(r): self._now(int(r), current) for r in changed}
+        now = {int(r): self._now(int(r), current) for r in changed if int(r) not in hidden}
         now = {r: v for r, v in now.items() if v is not None}
         added = np.array(sorted(now), dtype=np.int64)
         dirty, local_rows, local = self.grouping.change(gone, added,

@@ -13,8 +13,8 @@ from specscout.archive.project import Project
 from specscout.labels.schema import resolve_url
 from specscout.labels.store import LabelStore
 
-__all__ = ["CATALOGUE_ANNOTATOR", "LabelStore", "close_label_stores", "label_store",
-           "resolve_url"]
+__all__ = ["CATALOGUE_ANNOTATOR", "LabelStore", "close_label_store", "close_label_stores",
+           "label_store", "resolve_url"]
 
 #: The annotator of labels taken from a reference catalogue is this prefix and its name.
 CATALOGUE_ANNOTATOR = "catalogue:"
@@ -37,6 +37,16 @@ def label_store(project: Project) -> LabelStore:
         store = LabelStore(url)
         _OPEN[url] = (_identity(url), store)
         return store
+
+
+def close_label_store(project: Project) -> None:
+    """Close the label store of ``project`` if this process opened it (a scratch project
+    that is done with)."""
+    url = resolve_url(project.config.labels_url, project.path.resolve())
+    with _LOCK:
+        cached = _OPEN.pop(url, None)
+    if cached is not None:
+        cached[1].engine.dispose()
 
 
 def close_label_stores() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
-from specscout.labels import label_store
+from specscout.labels import close_label_store, label_store
 from specscout.learn.iterate import query_step, score_step, train_step
 from specscout.learn.iterations import iteration_path, load_scores
 from specscout.learn.strategies import STRATEGIES
@@ -124,10 +124,9 @@ def _label(run: Project, rows: np.ndarray, y: np.ndarray, number: int | None = N
            scores: list[float] | None = None) -> None:
     """The oracle labels pool ``rows`` with their true classes, through the label store."""
     classes = run.config.classes
-    found = run.store("pool").records(rows, columns=["id"]).to_pydict()  # sorted by row
-    id_of = dict(zip(found["row"], found["id"], strict=True))
+    ids = run.store("pool").ids(rows)
     label_store(run).add_many(
-        {"spectrum": id_of[int(r)], "row": int(r), "label": classes[y[r]], "annotator": ORACLE,
+        {"spectrum": ids[k], "row": int(r), "label": classes[y[r]], "annotator": ORACLE,
          "iteration": number, "acquisition_score": None if scores is None else scores[k]}
         for k, r in enumerate(rows))
 
@@ -197,6 +196,7 @@ def run(project: Project, y: np.ndarray, config: ExperimentConfig, workdir: str 
                 results.append(row)
                 if log:
                     log(row)
+            close_label_store(run_)  # its connections are not needed again
     return results
 
 

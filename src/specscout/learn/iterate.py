@@ -293,10 +293,8 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
                              target=tuple(range(1, len(project.config.classes))), bald=bald,
                              model=model, flux_of=lambda i: pool.flux(allowed[i]))
     rows = allowed[picked]
-    found = pool.lookup("row", rows)
-    id_of = dict(zip(found["row"].to_pylist(), found["id"].to_pylist(), strict=True))
-    batch = [{"rank": i, "row": int(r), "id": id_of[int(r)], "acquisition_score": float(s)}
-             for i, (r, s) in enumerate(zip(rows, scores, strict=True))]
+    batch = [{"rank": i, "row": int(r), "id": id_, "acquisition_score": float(s)}
+             for i, (r, id_, s) in enumerate(zip(rows, pool.ids(rows), scores, strict=True))]
     label_store(project).queue.put(number, [b["row"] for b in batch],
                                    [b["id"] for b in batch],
                                    [b["acquisition_score"] for b in batch], strategy)

@@ -20,6 +20,7 @@ client never names a file, and is never told a server path: spectra are addresse
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 
 from fastapi import FastAPI, HTTPException, Request
@@ -123,6 +124,12 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     @app.exception_handler(SpecscoutError)
     def specscout_error(request: Request, exc: SpecscoutError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": without_paths(str(exc))}, status_code=400)
 
     return app
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its last part: how the server's disks are
+    laid out is not the client's business (the file's name says which one)."""
+    return re.sub(r"(?<![\w.:/])/(?:[^\s'\"/]+/)+(?=[^\s'\"/])", "", text)

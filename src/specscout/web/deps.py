@@ -17,7 +17,20 @@ from fastapi import Depends, HTTPException, Request, Response
 
 from specscout.web.state import State
 
+#: The session cookie's name begins so; the rest names the project (:func:`cookie_name`).
 COOKIE = "specscout_session"
+
+
+def cookie_name(request: Request, state: State) -> str:
+    """The session cookie's name: one per project, since a browser sends a host's cookies to
+    every port of it (another app on this host must not receive this one's session), and
+    with the ``__Host-`` prefix over TLS (no subdomain can set or shadow it)."""
+    return ("__Host-" if request.url.scheme == "https" else "") + f"{COOKIE}_{state.cookie_id}"
+
+
+def session_of(request: Request, state: State) -> str | None:
+    """The session cookie of ``request``, if it has one."""
+    return request.cookies.get(cookie_name(request, state))
 
 
 def get_state(request: Request) -> State:
@@ -39,7 +52,7 @@ def annotator(request: Request, state: StateDep) -> str:
         if name is None:
             raise HTTPException(401, "unknown or revoked user token")
         return name
-    session = request.cookies.get(COOKIE)
+    session = session_of(request, state)
     if session:
         name = state.labels.users.session(session)
         if name is None:
@@ -51,7 +64,7 @@ def annotator(request: Request, state: StateDep) -> str:
 
 def check_csrf(request: Request, state: State) -> None:
     sent = request.headers.get("x-csrf-token", "")
-    expected = state.csrf(request.cookies.get(COOKIE))
+    expected = state.csrf(session_of(request, state))
     if not secrets.compare_digest(sent.encode(), expected.encode()):
         raise HTTPException(403, "missing or wrong CSRF token: reload the page")
     origin = request.headers.get("origin")
@@ -70,7 +83,7 @@ def new_session(request: Request, response: Response, state: State, name: str) -
     """Open a session of ``name`` in a cookie; returns its CSRF token."""
     hours = state.config.session_hours
     session = state.labels.users.open_session(name, hours)
-    response.set_cookie(COOKIE, session, httponly=True, samesite="strict",
+    response.set_cookie(cookie_name(request, state), session, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https",
                         max_age=math.ceil(hours * 3600))
     return state.csrf(session)

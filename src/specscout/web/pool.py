@@ -161,11 +161,9 @@ class PoolView:
                     hits[int(r)] = {"row": int(r), "match": how,
                                     **({"separation": round(sep[int(r)], 3)} if sep else {})}
 
-        if m := re.fullmatch(r"row\s*(\d+)", text, re.IGNORECASE):
-            row = int(m.group(1))
-            if row < len(self):
-                add([row], "row")
         pool = self.pool
+        if m := re.fullmatch(r"row\s*(\d+)", text, re.IGNORECASE):
+            add(pool.lookup("row", [int(m.group(1))])["row"].to_pylist(), "row")
         for key in ("id", "designation") + (("obsid",) if text.isdigit() else ()):
             add(pool.lookup(key, [text], limit=SEARCH_LIMIT)["row"].to_pylist(), key)
         if not hits:

@@ -17,6 +17,7 @@ from fastapi import HTTPException
 from specscout.archive.project import Project
 from specscout.catalogue.live import LiveCandidates
 from specscout.catalogue.samp import SampLink
+from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, label_store
 from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
@@ -28,6 +29,13 @@ LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 REBUILD_AFTER = 2000
 #: Tables sent to SAMP tools that the app keeps serving, the latest first.
 SENT_TABLES = 64
+#: Label rows read again below the newest one seen, on a database server: there a label with
+#: a lower id can commit after one with a higher id (SQLite commits one writer at a time).
+REREAD = 256
+#: Candidate lists kept, one per (iteration, threshold); thresholds are taken to 0.01.
+CANDIDATE_LISTS = 4
+#: The lowest threshold a page may ask for: below it every spectrum would be a candidate.
+MIN_THRESHOLD = 0.05
 
 
 def is_loopback(host: str) -> bool:
@@ -75,14 +83,19 @@ class State:
         self.classes = list(project.config.classes)
         self.labels: LabelStore = label_store(project)
         self.pool = PoolView(project)
-        self.secret = secrets.token_bytes(32)  # CSRF tokens are HMACs of sessions under it
+        # CSRF tokens are HMACs of sessions under a secret of the project's (0600), so that
+        # the pages open at a restart keep working
+        self.secret = _secret(project)
+        self.cookie_id = hashlib.sha256(str(project.path.resolve()).encode()).hexdigest()[:12]
         self.launch_token = (config.launch_token or secrets.token_urlsafe(24)) if (
             config.auth and not config.require_login) else None
         self.samp: SampLink | None = None  # the server's SAMP link, made by the app
         self.sent_tables: dict[str, list[int]] = Bounded(SENT_TABLES)  # SAMP id -> rows
         self._versions: dict[int, str] = Bounded(64)
-        self._candidates: dict[tuple, LiveCandidates] = {}
-        self._votes: dict[bool, tuple[int, dict]] = {}
+        self._candidates: dict[tuple, LiveCandidates] = Bounded(CANDIDATE_LISTS)
+        self._candidates_lock = threading.Lock()
+        self._votes: dict[bool, tuple[int, dict, dict]] = {}
+        self._reread = 0 if self.labels.engine.dialect.name == "sqlite" else REREAD
         self._items: dict[bool, tuple] = {}
         self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
         self._map: tuple | None = None
@@ -144,32 +157,51 @@ class State:
         return found
 
     def votes(self, audit: bool) -> dict[int, dict[str, str | None]]:
-        """{row: {annotator: latest label}}, kept and caught up with the labels appended
-        since the last call."""
+        """{row: {annotator: latest label}}, caught up with the labels appended since the
+        last call. The dict is never changed once returned: a caller may read it while labels
+        arrive."""
+        return self.votes_seen(audit)[1]
+
+    def votes_seen(self, audit: bool) -> tuple[int, dict[int, dict[str, str | None]]]:
+        """(id of the newest label read, :meth:`votes`)."""
+        window = self._reread
         with self._lock:
-            last, votes = self._votes.get(audit, (0, {}))
-            for label_id, row, who, label in self.labels.since(last, audit):
-                votes.setdefault(row, {})[who] = label
-                last = label_id
-            self._votes[audit] = (last, votes)
-            return votes
+            last, votes, recent = self._votes.get(audit, (0, {}, {}))
+            new = [r for r in self.labels.since(max(last - window, 0), audit)
+                   if r[0] not in recent]
+            if new:
+                votes, recent = dict(votes), dict(recent)  # copied, then published whole
+                shown: dict[tuple, int] = {}  # (row, annotator) -> id of its label shown
+                for label_id, key in recent.items():
+                    shown[key] = max(shown.get(key, 0), label_id)
+                for label_id, row, who, label in new:
+                    recent[label_id] = (row, who)
+                    if label_id > shown.get((row, who), 0):  # not a late commit of an older
+                        shown[row, who] = label_id
+                        votes[row] = {**votes.get(row, {}), who: label}
+                last = max(last, *(r[0] for r in new))
+                recent = {i: k for i, k in recent.items() if i > last - window}
+                self._votes[audit] = (last, votes, recent)
+            return last, votes
 
     def candidates(self, threshold: float) -> tuple[int, LiveCandidates]:
-        """(iteration, the candidate list) of the latest scored iteration at ``threshold``,
-        brought up to date with the labels."""
+        """(iteration, the candidate list) of the latest scored iteration at ``threshold``
+        (taken to 0.01, at least :data:`MIN_THRESHOLD`), brought up to date with the labels."""
         iteration, probs = self.pool.scores()
         if iteration is None:
             raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
+        threshold = max(round(threshold, 2), MIN_THRESHOLD)
         current = agreed(self.votes(False))
         key = (iteration, threshold, len(self.pool))
-        with self._lock:
+        # a lock of its own: building a list reads the pool, and labels go on meanwhile
+        with self._candidates_lock:
             live = self._candidates.get(key)
             # Rebuilt when labels have changed too much since (each page costs the change).
             if live is None or len(live.changed(current)) > REBUILD_AFTER:
                 live = LiveCandidates(
                     self.pool.pool, probs, current, names=self.classes, threshold=threshold,
                     targets=range(1, len(self.classes)), references=self.config.catalogues)
-                self._candidates = {key: live}
+                self._candidates[key] = live
             return iteration, live
 
     def map(self) -> dict | None:
@@ -195,11 +227,10 @@ class State:
         from specscout.learn.map import Neighbours
 
         iteration, _ = self.pool.scores()
-        votes = self.votes(False)
+        seen, votes = self.votes_seen(False)  # the labels, and the last one read, at once
         current = agreed(votes)
         if iteration is None:
             return None, current
-        seen = self._votes[False][0]  # the last label read
         with self._neighbours_lock:  # its own: embedding takes seconds, others go on
             if self._neighbours is None or self._neighbours[0] != iteration:
                 fitted = members_of(iteration_path(self.project, iteration))[0]
@@ -213,6 +244,28 @@ class State:
 
     def _ids(self, rows: np.ndarray) -> list[str]:
         """The ids of pool ``rows``, in the order given."""
-        found = self.pool.pool.records(rows, ("id",)).to_pydict()  # sorted by row
-        id_of = dict(zip(found["row"], found["id"], strict=True))
-        return [id_of[int(r)] for r in rows]
+        return self.pool.pool.ids(rows)
+
+
+def _secret(project: Project) -> bytes:
+    """The project's secret for the app's tokens: made once, readable by its owner only."""
+    import os
+
+    path = project.path / ".web-secret"
+    if not path.exists():
+        tmp = path.with_name(f".web-secret-{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic; the first of two servers starting at once wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    secret = path.read_bytes()
+    if len(secret) != 32:
+        raise SpecscoutError(f"{path} is damaged: remove it (open pages will have to reload)")
+    return secret

@@ -16,13 +16,8 @@ def candidates(who: Who, state: StateDep, threshold: float = Query(0.5, ge=0, le
     """The candidate list; the spectra of the latest audit draw are left out of it, and out
     of its count (which would say how the model rates them)."""
     iteration, live = state.candidates(threshold)
-    current = agreed(state.votes(False))
-    blind = state.blind()
-    page = live.page(current, limit + len(blind))
-    hidden = sum(live.is_candidate(r, current) for r in blind)
-    shown = [i for i in page["items"] if i["row"] not in blind][:limit]
-    return {"iteration": iteration, "threshold": threshold, **page,
-            "spectra": page["spectra"] - hidden, "items": shown}
+    page = live.page(agreed(state.votes(False)), limit, hidden=state.blind())
+    return {"iteration": iteration, "threshold": live.threshold, **page}
 
 
 @router.get("/api/search")

@@ -74,6 +74,15 @@ def add_label(body: LabelIn, who: Writer, state: StateDep) -> dict:
     if body.spectrum is not None and body.spectrum != record["id"]:
         raise HTTPException(409, f"row {body.row} holds {record['id']!r}, not "
                                  f"{body.spectrum!r}: reload the page")
+    # The audit stays apart from training: a spectrum of the latest draw is labelled blind,
+    # on the audit page, and an audit label is for a spectrum of that draw.
+    drawn = body.row in state.blind()
+    if drawn and not body.audit:
+        raise HTTPException(409, f"row {body.row} is in the audit sample: label it on the "
+                                 f"audit page, blind")
+    if body.audit and not drawn:
+        raise HTTPException(409, f"row {body.row} is not in the latest audit sample: reload "
+                                 f"the page")
     iteration, items = state.items(body.audit)
     score = next((i.get("acquisition_score") for i in items if i["row"] == body.row), None)
     number = iteration if iteration is not None else state.pool.scores()[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import re
 import secrets
 import time
 
@@ -43,15 +44,17 @@ class SampIn(BaseModel):
 def page_event(state: State, mtype: str, params: dict) -> dict | None:
     """An event for the page from a SAMP message: the spectrum to show."""
     if mtype == HIGHLIGHT:
-        rows = state.sent_tables.get(str(params.get("table-id", ""))) or \
-            state.sent_tables.get(str(params.get("url", "")))
+        by_url = re.search(r"/table/([^/]+)\.xml$", str(params.get("url", "")))
+        rows = state.sent_tables.get(str(params.get("table-id", "")))
+        if rows is None and by_url:
+            rows = state.sent_tables.get(by_url.group(1))
         try:
             index = int(params.get("row", -1))
         except (TypeError, ValueError):
             return None
         if rows is None or not 0 <= index < len(rows):
             return None
-        return {"row": rows[index]}
+        return {"row": int(rows[index])}
     if mtype == POINT:
         try:
             ra, dec = float(params["ra"]), float(params["dec"])
@@ -89,7 +92,7 @@ def message(state: State, request: Request, body: SampIn) -> tuple[str, dict]:
         table_id = f"specscout-{body.action}-{secrets.token_hex(4)}"
         rows = table_rows(state, body.action, body.threshold)
         url = samp_url(state, request, f"table/{table_id}.xml")
-        state.sent_tables[table_id] = state.sent_tables[url] = rows
+        state.sent_tables[table_id] = np.asarray(rows, np.int64)  # 8 bytes a row
         return TABLE, {"url": url, "table-id": table_id, "name": f"specscout {body.action}"}
     if body.row is None:
         raise HTTPException(422, f"{body.action} needs a row")

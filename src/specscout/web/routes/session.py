@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from specscout.web.deps import COOKIE, StateDep, annotator, check_csrf, new_session
+from specscout.web.deps import StateDep, annotator, check_csrf, cookie_name, new_session, session_of
 from specscout.web.pool import LINES
 
 STATIC = resources.files("specscout.web") / "static"
@@ -41,7 +41,7 @@ def session(request: Request, state: StateDep) -> dict:
     except HTTPException:
         who = None
     out = {"annotator": who, "login_required": state.config.auth,
-           "csrf": state.csrf(request.cookies.get(COOKIE))}
+           "csrf": state.csrf(session_of(request, state))}
     if who is None:  # before a login: nothing about the project
         return out
     iteration, _ = state.pool.scores()
@@ -55,14 +55,16 @@ def login(body: LoginIn, request: Request, response: Response, state: StateDep) 
     check_csrf(request, state)
     if state.labels.users.authenticate(body.token) != body.name:
         raise HTTPException(401, "wrong name or token")
+    if old := session_of(request, state):  # a login replaces the session it came with
+        state.labels.users.end_session(old)
     return {"annotator": body.name, "csrf": new_session(request, response, state, body.name)}
 
 
 @router.post("/api/logout")
 def logout(request: Request, response: Response, state: StateDep) -> dict:
     check_csrf(request, state)
-    session = request.cookies.get(COOKIE)
+    session = session_of(request, state)
     if session:
         state.labels.users.end_session(session)  # the cookie is worthless from now on
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(cookie_name(request, state))
     return {"annotator": None}
