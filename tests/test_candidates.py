@@ -159,7 +159,7 @@ def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
     """The web app's list, kept and updated label by label, says what a catalogue built
     afresh says: the same spectra, objects, classes, sources, order and known objects."""
     from specscout.catalogue.live import LiveCandidates
-    from specscout.catalogue.objects import read_reference
+    from specscout.catalogue.references import read_file
 
     rng = np.random.default_rng(7)
     n = 2000
@@ -183,7 +183,7 @@ def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
     live = LiveCandidates(project.store(), np.load(
         project.path / "iterations" / "0001" / "scores.npy", mmap_mode="r"),
         labels.current(), names=names, threshold=0.4, targets=[1, 2], references=refs)
-    assert read_reference(refs[0]).tree is not None
+    assert read_file(refs[0]).tree is not None
     for step in range(12):
         for r in rng.choice(n, 15, replace=False):  # and after
             labels.add(f"s{r}", int(r), rng.choice([*names, None]), rng.choice(["ana", "bo"]))

@@ -20,7 +20,8 @@ from astropy import units as u
 from astropy.table import Table
 
 from specscout.archive.project import Project
-from specscout.catalogue.objects import crossmatch, group, unit_vectors
+from specscout.catalogue.objects import group, unit_vectors
+from specscout.catalogue.references import crossmatch
 from specscout.errors import SpecscoutError
 from specscout.labels import label_store
 from specscout.labels.store import agreed
@@ -38,6 +39,7 @@ COLUMNS = {
     "ra": (u.deg, "pos.eq.ra;meta.main", "right ascension (ICRS)"),
     "dec": (u.deg, "pos.eq.dec;meta.main", "declination (ICRS)"),
     "snr": (None, "stat.snr", "signal-to-noise ratio"),
+    "mjd": (u.day, "time.epoch", "MJD of the observation (of an object: the mean)"),
     "class": (None, "src.class", "candidate class (the label if any, else the prediction)"),
     "source": (None, "meta.code", "'label' (a human's) or 'model'"),
     "predicted": (None, "src.class", "the model's most probable class"),
@@ -68,6 +70,9 @@ def _describe(table: Table) -> Table:
             unit, ucd, text = None, "stat.probability", f"calibrated probability of {name[2:]}"
         elif name in COLUMNS:
             unit, ucd, text = COLUMNS[name]
+        elif name.endswith("_separation"):
+            unit, ucd = u.arcsec, "pos.angDistance"
+            text = f"distance to the entry of {name.removesuffix('_separation')}"
         else:
             continue
         if unit is not None:
@@ -112,9 +117,13 @@ def select(model: tuple[np.ndarray, np.ndarray], current: dict[int, str],
 
 def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.0,
           references: tuple[str | Path, ...] = (), iteration: int | None = None,
-          classes: tuple[str, ...] | None = None) -> Catalogue:
+          classes: tuple[str, ...] | None = None, columns: tuple[str, ...] = (),
+          workers: int | None = None, scheduler: str | None = None) -> Catalogue:
     """The candidate catalogue of ``classes`` (default: every class but the first) from the
-    scores of ``iteration`` (default: the latest) and the current labels."""
+    scores of ``iteration`` (default: the latest) and the current labels, cross-matched with
+    ``references`` (files or HATS catalogues, ``PATH@ARCSEC`` for a radius of their own;
+    :mod:`.references`), bringing ``columns`` over; HATS catalogues are matched on Dask
+    (``workers`` local processes or the cluster at ``scheduler``)."""
     names = tuple(project.config.classes)
     targets = classes or names[1:]
     unknown = set(targets) - set(names)
@@ -127,7 +136,8 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
     rows, cls, by_human = select(model_rows(probs, threshold, target_idx), current, names,
                                  target_idx)
     pool = project.store("pool")
-    meta = pool.records(rows, ["id", "obsid", "designation", "ra", "dec", "snr", "path"])
+    meta = pool.records(rows, ["id", "obsid", "designation", "ra", "dec", "snr", "mjd",
+                               "path"])
     p = np.asarray(probs[rows], dtype=np.float32).reshape(len(rows), len(names))
     label = [current[int(r)] if h else "" for r, h in zip(rows, by_human, strict=True)]
     spectra = Table({
@@ -136,6 +146,7 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
         "ra": meta["ra"].to_numpy(zero_copy_only=False),
         "dec": meta["dec"].to_numpy(zero_copy_only=False),
         "snr": meta["snr"].to_numpy(zero_copy_only=False),
+        "mjd": meta["mjd"].to_numpy(zero_copy_only=False),
         "class": np.asarray(names)[cls],
         "source": np.where(by_human, "label", "model"),
         "predicted": np.asarray(names)[p.argmax(1)] if len(p) else np.empty(0, str),
@@ -150,12 +161,15 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
                        index=0)
     spectra.sort(["object", "row"])
     objects = _objects(spectra, targets)
-    known, catalogue, kind, separation = crossmatch(objects["ra"], objects["dec"], references,
-                                                    radius_arcsec)
-    objects["known"], objects["catalogue"] = known, catalogue
-    objects["catalogue_type"], objects["separation"] = kind, separation
+    m = crossmatch(objects["ra"], objects["dec"], references, radius_arcsec, columns=columns,
+                   mjd=objects["mjd"], workers=workers, scheduler=scheduler)
+    objects["known"], objects["catalogue"] = m.known, m.catalogue
+    objects["catalogue_type"], objects["separation"] = m.kind, m.separation
+    for name, values in m.columns.items():
+        objects[name] = values.astype(str) if values.dtype == object else values
+    objects.meta["catalogues"] = m.notes
     at = np.asarray(spectra["object"])
-    spectra["known"], spectra["catalogue"] = known[at], np.asarray(catalogue, dtype=str)[at]
+    spectra["known"], spectra["catalogue"] = m.known[at], np.asarray(m.catalogue, dtype=str)[at]
     return Catalogue(_describe(spectra), _describe(objects), number, threshold)
 
 
@@ -164,10 +178,10 @@ def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
     of its spectra, its majority class, the best signal-to-noise and probabilities."""
     obj = np.asarray(spectra["object"])
     columns = ("object", "designation", "ra", "dec", "class", "n_spectra", "source",
-               *(f"p_{c}" for c in targets), "snr", "spectra")
+               *(f"p_{c}" for c in targets), "snr", "mjd", "spectra")
     if not len(obj):
         return Table(names=columns, dtype=(int, str, float, float, str, int, str,
-                                           *(float for _ in targets), float, str))
+                                           *(float for _ in targets), float, float, str))
     starts = np.flatnonzero(np.r_[True, obj[1:] != obj[:-1]])
     sizes = np.diff(np.r_[starts, len(obj)])
     xyz = np.add.reduceat(unit_vectors(spectra["ra"], spectra["dec"]), starts, axis=0)
@@ -188,8 +202,18 @@ def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
         **{f"p_{c}": np.maximum.reduceat(np.asarray(spectra[f"p_{c}"], float), starts)
            for c in targets},
         "snr": np.fmax.reduceat(snr, starts),
+        "mjd": _mean_per_group(np.asarray(spectra["mjd"], float), starts),
         "spectra": [",".join(ids[a : a + n]) for a, n in zip(starts, sizes, strict=True)],
     })
+
+
+def _mean_per_group(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The mean of the finite ``values`` of each group (NaN where none is)."""
+    ok = np.isfinite(values)
+    total = np.add.reduceat(np.where(ok, values, 0.0), starts)
+    count = np.add.reduceat(ok.astype(np.int64), starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _argmax_per_group(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

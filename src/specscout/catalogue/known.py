@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from specscout.archive.project import Project
-from specscout.catalogue.objects import chord, read_reference, unit_vectors
+from specscout.catalogue.references import crossmatch, reference
 from specscout.errors import SpecscoutError
 from specscout.labels import CATALOGUE_ANNOTATOR, label_store
 
@@ -21,24 +21,21 @@ from specscout.labels import CATALOGUE_ANNOTATOR, label_store
 def label_from_catalogue(project: Project, path: str | Path, cls: str,
                          radius_arcsec: float = 3.0, name: str | None = None) -> dict:
     """Label ``cls`` on every pool spectrum within ``radius_arcsec`` of an entry of the
-    catalogue file ``path`` (CSV, VOTable or FITS). Returns counts: entries, spectra matched,
-    labels added, already given, and rows where a person's label differs."""
+    catalogue ``path`` (CSV, VOTable, FITS or a HATS catalogue). Returns counts: entries,
+    spectra matched, labels added, already given, and rows where a person's label differs."""
     classes = project.config.classes
     if cls not in classes:
         raise SpecscoutError(f"class {cls!r} is not one of {list(classes)}")
     if radius_arcsec <= 0:
         raise SpecscoutError(f"the radius must be positive, not {radius_arcsec}")
-    ref = read_reference(path)
+    ref = reference(path)
     annotator = f"{CATALOGUE_ANNOTATOR}{name or ref.name}"
     pool = project.store("pool")
     rows = np.arange(len(pool))
     ra, dec = pool.positions(rows)
     ok = np.isfinite(ra) & np.isfinite(dec)
-    matched = np.zeros(len(rows), bool)
-    if ref.tree is not None and ok.any():
-        dist, _ = ref.tree.query(unit_vectors(ra[ok], dec[ok]),
-                                 distance_upper_bound=chord(radius_arcsec))
-        matched[np.nonzero(ok)[0][np.isfinite(dist)]] = True
+    m = crossmatch(ra, dec, [ref], radius_arcsec)
+    matched = m.known
     labels = label_store(project)
     hit = np.nonzero(matched)[0]
     votes = labels.latest(rows[hit].tolist())
@@ -56,6 +53,6 @@ def label_from_catalogue(project: Project, path: str | Path, cls: str,
         new.append({"spectrum": ids[int(i)], "row": r, "label": cls, "annotator": annotator,
                     "comment": f"within {radius_arcsec:g} arcsec of {ref.name}"})
     labels.add_many(new)
-    return {"annotator": annotator, "entries": len(ref.ra), "matched": int(hit.size),
+    return {"annotator": annotator, "entries": m.rows[ref.name], "matched": int(hit.size),
             "added": len(new), "already": already, "conflicts": conflicts,
             "no_position": int((~ok).sum())}

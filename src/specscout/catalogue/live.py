@@ -17,7 +17,8 @@ import numpy as np
 
 from specscout.archive.store import Store
 from specscout.catalogue.candidates import model_rows, select
-from specscout.catalogue.objects import Grouping, crossmatch, unit_vectors
+from specscout.catalogue.objects import Grouping, unit_vectors
+from specscout.catalogue.references import crossmatch
 
 SHOWN = ("id", "designation", "ra", "dec", "snr")
 
@@ -92,15 +93,14 @@ class LiveCandidates:
                    for r, (c, source) in now.items()]
         picked = sorted(picked, key=lambda t: (-t[0], t[1]))[:limit]
         self._read([row for _, row, _, _ in picked])
-        items = []
-        for prob, row, c, source in picked:
-            obj = object_of.get(row)
-            if obj is None:
-                obj = int(self.grouping.objects[np.searchsorted(self.rows, row)])
-            items.append({"row": row, **{k: self._records[row][k] for k in SHOWN},
-                          "class": self.names[c], "source": source, "object": obj,
-                          "known": self._known_of(obj, object_of),
-                          "probability": round(prob, 4)})
+        objs = [object_of.get(row) for _, row, _, _ in picked]
+        objs = [int(self.grouping.objects[np.searchsorted(self.rows, row)]) if o is None else o
+                for o, (_, row, _, _) in zip(objs, picked, strict=True)]
+        known = self._known_of(objs, object_of)
+        items = [{"row": row, **{k: self._records[row][k] for k in SHOWN},
+                  "class": self.names[c], "source": source, "object": obj,
+                  "known": known[obj], "probability": round(prob, 4)}
+                 for (prob, row, c, source), obj in zip(picked, objs, strict=True)]
         return {"spectra": spectra, "objects": objects, "items": items}
 
     def rows_now(self, current: dict[int, str]) -> np.ndarray:
@@ -117,24 +117,30 @@ class LiveCandidates:
                 self._records[rec["row"]] = {k: (None if isinstance(v, float) and v != v
                                                  else v) for k, v in rec.items()}
 
-    def _known_of(self, obj: int, local: dict[int, int]) -> bool:
-        """Whether the object is in a reference catalogue (matched at its mean position)."""
+    def _known_of(self, objs: list[int], local: dict[int, int]) -> dict[int, bool]:
+        """Whether each object is in a reference catalogue (matched at its mean position),
+        the objects not seen before matched in one call."""
+        out = {o: self._known[o] for o in objs if o in self._known}
+        todo = sorted(set(objs) - set(out))
+        if not todo:
+            return out
         if not self.references:
-            return False
-        if obj in self._known:
-            return self._known[obj]
-        if obj >= self.grouping.count:  # regrouped after a label
-            ra, dec = self.pool.positions([r for r, o in local.items() if o == obj])
-        else:
-            members = self.grouping.members([obj])
-            ra, dec = self.grouping.ra[members], self.grouping.dec[members]
-        xyz = unit_vectors(ra, dec)
-        xyz = xyz[np.isfinite(xyz).all(1)].sum(0)
-        if not np.any(xyz):
-            return False
-        ra0 = float(np.degrees(np.arctan2(xyz[1], xyz[0])) % 360)
-        dec0 = float(np.degrees(np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1]))))
-        known = bool(crossmatch([ra0], [dec0], self.references, self.radius)[0][0])
-        if obj < self.grouping.count:  # an object of the stored list keeps its members
-            self._known[obj] = known
-        return known
+            return {**out, **dict.fromkeys(todo, False)}
+        ra0, dec0 = np.full(len(todo), np.nan), np.full(len(todo), np.nan)
+        for k, obj in enumerate(todo):
+            if obj >= self.grouping.count:  # regrouped after a label
+                ra, dec = self.pool.positions([r for r, o in local.items() if o == obj])
+            else:
+                members = self.grouping.members([obj])
+                ra, dec = self.grouping.ra[members], self.grouping.dec[members]
+            xyz = unit_vectors(ra, dec)
+            xyz = xyz[np.isfinite(xyz).all(1)].sum(0)
+            if np.any(xyz):
+                ra0[k] = np.degrees(np.arctan2(xyz[1], xyz[0])) % 360
+                dec0[k] = np.degrees(np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1])))
+        known = crossmatch(ra0, dec0, self.references, self.radius, threads=True).known
+        for obj, k in zip(todo, known.tolist(), strict=True):
+            out[obj] = k
+            if obj < self.grouping.count:  # an object of the stored list keeps its members
+                self._known[obj] = k
+        return out

@@ -1,5 +1,4 @@
-"""Objects: spectra grouped by position (friends of friends), and matched by position against
-reference catalogues.
+"""Objects: spectra grouped by position (friends of friends).
 
 Spectra within ``radius`` of each other are one object, as several visits of one star are.
 Positions are unit vectors; neighbours come from a k-d tree (scipy), and spectra at exactly the
@@ -12,16 +11,11 @@ gone, some new) by regrouping only the objects the difference touches.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-
-from specscout.errors import SpecscoutError
 
 
 def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -117,92 +111,3 @@ class Grouping:
         objects = np.concatenate([self.objects[keep], objects])
         order = np.argsort(rows, kind="stable")
         return rows[order], objects[order]
-
-
-# --- reference catalogues -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reference:
-    name: str
-    ra: np.ndarray
-    dec: np.ndarray
-    types: np.ndarray
-    tree: cKDTree | None
-
-
-def read_reference(path: str | Path) -> Reference:
-    """A reference catalogue file (CSV, VOTable or FITS) with RA/Dec columns in degrees or
-    sexagesimal text, and a type column if it has one; read once per process and file
-    version."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecscoutError(f"{path}: no such catalogue file")
-    st = path.stat()
-    return _read_reference(path.resolve(), st.st_mtime_ns, st.st_size)
-
-
-@cache
-def _read_reference(path: Path, mtime: int, size: int) -> Reference:
-    from astropy import units as u
-    from astropy.coordinates import SkyCoord
-    from astropy.table import Table
-
-    fmt = {".csv": "ascii.csv", ".xml": "votable", ".vot": "votable"}.get(path.suffix.lower())
-    try:
-        table = Table.read(path, format=fmt) if fmt else Table.read(path)
-    except Exception as exc:
-        raise SpecscoutError(f"{path}: cannot read it as a table ({exc})") from exc
-    names = {c.lower(): c for c in table.colnames}
-
-    def find(options: tuple[str, ...]) -> str | None:
-        return next((names[o] for o in options if o in names), None)
-
-    ra = find(("ra", "raj2000", "_raj2000", "ra_icrs", "radeg", "ra_deg"))
-    dec = find(("dec", "dej2000", "_dej2000", "de_icrs", "decdeg", "dec_deg", "de"))
-    if ra is None or dec is None:
-        raise SpecscoutError(f"{path}: no RA/Dec columns among {table.colnames}")
-    if table[ra].dtype.kind in "US":
-        coords = SkyCoord(table[ra], table[dec], unit=(u.hourangle, u.deg))
-        ra_deg, dec_deg = coords.ra.deg, coords.dec.deg
-    else:
-        ra_deg = np.asarray(table[ra], float)
-        dec_deg = np.asarray(table[dec], float)
-    kind = next((names[c] for c in names if "objtype" in c), None) or \
-        next((names[c] for c in names if "type" in c or c in ("class", "otype")), None)
-    types = (np.array([str(v) if v is not np.ma.masked else "" for v in table[kind]])
-             if kind else np.full(len(table), "", dtype=object))
-    ok = np.isfinite(ra_deg) & np.isfinite(dec_deg)
-    ra_deg, dec_deg, types = ra_deg[ok], dec_deg[ok], types[ok]
-    tree = cKDTree(unit_vectors(ra_deg, dec_deg)) if len(ra_deg) else None
-    return Reference(path.stem, ra_deg, dec_deg, types, tree)
-
-
-def crossmatch(ra: np.ndarray, dec: np.ndarray, references, radius_arcsec: float
-               ) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
-    """(known, catalogues, type, separation in arcsec) of each position: the reference
-    catalogues with an entry within ``radius_arcsec`` (the nearest one's type; the smallest
-    separation)."""
-    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-    n = len(ra)
-    known = np.zeros(n, dtype=bool)
-    catalogue, kind = [""] * n, [""] * n
-    separation = np.full(n, np.nan)
-    finite = np.isfinite(ra) & np.isfinite(dec)
-    if not n or not finite.any():
-        return known, catalogue, kind, separation
-    xyz = unit_vectors(ra[finite], dec[finite])
-    where = np.nonzero(finite)[0]
-    for ref in map(read_reference, references):
-        if ref.tree is None:
-            continue
-        dist, idx = ref.tree.query(xyz, distance_upper_bound=chord(radius_arcsec))
-        for i in np.nonzero(np.isfinite(dist))[0]:
-            k = where[i]
-            sep = math.degrees(2 * math.asin(min(dist[i] / 2, 1.0))) * 3600
-            catalogue[k] = ",".join(filter(None, [catalogue[k], ref.name]))
-            kind[k] = kind[k] or str(ref.types[idx[i]])
-            if not known[k] or sep < separation[k]:
-                separation[k] = sep
-            known[k] = True
-    return known, catalogue, kind, separation

@@ -172,6 +172,22 @@ def gallery_figure(project: Project, cat: Catalogue, path: Path, n: int = 24) ->
     return len(order)
 
 
+def _catalogue_table(cat: Catalogue) -> str:
+    """Per reference catalogue: the objects it knows, and how it was matched."""
+    notes = cat.objects.meta.get("catalogues", [])
+    if not notes:
+        return "<p>No reference catalogue: every object is new.</p>"
+    names = [n.split(":", 1)[0] for n in notes]
+    found = [",".join(sorted(set(str(c).split(",")))) for c in cat.objects["catalogue"]]
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        f"<td>{sum(name in f.split(',') for f in found)}</td>"
+        f"<td>{html.escape(note.split(':', 1)[1].strip())}</td></tr>"
+        for name, note in zip(names, notes, strict=True))
+    return ("<table><tr><th>reference catalogue</th><th>objects known there</th>"
+            f"<th>matched</th></tr>{rows}</table>")
+
+
 def sky_figure(cat: Catalogue, path: Path) -> None:
     plt = _plt()
     o = cat.objects
@@ -193,8 +209,12 @@ def sky_figure(cat: Catalogue, path: Path) -> None:
 
 
 def write(project: Project, out: str | Path | None = None, *, threshold: float = 0.5,
-          radius_arcsec: float = 3.0, references: tuple[str | Path, ...] = ()) -> Path:
-    """Write the report to ``out`` (default PROJECT/report/); returns index.html's path."""
+          radius_arcsec: float = 3.0, references: tuple[str | Path, ...] = (),
+          columns: tuple[str, ...] = (), workers: int | None = None,
+          scheduler: str | None = None) -> Path:
+    """Write the report to ``out`` (default PROJECT/report/); returns index.html's path.
+    ``references``, ``columns``, ``workers``, ``scheduler``: the cross-match, as
+    :func:`~specscout.catalogue.candidates.build`."""
     out = Path(out) if out else project.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     its = status(project)
@@ -211,7 +231,8 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
     if number is not None:
         probability_figure(project, number, out / "probabilities.png")
         cat = build(project, threshold=threshold, radius_arcsec=radius_arcsec,
-                    references=references, iteration=number)
+                    references=references, iteration=number, columns=columns,
+                    workers=workers, scheduler=scheduler)
         shown = gallery_figure(project, cat, out / "gallery.png")
         sky_figure(cat, out / "sky.png")
         from specscout.catalogue.candidates import write as write_table
@@ -223,7 +244,8 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
                   f"<p>{len(cat.spectra)} spectra of {len(cat.objects)} objects: "
                   f"{len(cat.objects) - known} new, {known} known. Tables: "
                   "<a href='candidates.xml'>VOTable</a>, <a href='candidates.csv'>CSV</a>.</p>",
-                  _class_table(cat), "<img src='probabilities.png'><img src='sky.png'>",
+                  _class_table(cat), _catalogue_table(cat),
+                  "<img src='probabilities.png'><img src='sky.png'>",
                   f"<h3>Gallery ({shown} objects, new first)</h3><img src='gallery.png'>"]
     if number is not None:
         parts += ["<h3>Churn: candidates added and dropped since the iteration before</h3>",

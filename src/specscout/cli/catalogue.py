@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import click
 
-from specscout.cli.common import counts, iteration_option, open_project, project_argument
+from specscout.cli.common import (
+    counts,
+    iteration_option,
+    open_project,
+    options,
+    project_argument,
+    scheduler_option,
+)
 
-catalogue_option = click.option(
-    "--catalogue", multiple=True, metavar="FILE",
-    help="reference catalogue (CSV, VOTable, FITS with RA/Dec); repeatable")
+catalogue_option = options(
+    click.option("--catalogue", multiple=True, metavar="PATH[@ARCSEC]",
+                 help="reference catalogue: CSV, VOTable or FITS with RA/Dec, or a HATS "
+                      "catalogue directory (matched with LSDB on Dask); @ARCSEC: its own "
+                      "radius; repeatable"),
+    click.option("--columns", default="", metavar="A,B,...",
+                 help="catalogue columns to bring over (as CATALOGUE_COLUMN), where a "
+                      "catalogue has them"),
+    click.option("--workers", type=int, default=None,
+                 help="local Dask workers for HATS catalogues (default: one per core)"),
+    scheduler_option)
 threshold_option = click.option("--threshold", type=float, default=0.5, show_default=True,
                                 help="least probability of a target class")
 
@@ -28,7 +43,8 @@ threshold_option = click.option("--threshold", type=float, default=0.5, show_def
                    ".ecsv or .parquet; repeatable")
 @click.option("--samp", is_flag=True,
               help="send the objects table to TOPCAT etc. through the running SAMP hub")
-def candidates(project, threshold, radius, catalogue, classes, iteration, out, samp) -> int:
+def candidates(project, threshold, radius, catalogue, columns, workers, scheduler, classes,
+               iteration, out, samp) -> int:
     """The candidate catalogue: objects of the target classes, cross-matched against
     reference catalogues."""
     from pathlib import Path
@@ -38,7 +54,8 @@ def candidates(project, threshold, radius, catalogue, classes, iteration, out, s
     p = open_project(project)
     cat = build(p, threshold=threshold, radius_arcsec=radius, references=catalogue,
                 iteration=iteration,
-                classes=tuple(c.strip() for c in classes.split(",")) if classes else None)
+                classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
+                columns=_names(columns), workers=workers, scheduler=scheduler)
     objects, spectra = cat.objects, cat.spectra
     print(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
           f"spectra of {len(objects)} objects")
@@ -47,6 +64,8 @@ def candidates(project, threshold, radius, catalogue, classes, iteration, out, s
         known = int(sum(o["known"]))
         print(f"  {cls:<14} {int(sum(o['n_spectra']))} spectra of {len(o)} objects: "
               f"{len(o) - known} new, {known} known")
+    for note in objects.meta.get("catalogues", []):
+        print(f"  matched {note}")
     for name in out:
         path = write(objects, name)
         stem = path.with_name(path.stem + "-spectra" + path.suffix)
@@ -132,14 +151,44 @@ def audit(project, draw, positives, negatives, threshold, iteration, truth, leve
 @threshold_option
 @click.option("--radius", type=float, default=3.0, show_default=True)
 @catalogue_option
-def report(project, out, threshold, radius, catalogue) -> int:
+def report(project, out, threshold, radius, catalogue, columns, workers, scheduler) -> int:
     """A static HTML page with figures of the project."""
     from specscout.catalogue.report import write
 
     index = write(open_project(project), out, threshold=threshold, radius_arcsec=radius,
-                  references=catalogue)
+                  references=catalogue, columns=_names(columns), workers=workers,
+                  scheduler=scheduler)
     print(f"report: {index}")
     return 0
 
 
-COMMANDS = [candidates, audit, report]
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+@click.group()
+def catalogue() -> None:
+    """Reference catalogues."""
+
+
+@catalogue.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path())
+@click.option("--margin", type=float, default=60.0, show_default=True,
+              help="arcsec: the margin cache kept beside each partition (the largest "
+                   "cross-match radius it serves exactly)")
+@click.option("--workers", type=int, default=None,
+              help="local Dask workers (default: one per core)")
+@scheduler_option
+def import_(file, out, margin, workers, scheduler) -> int:
+    """Turn a catalogue FILE (CSV, VOTable, FITS with RA/Dec) into a HATS catalogue OUT
+    (with its margin cache), for fast matching: --catalogue OUT."""
+    from specscout.catalogue.references import import_hats
+
+    info = import_hats(file, out, margin_arcsec=margin, workers=workers, scheduler=scheduler)
+    print(f"wrote {info['path']}: {info['rows']:,} rows in {info['partitions']} partitions, "
+          f"margin {margin:g} arcsec ({info['seconds']:.1f} s)")
+    return 0
+
+
+COMMANDS = [candidates, audit, report, catalogue]

@@ -83,3 +83,12 @@ def open_project(path: str, shared: bool = False):
 def counts(items: dict) -> str:
     """'a 1, b 2'"""
     return ", ".join(f"{k} {v}" for k, v in items.items())
+
+
+def options(*decorators):
+    """Several click options as one decorator (options shared by commands)."""
+    def apply(func):
+        for d in reversed(decorators):
+            func = d(func)
+        return func
+    return apply

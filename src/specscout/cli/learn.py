@@ -10,21 +10,13 @@ from specscout.cli.common import (
     iteration_option,
     model_names,
     open_project,
+    options,
     project_argument,
     scheduler_option,
     strategy_names,
 )
 
-
-def _options(*decorators):
-    def apply(func):
-        for d in reversed(decorators):
-            func = d(func)
-        return func
-    return apply
-
-
-train_options = _options(
+train_options = options(
     click.option("--model", type=Named(model_names), default="paper-cnn", show_default=True),
     click.option("--epochs", type=int, default=200, show_default=True, help="at most"),
     click.option("--patience", type=int, default=10, show_default=True),
@@ -39,7 +31,7 @@ train_options = _options(
                  help="train on the labelled store too (default: [train] labelled_set)"),
     click.option("--networks", type=int, default=None,
                  help="networks per fold, averaged (default: [train] networks)"))
-score_options = _options(
+score_options = options(
     click.option("--score-batch", type=int, default=4096, show_default=True),
     click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32"),
     click.option("--mc-passes", type=int, default=0,
@@ -50,12 +42,12 @@ score_options = _options(
                  help="probabilities relative to the pool's class mix, estimated by EM "
                       "(default: the project's [score] prior_shift)"),
     scheduler_option)
-query_options = _options(
+query_options = options(
     click.option("--strategy", type=Named(strategy_names), default="entropy",
                  show_default=True),
     click.option("--batch", type=int, default=100, show_default=True,
                  help="spectra to query"))
-common_options = _options(
+common_options = options(
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda"),
     click.option("--seed", type=int, default=0),
     click.option("--quiet", is_flag=True))
