@@ -240,6 +240,34 @@ def steps(base: Path, archive: Path, ingested: list[Path], size: int, row: dict)
     row["query_bald"] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
 
 
+def again(base: Path, archive: Path, size: int, names: list[str]) -> dict:
+    """Measure the steps ``names`` once more on the project of ``size`` a run left in
+    ``base`` (after a change, without building the pool again)."""
+    from specscout.archive.project import Project
+
+    p = base / f"p{size}"
+    pool = Project(p).store()
+    row: dict = {"size": size, "again": names}
+    commands = {"candidates": ("candidates", p, "--out", p / "candidates.xml"),
+                "audit_draw": ("audit", p, "--draw"), "report": ("report", p),
+                "info": ("info", p)}
+    for name in names:
+        if name == "resume":
+            dirs = sorted(d for d in (base / "farm").iterdir() if not d.name.startswith("."))
+            r = run(specscout("ingest", archive, *dirs, "--quiet"))
+            skipped = sum(1 for d in dirs for _ in os.scandir(d))
+            row["resume"] = {**_m(r), "rate": skipped / r["seconds"], "unit": "paths/s"}
+        elif name == "web":
+            row["web"] = web(p, pool, np.random.default_rng(size + 1))
+        elif name.startswith("query_"):
+            r = run(specscout("query", p, "--strategy", name[6:], "--batch", "100", "--quiet"))
+            row[name] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
+        else:
+            r = run(specscout(*commands[name]))
+            row[name] = {**_m(r), "rate": size / r["seconds"], "unit": "spectra/s"}
+    return row
+
+
 def _progress(base: Path, row: dict) -> None:
     """The steps of the size under way so far, readable while the run goes on."""
     (base / f"progress-{row['size']}.json").write_text(json.dumps(row, indent=1))
@@ -346,6 +374,9 @@ def main() -> None:
                         "/tmp; kept, so a later run can reuse its farm and pool)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", default=None, help="JSON lines file of the results")
+    parser.add_argument("--again", default=None, metavar="STEPS",
+                        help="with --dir of an earlier run and one --sizes: measure these "
+                             "steps (e.g. resume,candidates,report,web) on its project again")
     parser.add_argument("--append", nargs=2, metavar=("PROJECT", "ROWS"),
                         help=argparse.SUPPRESS)  # the append step, in a process of its own
     args = parser.parse_args()
@@ -361,6 +392,12 @@ def main() -> None:
     files = real_files()
     print(f"{len(files)} real LAMOST files; work directory {base}", flush=True)
     archive = base / "archive"
+    if args.again:
+        rows = [again(base, archive, size, args.again.split(",")) for size in sizes]
+        with out.open("a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        print(table(rows), flush=True)
+        return
     if not archive.exists():
         run(specscout("init", archive))
         t = time.perf_counter()

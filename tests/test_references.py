@@ -188,7 +188,36 @@ def test_candidates_report_and_the_app_with_a_hats_catalogue(catalogues, tmp_pat
     app = TestClient(create_app(project, AppConfig(annotator="ana", samp=False,
                                                    catalogues=(str(hats),))), base_url=BASE)
     items = log_in(app).get("/api/candidates").json()["items"]
-    known = {i["row"]: i["known"] for i in items}
-    expected = {int(r): bool(k) for r, k in zip(cat.spectra["row"], cat.spectra["known"],
-                                                strict=True)}
-    assert known == {r: expected[r] for r in known} and any(known.values())
+    known = {i["row"]: (i["known"], i["catalogue"]) for i in items}
+    expected = {int(r): (bool(k), str(c)) for r, k, c in zip(
+        cat.spectra["row"], cat.spectra["known"], cat.spectra["catalogue"], strict=True)}
+    assert known == {r: expected[r] for r in known} and any(k for k, _ in known.values())
+    star = next(i for i in items if i["row"] == 2)
+    assert star["catalogue"] == "stars_hats" and star["catalogue_type"] == "Be*"
+
+
+def test_gaps_narrow_margins_and_names_alike(tmp_path):
+    """A HATS catalogue with an empty type and proper motions, whose margin cache (5")
+    is narrower than a moving entry's search: gaps read as empty, the search stops at the
+    margin (said so), a radius beyond the margin is refused, and two catalogues of one name
+    are refused rather than confused."""
+    mjd_2026 = 51544.5 + 26 * 365.25
+    csv = tmp_path / "moving.csv"
+    csv.write_text("ra,dec,otype,pmra,pmdec,ref_epoch\n"
+                   "150.0,10.0,,0.0,200.0,2016.0\n"  # moves 2" north by 2026; no type
+                   "151.0,11.0,Be*,0.0,0.0,2016.0\n")
+    hats = tmp_path / "moving_hats"
+    assert main(["catalogue", "import", str(csv), str(hats), "--margin", "5",
+                 "--workers", "1"]) == 0
+    ra, dec = np.array([150.0, 151.0]), np.array([10.0 + 2 * ARCSEC, 11.0])
+    for path in (csv, hats):
+        m = crossmatch(ra, dec, [path], 1.0, mjd=np.full(2, mjd_2026), threads=True)
+        assert m.known.tolist() == [True, True] and m.kind == ["", "Be*"], path
+        assert m.separation[0] < 0.01, path
+    assert "stops at the margin cache (5 arcsec)" in m.notes[0]
+    with pytest.raises(SpecscoutError, match="up to 5 arcsec"):
+        crossmatch(ra, dec, [f"{hats}@6"], 1.0, threads=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "moving.csv").write_text(csv.read_text())
+    with pytest.raises(SpecscoutError, match="named alike"):
+        crossmatch(ra, dec, [csv, tmp_path / "other" / "moving.csv"], 1.0)

@@ -38,12 +38,22 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 
 def _walk(directory: str) -> Iterator[str]:
-    """FITS files below ``directory``, in a stable order, without listing the whole tree."""
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith(FITS_SUFFIXES):
-                yield os.path.join(root, name)
+    """FITS files below ``directory``, in a stable order (a directory's files, then its
+    subdirectories), without listing the whole tree. A name with a FITS suffix is taken for a
+    file without asking the filesystem: a stat per file (what telling a link or a network
+    file from a directory takes) would cost more than the skip check of a resumed run."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:  # unreadable: as os.walk, nothing below it
+        return
+    subdirectories = []
+    for entry in entries:
+        if entry.name.lower().endswith(FITS_SUFFIXES):
+            yield entry.path
+        elif entry.is_dir(follow_symlinks=False):  # from the directory listing: no stat
+            subdirectories.append(entry.path)
+    for path in subdirectories:
+        yield from _walk(path)
 
 
 def iter_paths(sources: Iterable[str | Path]) -> Iterator[str]:
@@ -53,9 +63,10 @@ def iter_paths(sources: Iterable[str | Path]) -> Iterator[str]:
     for source in map(str, sources):
         if glob.has_magic(source):
             for match in sorted(glob.iglob(source, recursive=True)):
-                yield from (_walk(match) if os.path.isdir(match) else [os.path.abspath(match)])
+                yield from (_walk(os.path.abspath(match)) if os.path.isdir(match)
+                            else [os.path.abspath(match)])
         elif os.path.isdir(source):
-            yield from (os.path.abspath(p) for p in _walk(source))
+            yield from _walk(os.path.abspath(source))
         elif source.lower().endswith(LIST_SUFFIXES) and os.path.isfile(source):
             base = os.path.dirname(os.path.abspath(source))
             with open(source) as fh:

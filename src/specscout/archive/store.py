@@ -240,10 +240,34 @@ class Store:
         for k in np.unique(which):
             part = self.parts[int(k)]
             mine = rows[which == k]
-            expr = ((pc.field("row") >= int(mine[0])) & (pc.field("row") <= int(mine[-1]))
-                    & pc.field("row").isin(mine))
-            tables.append(self._dataset([part]).to_table(columns=columns, filter=expr))
+            # The row groups that hold them, from the groups' largest rows (a file that was
+            # not pooled has row -1 anywhere in a group, so the smallest say nothing)
+            ends, meta = self._row_groups(part)
+            if ends is None:  # a file without statistics: filtered as a whole
+                expr = ((pc.field("row") >= int(mine[0])) & (pc.field("row") <= int(mine[-1]))
+                        & pc.field("row").isin(mine))
+                tables.append(self._dataset([part]).to_table(columns=columns, filter=expr))
+                continue
+            groups = np.unique(np.searchsorted(ends, mine)).tolist()
+            # a reader of its own (a request thread's), on the footer read once
+            table = pq.ParquetFile(self.meta_path(part), metadata=meta).read_row_groups(
+                groups, columns=columns)
+            tables.append(table.filter(pc.is_in(table["row"], pa.array(mine))))
         return pa.concat_tables(tables).sort_by("row")
+
+    def _row_groups(self, part: Part) -> tuple[np.ndarray | None, pq.FileMetaData]:
+        """(the largest row up to each row group of the part's metadata, or None without
+        statistics; the file's footer), read once: parts never change."""
+        key = (part.name, "row-groups")
+        if key not in self._indexes:
+            meta = pq.read_metadata(self.meta_path(part))
+            column = meta.schema.to_arrow_schema().get_field_index("row")
+            stats = [meta.row_group(g).column(column).statistics
+                     for g in range(meta.num_row_groups)]
+            ends = (None if any(s is None or not s.has_min_max for s in stats)
+                    else np.maximum.accumulate(np.array([s.max for s in stats], np.int64)))
+            self._indexes[key] = (ends, meta)
+        return self._indexes[key]
 
     def ids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         """The ids of pool ``rows``, in the order given (KeyError for a row not pooled)."""

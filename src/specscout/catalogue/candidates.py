@@ -29,6 +29,10 @@ from specscout.learn.iterations import load_scores
 from specscout.learn.predictions import chunks, model_candidates
 from specscout.learn.strategies import entropy
 
+#: Spectra named in an object's row; the spectra table lists every one with its object (a
+#: star observed thousands of times must not make every row of the table that wide).
+LISTED = 20
+
 #: Units and UCDs of the exported columns (VOTable FIELD attributes).
 COLUMNS = {
     "object": (None, "meta.id.parent", "object number in this catalogue"),
@@ -47,7 +51,8 @@ COLUMNS = {
     "label": (None, "src.class", "current human label (empty if none)"),
     "annotators": (None, "meta.id", "who labelled it"),
     "n_spectra": (None, "meta.number", "spectra of this object among the candidates"),
-    "spectra": (None, "meta.id", "ids of the object's spectra"),
+    "spectra": (None, "meta.id", "ids of the object's spectra (the first 20; the spectra "
+                                 "table has them all)"),
     "known": (None, "meta.code", "true if in a reference catalogue"),
     "catalogue": (None, "meta.ref", "reference catalogue(s) where it is known"),
     "catalogue_type": (None, "src.class", "type given by that catalogue"),
@@ -203,7 +208,9 @@ def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
            for c in targets},
         "snr": np.fmax.reduceat(snr, starts),
         "mjd": _mean_per_group(np.asarray(spectra["mjd"], float), starts),
-        "spectra": [",".join(ids[a : a + n]) for a, n in zip(starts, sizes, strict=True)],
+        "spectra": [",".join(ids[a : a + min(n, LISTED)]) + (f",+{n - LISTED} more"
+                                                              if n > LISTED else "")
+                    for a, n in zip(starts, sizes, strict=True)],
     })
 
 

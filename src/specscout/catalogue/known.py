@@ -34,7 +34,9 @@ def label_from_catalogue(project: Project, path: str | Path, cls: str,
     rows = np.arange(len(pool))
     ra, dec = pool.positions(rows)
     ok = np.isfinite(ra) & np.isfinite(dec)
-    m = crossmatch(ra, dec, [ref], radius_arcsec)
+    epochs = pool.meta(columns=["row", "mjd"]).sort_by("row")["mjd"]  # for proper motions
+    m = crossmatch(ra, dec, [ref], radius_arcsec,
+                   mjd=epochs.to_numpy(zero_copy_only=False).astype(float))
     matched = m.known
     labels = label_store(project)
     hit = np.nonzero(matched)[0]

@@ -43,7 +43,7 @@ class LiveCandidates:
         self.order = np.argsort(-self.prob, kind="stable")  # most probable first
         self.grouping = Grouping(self.rows, *pool.positions(self.rows), radius_arcsec)
         self._records: dict[int, dict] = {}
-        self._known: dict[int, bool] = {}
+        self._known: dict[tuple, tuple[str, str]] = {}  # by the rows of an object
 
     def changed(self, current: dict[int, str]) -> list[int]:
         """The rows whose label differs from when the list was built."""
@@ -99,7 +99,8 @@ class LiveCandidates:
         known = self._known_of(objs, object_of)
         items = [{"row": row, **{k: self._records[row][k] for k in SHOWN},
                   "class": self.names[c], "source": source, "object": obj,
-                  "known": known[obj], "probability": round(prob, 4)}
+                  "known": bool(known[obj][0]), "catalogue": known[obj][0],
+                  "catalogue_type": known[obj][1], "probability": round(prob, 4)}
                  for (prob, row, c, source), obj in zip(picked, objs, strict=True)]
         return {"spectra": spectra, "objects": objects, "items": items}
 
@@ -117,30 +118,35 @@ class LiveCandidates:
                 self._records[rec["row"]] = {k: (None if isinstance(v, float) and v != v
                                                  else v) for k, v in rec.items()}
 
-    def _known_of(self, objs: list[int], local: dict[int, int]) -> dict[int, bool]:
-        """Whether each object is in a reference catalogue (matched at its mean position),
-        the objects not seen before matched in one call."""
-        out = {o: self._known[o] for o in objs if o in self._known}
-        todo = sorted(set(objs) - set(out))
-        if not todo:
-            return out
+    def _known_of(self, objs: list[int], local: dict[int, int]) -> dict[int, tuple[str, str]]:
+        """(the reference catalogues that list it, the type they give; empty if none) of each
+        object, matched at the mean position and epoch of its spectra; objects not seen
+        before, as their spectra now stand, are matched in one call."""
         if not self.references:
-            return {**out, **dict.fromkeys(todo, False)}
-        ra0, dec0 = np.full(len(todo), np.nan), np.full(len(todo), np.nan)
-        for k, obj in enumerate(todo):
+            return dict.fromkeys(objs, ("", ""))
+        members: dict[int, tuple[int, ...]] = {}
+        for obj in set(objs):
             if obj >= self.grouping.count:  # regrouped after a label
-                ra, dec = self.pool.positions([r for r, o in local.items() if o == obj])
+                members[obj] = tuple(sorted(r for r, o in local.items() if o == obj))
             else:
-                members = self.grouping.members([obj])
-                ra, dec = self.grouping.ra[members], self.grouping.dec[members]
-            xyz = unit_vectors(ra, dec)
-            xyz = xyz[np.isfinite(xyz).all(1)].sum(0)
-            if np.any(xyz):
-                ra0[k] = np.degrees(np.arctan2(xyz[1], xyz[0])) % 360
-                dec0[k] = np.degrees(np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1])))
-        known = crossmatch(ra0, dec0, self.references, self.radius, threads=True).known
-        for obj, k in zip(todo, known.tolist(), strict=True):
-            out[obj] = k
-            if obj < self.grouping.count:  # an object of the stored list keeps its members
-                self._known[obj] = k
-        return out
+                members[obj] = tuple(self.rows[self.grouping.members([obj])].tolist())
+        todo = sorted({m for m in members.values() if m not in self._known})
+        if todo:
+            rows = np.array(sorted({r for m in todo for r in m}), dtype=np.int64)
+            ra, dec = self.pool.positions(rows)
+            found = self.pool.records(rows, ["mjd"])
+            mjd_of = dict(zip(found["row"].to_pylist(), found["mjd"].to_pylist(), strict=True))
+            at = {int(r): i for i, r in enumerate(rows)}
+            ra0, dec0, mjd0 = (np.full(len(todo), np.nan) for _ in range(3))
+            for k, m in enumerate(todo):
+                i = [at[r] for r in m]
+                xyz = unit_vectors(ra[i], dec[i])
+                xyz = xyz[np.isfinite(xyz).all(1)].sum(0)
+                if np.any(xyz):
+                    ra0[k] = np.degrees(np.arctan2(xyz[1], xyz[0])) % 360
+                    dec0[k] = np.degrees(np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1])))
+                epochs = [v for r in m if (v := mjd_of.get(r)) is not None and v == v]
+                mjd0[k] = np.mean(epochs) if epochs else np.nan
+            m = crossmatch(ra0, dec0, self.references, self.radius, mjd=mjd0, threads=True)
+            self._known.update(zip(todo, zip(m.catalogue, m.kind, strict=True), strict=True))
+        return {obj: self._known[m] for obj, m in members.items()}

@@ -18,9 +18,10 @@ positions as they are, which the objects table's metadata says.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -119,6 +120,10 @@ def crossmatch(ra: np.ndarray, dec: np.ndarray, references: Iterable,
     mjd = np.full(n, np.nan) if mjd is None else np.asarray(mjd, float)
     out = Matches(np.zeros(n, bool), [""] * n, [""] * n, np.full(n, np.nan))
     refs = [reference(r) for r in references]
+    names = [r.name for r in refs]
+    if len(set(names)) < len(names):
+        raise SpecscoutError(f"two reference catalogues named alike ({', '.join(names)}): "
+                             f"their columns would be confused; name one otherwise")
     ok = np.isfinite(ra) & np.isfinite(dec)
     where = np.nonzero(ok)[0]
     hats = any(r.hats for r in refs) and len(where)
@@ -205,8 +210,13 @@ class _Table:
     pmra: np.ndarray | None
     pmdec: np.ndarray | None
     epoch: np.ndarray | None
-    columns: dict[str, np.ndarray]
+    table: object  # the astropy Table, for the columns asked for
+    ok: np.ndarray  # its rows with a position
     tree: cKDTree | None
+
+    def column(self, name: str) -> np.ndarray | None:
+        """Column ``name`` of the rows with a position (None if the table has none)."""
+        return _values(self.table[name])[self.ok] if name in self.table.colnames else None
 
 
 def read_file(path: str | Path) -> _Table:
@@ -260,17 +270,20 @@ def _values(column) -> np.ndarray:
 @cache
 def _read_file(path: Path, mtime: int, size: int) -> _Table:
     table = read_table(path)
-    ra, dec, ra_name, dec_name = positions(table, path)
+    ra, dec, _, _ = positions(table, path)
     kind = _type_column(table.colnames)
-    types = _values(table[kind]) if kind else np.full(len(table), "", dtype=object)
     pm = [_names(table.colnames, names) for names in PM_NAMES]
     epoch = _names(table.colnames, EPOCH_NAMES)
     ok = np.isfinite(ra) & np.isfinite(dec)
-    others = {c: _values(table[c])[ok] for c in table.colnames if c not in (ra_name, dec_name)}
     has_pm = all(pm) and epoch is not None
-    return _Table(ra[ok] % 360, dec[ok], types[ok],
-                  others[pm[0]] if has_pm else None, others[pm[1]] if has_pm else None,
-                  others[epoch] if has_pm else None, others,
+
+    def column(name: str | None) -> np.ndarray | None:
+        return _values(table[name])[ok] if name else None
+
+    return _Table(ra[ok] % 360, dec[ok],
+                  column(kind) if kind else np.full(int(ok.sum()), "", dtype=object),
+                  column(pm[0]) if has_pm else None, column(pm[1]) if has_pm else None,
+                  column(epoch) if has_pm else None, table, ok,
                   cKDTree(unit_vectors(ra[ok], dec[ok])) if ok.any() else None)
 
 
@@ -280,7 +293,7 @@ def _file_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
     known = has_pm and np.isfinite(t.epoch).any()
     reach, k = _search(radius, mjd, (np.nanmin(t.epoch), np.nanmax(t.epoch)) if known
                        else None)
-    chosen = {c: t.columns[c] for c in columns if c in t.columns}
+    chosen = {c: v for c in columns if (v := t.column(c)) is not None}
     if t.tree is None or not len(ra):
         query = np.empty(0, np.int64)
         idx = np.empty(0, np.int64)
@@ -297,52 +310,55 @@ def _file_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
 
 
 def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pairs:
-    import warnings
-
     try:
         import lsdb
         import pandas as pd
     except ImportError:
         raise SpecscoutError(f"{ref.path} is a HATS catalogue: matching it needs LSDB "
                              f"(pip install 'specscout[hats]')") from None
-    with warnings.catch_warnings(), _quiet(logging.getLogger()):  # hats' notes on the root
-        warnings.simplefilter("ignore")
-        try:
-            catalog = lsdb.open_catalog(ref.path)
-        except Exception as exc:
-            raise SpecscoutError(f"{ref.path}: cannot open it as a HATS catalogue "
-                                 f"({exc})") from exc
-        info = catalog.hc_structure.catalog_info
-        names = list(catalog.all_columns if hasattr(catalog, "all_columns")
-                     else catalog.columns)
-        ra_name, dec_name = info.ra_column, info.dec_column
-        kind = _type_column([c for c in names if c not in (ra_name, dec_name)])
-        pm = [_names(names, options) for options in PM_NAMES]
-        epoch = _names(names, EPOCH_NAMES)
-        has_pm = all(pm) and epoch is not None
-        wanted = [c for c in columns if c in names]
-        load = list(dict.fromkeys([ra_name, dec_name, *([kind] if kind else []), *wanted,
-                                   *([*pm, epoch] if has_pm else [])]))
-        catalog = lsdb.open_catalog(ref.path, columns=load)
-        rows = int(info.total_rows or 0)
-        remark = "" if catalog.margin is not None else (
-            "; it has no margin cache, so entries just across a partition's border from an "
-            "object may be missed (specscout catalogue import makes one)")
-        reach, k = _search(radius, mjd, EPOCHS if has_pm else None)
-        if not len(ra):
-            return _Pairs(np.empty(0, np.int64), *(np.empty(0) for _ in range(5)),
-                          np.empty(0, object), {}, rows, has_pm, remark)
-        left = lsdb.from_dataframe(
-            pd.DataFrame({"q_": np.arange(len(ra)), "ra_": ra % 360, "dec_": dec}),
-            ra_column="ra_", dec_column="dec_", catalog_name="specscout")
-        xm = left.crossmatch(catalog, radius_arcsec=reach, n_neighbors=k,
-                             suffixes=("", "_ref"), suffix_method="overlapping_columns")
-        import dask
-
-        with dask.config.set(scheduler="threads") if threads else nullcontext():
-            found = xm.compute()
-    out = {c: found[c + "_ref"] if c + "_ref" in found.columns else found[c]
-           for c in load}
+    _quiet_hats()
+    try:
+        catalog = lsdb.open_catalog(ref.path)
+    except Exception as exc:
+        raise SpecscoutError(f"{ref.path}: cannot open it as a HATS catalogue ({exc})") from exc
+    info = catalog.hc_structure.catalog_info
+    names = list(getattr(catalog, "all_columns", catalog.columns))
+    ra_name, dec_name = info.ra_column, info.dec_column
+    kind = _type_column([c for c in names if c not in (ra_name, dec_name)])
+    pm = [_names(names, options) for options in PM_NAMES]
+    epoch = _names(names, EPOCH_NAMES)
+    has_pm = all(pm) and epoch is not None
+    wanted = [c for c in columns if c in names]
+    load = list(dict.fromkeys([ra_name, dec_name, *([kind] if kind else []), *wanted,
+                               *([*pm, epoch] if has_pm else [])]))
+    catalog = lsdb.open_catalog(ref.path, columns=load)
+    rows = int(info.total_rows or 0)
+    remark = ""
+    reach, k = _search(radius, mjd, EPOCHS if has_pm else None)
+    if catalog.margin is None:
+        remark = ("; it has no margin cache, so entries just across a partition's border from "
+                  "an object may be missed (specscout catalogue import makes one)")
+    else:
+        margin = float(catalog.margin.hc_structure.catalog_info.margin_threshold)
+        if radius > margin:
+            raise SpecscoutError(f"{ref.path}: its margin cache serves radii up to {margin:g} "
+                                 f"arcsec, not {radius:g}: choose a smaller radius or make a "
+                                 f"wider margin")
+        if reach > margin:
+            reach = margin
+            remark = (f"; the search for moving entries stops at the margin cache "
+                      f"({margin:g} arcsec)")
+    if not len(ra):
+        return _Pairs(np.empty(0, np.int64), *(np.empty(0) for _ in range(5)),
+                      np.empty(0, object), {}, rows, has_pm, remark)
+    left = lsdb.from_dataframe(
+        pd.DataFrame({"q_": np.arange(len(ra)), "ra_": ra % 360, "dec_": dec}),
+        ra_column="ra_", dec_column="dec_", catalog_name="specscout", margin_threshold=None)
+    xm = left.crossmatch(catalog, radius_arcsec=reach, n_neighbors=k,
+                         suffixes=("", "_ref"), suffix_method="overlapping_columns")
+    # on the Dask client of this process if there is one (see crossmatch), else threads
+    found = xm.compute(progress_bar=False)
+    out = {c: found[c + "_ref"] if c + "_ref" in found.columns else found[c] for c in load}
     query = found["q_"].to_numpy(np.int64)
     nan = np.full(len(query), np.nan)
 
@@ -350,7 +366,7 @@ def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
         col = out[name]
         if col.dtype.kind in "fiub":
             return col.to_numpy(float, na_value=np.nan)
-        return np.array(["" if v is None or v != v else str(v) for v in col], dtype=object)
+        return col.astype(object).where(col.notna(), "").astype(str).to_numpy(object)
 
     return _Pairs(query, values(ra_name), values(dec_name),
                   values(pm[0]) if has_pm else nan, values(pm[1]) if has_pm else nan,
@@ -359,15 +375,19 @@ def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
                   {c: values(c) for c in wanted}, rows, has_pm, remark)
 
 
-@contextmanager
-def _quiet(logger):
-    """``logger`` at ERROR for a while (LSDB and hats log routine notes as warnings)."""
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+@cache
+def _quiet_hats() -> None:
+    """Once per process: hats and LSDB log routine notes ("found collection", partitions
+    computed from files) as warnings on the root logger; they are dropped there, and nothing
+    else is."""
+    import warnings
+
+    def not_theirs(record: logging.LogRecord) -> bool:
+        return not any(f"{os.sep}{name}{os.sep}" in record.pathname for name in ("hats", "lsdb"))
+
+    logging.getLogger().addFilter(not_theirs)
+    for module in ("hats", "lsdb"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=rf"{module}(\..*)?$")
 
 
 def _nearest(p: _Pairs, ra, dec, mjd, radius: float):
@@ -375,14 +395,16 @@ def _nearest(p: _Pairs, ra, dec, mjd, radius: float):
     applies): (query indices, separations, types, columns, a note)."""
     era, edec = p.ra.astype(float), p.dec.astype(float)
     note = f"{p.rows:,} rows" if p.rows else "catalogue"
-    if p.has_pm:
+    if p.has_pm and np.isfinite(mjd).any():
         years = (mjd[p.query] - MJD_J2000) / DAYS_PER_YEAR + 2000.0 - p.epoch
         move = np.isfinite(years) & np.isfinite(p.pmra) & np.isfinite(p.pmdec)
         years = np.where(move, years, 0.0)
         cos = np.maximum(np.cos(np.radians(edec)), 1e-9)
-        era = era + np.nan_to_num(p.pmra) * years / 3.6e6 / cos
+        era = era + np.nan_to_num(p.pmra) * years / 3.6e6 / cos  # pmra is mu_alpha cos(dec)
         edec = np.clip(edec + np.nan_to_num(p.pmdec) * years / 3.6e6, -90, 90)
         note += ", proper motion applied to the spectra's epochs"
+    elif p.has_pm:
+        note += ", positions as listed (the spectra have no epoch)"
     else:
         note += ", positions as listed (no proper motion and epoch columns)"
     note += p.remark
@@ -457,13 +479,10 @@ def import_hats(file: str | Path, out: str | Path, *, margin_arcsec: float = 60.
         raise SpecscoutError(f"{path}: the HATS import failed ({exc})") from exc
     finally:
         staged.unlink(missing_ok=True)
-    import warnings
-
     import hats
 
-    with warnings.catch_warnings(), _quiet(logging.getLogger()):
-        warnings.simplefilter("ignore")
-        catalog = hats.read_hats(out).main_catalog
+    _quiet_hats()
+    catalog = hats.read_hats(out).main_catalog
     return {"path": out, "rows": int(catalog.catalog_info.total_rows or 0),
             "partitions": len(catalog.get_healpix_pixels()),
             "seconds": time.perf_counter() - start}

@@ -28,8 +28,9 @@ from specscout.cli.common import open_project, project_argument
 @click.option("--samp-web-port", type=int, default=21012, show_default=True,
               help="the port of the annotator's SAMP hub (Web Profile) the page talks to; "
                    "0: none")
-@click.option("--catalogue", multiple=True, metavar="FILE",
-              help="reference catalogue to mark known candidates (repeatable)")
+@click.option("--catalogue", multiple=True, metavar="PATH[@ARCSEC]",
+              help="reference catalogue (file or HATS directory) to mark known candidates "
+                   "(repeatable)")
 def serve(project, host, port, annotator, require_login, no_auth, certfile, keyfile,
           insecure_http, no_samp, samp_web_port, catalogue) -> int:
     """The labelling web app."""

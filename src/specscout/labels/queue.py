@@ -37,12 +37,20 @@ class Queue:
                 conn.execute(queue_table.insert(), values)
         return len(values)
 
-    def extend(self, iteration: int, rows: Sequence[int], spectra: Sequence[str],
-               strategy: str = SELECTION) -> int:
+    def extend(self, iteration: int | None, rows: Sequence[int], spectra: Sequence[str],
+               strategy: str = SELECTION, *, default: int | None = None) -> int:
         """Add ``rows`` (chosen by hand, e.g. on the map) after the end of the batch of
-        ``iteration``, leaving out those already in it; returns how many were added."""
+        ``iteration``, leaving out those already in it; returns how many were added.
+        ``iteration`` None: the latest batch as it stands when the change is made (a query
+        meanwhile cannot leave the rows in a batch no longer served), or ``default`` if there
+        is none."""
         with self.engine.begin() as conn:
             bump(conn, "queue")  # first: it takes the write lock, so changes come one by one
+            if iteration is None:
+                latest = conn.execute(sa.select(sa.func.max(queue_table.c.iteration))).scalar()
+                iteration = latest if latest is not None else default
+            if iteration is None:
+                raise ValueError("no query batch and no iteration to start one")
             have = {r: k for r, k in conn.execute(
                 sa.select(queue_table.c.row, queue_table.c.rank)
                 .where(queue_table.c.iteration == iteration))}

@@ -66,9 +66,8 @@ def add_to_queue(body: SelectionIn, who: Writer, state: StateDep) -> dict:
     """Append spectra chosen by hand (e.g. a lasso on the map) to the latest query batch, or
     start the batch of the latest scored iteration."""
     iteration, _ = state.items(False)
-    if iteration is None:
-        iteration, _ = state.pool.scores()
-    if iteration is None:
+    scored, _ = state.pool.scores()
+    if iteration is None and scored is None:
         raise HTTPException(409, "no iteration yet: run 'specscout iterate'")
     blind = state.blind()  # the audit's spectra stay on the audit page
     rows = sorted(set(body.rows) - blind)
@@ -78,5 +77,6 @@ def add_to_queue(body: SelectionIn, who: Writer, state: StateDep) -> dict:
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
     ids = state.pool.pool.records(rows, ("id",))["id"].to_pylist() if rows else []  # sorted
-    added = state.labels.queue.extend(iteration, rows, ids)
-    return {"iteration": iteration, "added": added, "asked": len(rows)}
+    # the latest batch as it stands when the rows are added (a query may land meanwhile)
+    added = state.labels.queue.extend(None, rows, ids, default=scored)
+    return {"iteration": state.items(False)[0], "added": added, "asked": len(rows)}

@@ -608,7 +608,8 @@ async function candidatesPage(threshold = 0.5) {
         `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
     ${rowsTable(c.items, [["row", "row"], ["id", "id"], ["designation", "designation"],
       ["class", "class"], ["probability", "p", 3], ["source", "source"],
-      ["ra", "RA", 5], ["dec", "Dec", 5], ["snr", "SNR", 1], ["known", "known"]])}`;
+      ["ra", "RA", 5], ["dec", "Dec", 5], ["snr", "SNR", 1], ["catalogue", "known in"],
+      ["catalogue_type", "type there"]])}`;
   $("#threshold").addEventListener("change", (e) => candidatesPage(Number(e.target.value)));
 }
 
