@@ -11,8 +11,8 @@ workers, in the same run:
   store's own write path (copies of the ingested spectra, as ``bench_archive.py`` does), scored
   chunk by chunk (65,536 rows a task) with the paper's CNN.
 
-Printed: wall time, rate, the scaling from 1 to 2 workers, and peak RSS of the command and of
-its largest worker.
+Printed: wall time, rate, the scaling from 1 to 2 workers, what the command's own process (the
+one writer) sustains per CPU second, and peak RSS of the command and of its largest worker.
 
     python benchmarks/bench_cluster.py [--files 40000] [--rows 524288] [--workers 1,2]
 """
