@@ -64,8 +64,8 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
     """Run ``func(batch, *args)`` on the cluster for each batch, keeping at most
     ``per_worker`` batches per worker in flight (so memory stays bounded however many batches
     there are), and yield the results in the order of the batches, so that a run's output
-    (e.g. the rows of a store) does not depend on which worker finished first. ``args`` are
-    sent to the workers once.
+    (e.g. the rows of a store) does not depend on which worker finished first. ``args`` go
+    with every task.
 
     A batch whose worker dies (a crash, the memory limit, a signal: the scheduler gives up on
     it with ``KilledWorker``) is split in halves that are run again, until the item that
@@ -81,14 +81,13 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
     from distributed import KilledWorker, wait
     from distributed.client import FutureCancelledError, FuturesCancelledError
 
-    def scatter() -> list:
-        return [client.scatter(a, broadcast=True) if a is not None else None for a in args]
-
-    shared = scatter()
     in_flight = per_worker * max(len(client.scheduler_info()["workers"]), 1) + 1
 
+    # ``args`` travel with every task (they are small: a configuration, a label map), not
+    # scattered once: data scattered to a worker that dies is lost, and a task waiting on it
+    # could wait for ever
     def submit(batch, alone: bool = False):
-        return batch, client.submit(func, batch, *shared, pure=False), alone
+        return batch, client.submit(func, batch, *args, pure=False), alone
 
     queue = deque(submit(b) for b in islice(batches, in_flight))
     while queue:
@@ -97,8 +96,6 @@ def map_batches(client, func, batches: Iterator, *args, per_worker: int = 2,
             result = future.result()
         except (KilledWorker, FutureCancelledError) as exc:
             future.release()
-            if any(f is not None and f.status != "finished" for f in shared):
-                shared = scatter()  # the workers that held them died: send them again
             if isinstance(exc, FutureCancelledError):  # it lost them: run it again
                 queue.appendleft(submit(batch))
                 continue
