@@ -191,7 +191,8 @@ def _search(radius: float, mjd: np.ndarray, epochs: tuple[float, float] | None
     return radius + PM_LIMIT * float(years), PM_NEIGHBOURS
 
 
-def _names(names: Sequence[str], options: Sequence[str]) -> str | None:
+def column_named(names: Sequence[str], options: Sequence[str]) -> str | None:
+    """The first of ``options`` among the column ``names`` (any case), as it is written."""
     lower = {c.lower(): c for c in names}
     return next((lower[o] for o in options if o in lower), None)
 
@@ -245,7 +246,7 @@ def read_table(path: Path):
 
 def positions(table, path: Path) -> tuple[np.ndarray, np.ndarray, str, str]:
     """(ra, dec in degrees, the RA and Dec column names) of a table."""
-    ra, dec = _names(table.colnames, RA_NAMES), _names(table.colnames, DEC_NAMES)
+    ra, dec = column_named(table.colnames, RA_NAMES), column_named(table.colnames, DEC_NAMES)
     if ra is None or dec is None:
         raise SpecscoutError(f"{path}: no RA/Dec columns among {table.colnames}")
     if table[ra].dtype.kind in "US":
@@ -272,8 +273,8 @@ def _read_file(path: Path, mtime: int, size: int) -> _Table:
     table = read_table(path)
     ra, dec, _, _ = positions(table, path)
     kind = _type_column(table.colnames)
-    pm = [_names(table.colnames, names) for names in PM_NAMES]
-    epoch = _names(table.colnames, EPOCH_NAMES)
+    pm = [column_named(table.colnames, names) for names in PM_NAMES]
+    epoch = column_named(table.colnames, EPOCH_NAMES)
     ok = np.isfinite(ra) & np.isfinite(dec)
     has_pm = all(pm) and epoch is not None
 
@@ -316,7 +317,7 @@ def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
     except ImportError:
         raise SpecscoutError(f"{ref.path} is a HATS catalogue: matching it needs LSDB "
                              f"(pip install 'specscout[hats]')") from None
-    _quiet_hats()
+    quiet_hats()
     try:
         catalog = lsdb.open_catalog(ref.path)
     except Exception as exc:
@@ -325,8 +326,8 @@ def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
     names = list(getattr(catalog, "all_columns", catalog.columns))
     ra_name, dec_name = info.ra_column, info.dec_column
     kind = _type_column([c for c in names if c not in (ra_name, dec_name)])
-    pm = [_names(names, options) for options in PM_NAMES]
-    epoch = _names(names, EPOCH_NAMES)
+    pm = [column_named(names, options) for options in PM_NAMES]
+    epoch = column_named(names, EPOCH_NAMES)
     has_pm = all(pm) and epoch is not None
     wanted = [c for c in columns if c in names]
     load = list(dict.fromkeys([ra_name, dec_name, *([kind] if kind else []), *wanted,
@@ -376,7 +377,7 @@ def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
 
 
 @cache
-def _quiet_hats() -> None:
+def quiet_hats() -> None:
     """Once per process: hats and LSDB log routine notes ("found collection", partitions
     computed from files) as warnings on the root logger; they are dropped there, and nothing
     else is."""
@@ -416,73 +417,3 @@ def _nearest(p: _Pairs, ra, dec, mjd, radius: float):
     pick = np.nonzero(inside)[0][order][first]
     return (q[first], s[first], p.kind[pick],
             {c: v[pick] for c, v in p.columns.items()}, note)
-
-
-# --- a user's list as a HATS catalogue --------------------------------------------------------
-
-
-def import_hats(file: str | Path, out: str | Path, *, margin_arcsec: float = 60.0,
-                workers: int | None = None, scheduler: str | None = None) -> dict:
-    """Write the catalogue ``file`` (CSV, VOTable or FITS with RA/Dec) as a HATS catalogue
-    collection at ``out`` with a margin cache of ``margin_arcsec`` (hats-import on Dask: a
-    local cluster of ``workers``, or the one at ``scheduler``), so that a large list is
-    converted once and matched fast afterwards. A CSV with RA/Dec in degrees is read in
-    chunks; other files (and sexagesimal positions) are read whole with astropy first."""
-    import time
-
-    try:
-        import pandas as pd
-        from hats_import import CollectionArguments, pipeline_with_client
-    except ImportError:
-        raise SpecscoutError("making a HATS catalogue needs hats-import "
-                             "(pip install 'specscout[hats]')") from None
-    from specscout.archive.cluster import dask_client
-
-    path, out = Path(file).resolve(), Path(out).resolve()
-    if out.exists():
-        raise SpecscoutError(f"{out} exists already: name a new directory")
-    if margin_arcsec <= 0:
-        raise SpecscoutError(f"the margin must be positive, not {margin_arcsec}")
-    start = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = out.with_name(f".{out.name}-input.parquet")
-    reader = "csv"
-    head = None
-    if path.name.lower().endswith(".csv"):
-        try:
-            head = pd.read_csv(path, nrows=100)
-        except Exception as exc:
-            raise SpecscoutError(f"{path}: cannot read it as CSV ({exc})") from exc
-        ra_name, dec_name = _names(head.columns, RA_NAMES), _names(head.columns, DEC_NAMES)
-    if head is None or ra_name is None or dec_name is None or not (
-            pd.api.types.is_numeric_dtype(head[ra_name])
-            and pd.api.types.is_numeric_dtype(head[dec_name])):
-        table = read_table(path)
-        ra, dec, ra_name, dec_name = positions(table, path)
-        table[ra_name], table[dec_name] = ra, dec  # degrees, whatever they were written in
-        for name in table.colnames:  # Parquet takes no masked object columns
-            if table[name].dtype.kind == "O":
-                table[name] = [str(v) for v in table[name]]
-        table.write(staged, format="parquet", overwrite=True)
-        reader, inputs = "parquet", [str(staged)]
-    else:
-        inputs = [str(path)]
-    try:
-        with dask_client(workers, scheduler) as client:
-            args = (CollectionArguments(output_artifact_name=out.name, output_path=out.parent,
-                                        progress_bar=False, resume=False)
-                    .catalog(input_file_list=inputs, file_reader=reader, ra_column=ra_name,
-                             dec_column=dec_name)
-                    .add_margin(margin_threshold=margin_arcsec, is_default=True))
-            pipeline_with_client(args, client)
-    except Exception as exc:
-        raise SpecscoutError(f"{path}: the HATS import failed ({exc})") from exc
-    finally:
-        staged.unlink(missing_ok=True)
-    import hats
-
-    _quiet_hats()
-    catalog = hats.read_hats(out).main_catalog
-    return {"path": out, "rows": int(catalog.catalog_info.total_rows or 0),
-            "partitions": len(catalog.get_healpix_pixels()),
-            "seconds": time.perf_counter() - start}

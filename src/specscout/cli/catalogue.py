@@ -183,7 +183,7 @@ def catalogue() -> None:
 def import_(file, out, margin, workers, scheduler) -> int:
     """Turn a catalogue FILE (CSV, VOTable, FITS with RA/Dec) into a HATS catalogue OUT
     (with its margin cache), for fast matching: --catalogue OUT."""
-    from specscout.catalogue.references import import_hats
+    from specscout.catalogue.convert import import_hats
 
     info = import_hats(file, out, margin_arcsec=margin, workers=workers, scheduler=scheduler)
     print(f"wrote {info['path']}: {info['rows']:,} rows in {info['partitions']} partitions, "
