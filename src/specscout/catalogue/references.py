@@ -133,7 +133,7 @@ def crossmatch(ra: np.ndarray, dec: np.ndarray, references: Iterable,
         for ref in refs:
             radius = ref.radius or radius_arcsec
             found = (_hats_pairs if ref.hats else _file_pairs)(
-                ref, ra[ok], dec[ok], mjd[ok], radius, columns, threads)
+                ref, ra[ok], dec[ok], mjd[ok], radius, columns)
             at, sep, kind, extra, note = _nearest(found, ra[ok], dec[ok], mjd[ok], radius)
             out.notes.append(f"{ref.name}: {note}, radius {radius:g} arcsec")
             out.rows[ref.name] = found.rows
@@ -288,7 +288,7 @@ def _read_file(path: Path, mtime: int, size: int) -> _Table:
                   cKDTree(unit_vectors(ra[ok], dec[ok])) if ok.any() else None)
 
 
-def _file_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pairs:
+def _file_pairs(ref: Reference, ra, dec, mjd, radius, columns) -> _Pairs:
     t = read_file(ref.path)
     has_pm = t.pmra is not None
     known = has_pm and np.isfinite(t.epoch).any()
@@ -310,7 +310,7 @@ def _file_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pair
                   t.kind[idx], {c: v[idx] for c, v in chosen.items()}, len(t.ra), has_pm)
 
 
-def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns, threads) -> _Pairs:
+def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns) -> _Pairs:
     try:
         import lsdb
         import pandas as pd
