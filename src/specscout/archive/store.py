@@ -288,45 +288,10 @@ class Store:
 
     def failures(self) -> pa.Table:
         """Every file that was flagged or failed, with its reason, and not processed again
-        later (``ingest --retry-failed``)."""
-        columns = ["path", "status", "reason", "detail", "flags"]
-        found = []
-        for k, part in enumerate(self.parts):
-            t = self._dataset([part]).to_table(columns=columns,
-                                               filter=pc.field("status") != "ok")
-            if len(t):
-                found.append((k, t))
-        tables = []
-        later, added_from = index.HashSet(), len(self.parts)  # the paths of parts[added_from:]
-        for k, t in reversed(found):
-            for p in self.parts[k + 1 : added_from]:
-                later.add(np.asarray(self.index(p, "paths")))
-            added_from = k + 1
-            hashes = path_hash(t["path"].to_pylist())
-            again = later.contains(hashes) | self._again_within(self.parts[k], t, hashes)
-            tables.append(t.filter(pa.array(~again)))
-        return pa.concat_tables(tables[::-1]) if tables else \
-            META_SCHEMA.empty_table().select(columns)
+        later (``ingest --retry-failed``): :func:`specscout.archive.failures.failures`."""
+        from specscout.archive.failures import failures
 
-    def _again_within(self, part: Part, failed: pa.Table, hashes: np.ndarray) -> np.ndarray:
-        """Which ``failed`` records of ``part`` its own later records process again (a
-        compaction merges a failure and its retry into one part). A file's records are
-        consecutive, so a later record of the same path in another run of records is a
-        retry; the other spectra of the same file are not."""
-        paths = np.asarray(self.index(part, "paths"))
-        twice = (np.searchsorted(paths, hashes, "right") - np.searchsorted(paths, hashes)) > 1
-        if not twice.any():
-            return twice
-        every = self._dataset([part]).to_table(columns=["path", "status"])
-        names, status = every["path"].to_pylist(), every["status"].to_pylist()
-        run, runs, last_run = -1, [], {}
-        for i, name in enumerate(names):
-            if i == 0 or name != names[i - 1]:
-                run += 1
-            runs.append(run)
-            last_run[name] = run
-        return np.array([runs[i] != last_run[names[i]] for i in range(len(names))
-                         if status[i] != "ok"], dtype=bool)
+        return failures(self)
 
     def summary(self, by: str = "release") -> dict:
         """Counts of the files processed: by status (failures retried later counted once,
