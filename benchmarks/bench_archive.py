@@ -257,7 +257,8 @@ def again(base: Path, archive: Path, size: int, names: list[str]) -> dict:
             r = run(specscout("ingest", archive, *dirs, "--quiet"))
             skipped = sum(1 for d in dirs for _ in os.scandir(d))
             row["resume"] = {**_m(r), "rate": skipped / r["seconds"], "unit": "paths/s"}
-        elif name == "web":
+        elif name == "web":  # a new batch to label: an earlier run's may be used up
+            run(specscout("query", p, "--strategy", "entropy", "--batch", "100", "--quiet"))
             row["web"] = web(p, pool, np.random.default_rng(size + 1))
         elif name.startswith("query_"):
             r = run(specscout("query", p, "--strategy", name[6:], "--batch", "100", "--quiet"))

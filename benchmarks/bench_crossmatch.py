@@ -72,9 +72,12 @@ def fits_catalogue(base: Path, rows: int, files: list[Path]) -> Path:
     from astropy.table import Table, vstack
 
     out = base / f"ref{rows}.fits"
-    if not out.exists():
-        table = vstack([Table(pq.read_table(f, columns=["ra", "dec", "otype", "gmag"])
-                              .to_pydict()) for f in files])
+    if not out.exists():  # column by column as arrays: 100 M rows as Python objects would not fit
+        table = vstack([Table({c: (col.to_numpy(zero_copy_only=False).astype("S3")
+                                   if c == "otype" else col.to_numpy())
+                               for c, col in zip(t.column_names, t.columns, strict=True)})
+                        for t in (pq.read_table(f, columns=["ra", "dec", "otype", "gmag"])
+                                  for f in files)])
         table.write(out.with_suffix(".tmp.fits"))
         out.with_suffix(".tmp.fits").rename(out)
     return out

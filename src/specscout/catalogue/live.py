@@ -3,15 +3,16 @@ after each new label at the cost of what the labels changed, not of the pool.
 
 The list under the labels of the moment it was built (the model's proposals of one iteration
 at one threshold, less the spectra humans labelled, plus those labelled as targets: see
-:func:`~specscout.catalogue.candidates.select`), its objects and its order by probability are
-computed once. Later labels change a few rows; only the objects those rows belong to (or come
-near) are regrouped (:meth:`Grouping.change`), and the first page is read off the stored order.
+:func:`~specscout.catalogue.candidates.select`; less the spectra of an audit draw, which stay
+hidden), its objects and its order by probability are computed once. Later labels change a
+few rows; only the objects those rows belong to (or come near) are regrouped
+(:meth:`Grouping.change`), and the first page is read off the stored order.
 Records (id, designation, ...) are read only for the spectra shown, and kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -26,8 +27,12 @@ SHOWN = ("id", "designation", "ra", "dec", "snr")
 class LiveCandidates:
     def __init__(self, pool: Store, probabilities: np.ndarray, current: dict[int, str], *,
                  names: Sequence[str], threshold: float, targets: Sequence[int],
-                 references: Sequence = (), radius_arcsec: float = 3.0) -> None:
+                 references: Sequence = (), radius_arcsec: float = 3.0,
+                 hidden: Iterable[int] = ()) -> None:
+        """``hidden``: rows never listed nor counted, whatever their labels (an audit
+        draw's, which would say how the model rates them)."""
         self.pool = pool
+        self.hidden = frozenset(map(int, hidden))
         self.probabilities = probabilities
         self.names = list(names)
         self.targets = list(targets)
@@ -38,6 +43,10 @@ class LiveCandidates:
         self.model = model_rows(probabilities, threshold, self.targets)
         self.rows, self.classes, self.human = select(self.model, self.current, self.names,
                                                      self.targets)
+        if self.hidden:
+            keep = ~np.isin(self.rows, np.fromiter(self.hidden, np.int64, len(self.hidden)))
+            self.rows, self.classes, self.human = (self.rows[keep], self.classes[keep],
+                                                   self.human[keep])
         p = np.asarray(probabilities[self.rows], dtype=np.float32).reshape(len(self.rows), -1)
         self.prob = p[np.arange(len(self.rows)), self.classes] if len(p) else np.empty(0)
         self.order = np.argsort(-self.prob, kind="stable")  # most probable first
@@ -52,6 +61,8 @@ class LiveCandidates:
 
     def _now(self, row: int, current: dict[int, str]) -> tuple[int, str] | None:
         """(class, source) of ``row`` under the labels ``current``, if it is a candidate."""
+        if row in self.hidden:
+            return None
         label = current.get(row)
         if label is not None:
             c = self.names.index(label)
@@ -65,20 +76,16 @@ class LiveCandidates:
         """Whether ``row`` is a candidate under the labels ``current``."""
         return self._now(int(row), current) is not None
 
-    def page(self, current: dict[int, str], limit: int = 500, hidden=()) -> dict:
+    def page(self, current: dict[int, str], limit: int = 500) -> dict:
         """The candidate list under the human labels ``current`` ({row: class}): how many
-        spectra and objects, and the ``limit`` most probable spectra with their records.
-        ``hidden`` rows are left out, of the list and of its counts (an audit's, which
-        would say how the model rates them)."""
-        hidden = set(map(int, hidden))
-        changed = np.union1d(np.array(sorted(self.changed(current)), dtype=np.int64),
-                             np.array(sorted(hidden), dtype=np.int64))
+        spectra and objects, and the ``limit`` most probable spectra with their records."""
+        changed = np.array(sorted(self.changed(current)), dtype=np.int64)
         at = np.searchsorted(self.rows, changed)
         listed = at < len(self.rows)
         listed[listed] = self.rows[at[listed]] == changed[listed]
         gone = np.zeros(len(self.rows), dtype=bool)
         gone[at[listed]] = True  # a changed row leaves, and comes back as it is now
-        now = {int(r): self._now(int(r), current) for r in changed if int(r) not in hidden}
+        now = {int(r): self._now(int(r), current) for r in changed}
         now = {r: v for r, v in now.items() if v is not None}
         added = np.array(sorted(now), dtype=np.int64)
         dirty, local_rows, local = self.grouping.change(gone, added,

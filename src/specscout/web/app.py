@@ -31,10 +31,18 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from specscout.archive.project import Project
 from specscout.catalogue.samp import SampLink
 from specscout.errors import SpecscoutError
+from specscout.labels.store import agreed
 from specscout.web.deps import COOKIE
 from specscout.web.routes import candidates, labels, pool_map, samp, session, spectra
 from specscout.web.routes.session import STATIC
-from specscout.web.state import LOOPBACK_HOSTS, AppConfig, Bounded, State, is_loopback
+from specscout.web.state import (
+    DEFAULT_THRESHOLD,
+    LOOPBACK_HOSTS,
+    AppConfig,
+    Bounded,
+    State,
+    is_loopback,
+)
 
 __all__ = ["COOKIE", "LOOPBACK_HOSTS", "MAX_BODY", "AppConfig", "Bounded", "create_app",
            "is_loopback"]
@@ -70,7 +78,13 @@ class BodyLimit:
 
 
 def warm(state: State) -> None:
-    with contextlib.suppress(Exception):  # a failure shows on the first request instead
+    """What the first pages need, made at start-up: the candidate list at the default
+    threshold (seconds on a pool of millions), then the labelled spectra's features for the
+    neighbours. A failure shows on the first request instead."""
+    with contextlib.suppress(Exception):
+        _, live = state.candidates(DEFAULT_THRESHOLD)
+        live.page(agreed(state.votes(False)))
+    with contextlib.suppress(Exception):
         state.neighbours()
 
 
@@ -91,7 +105,6 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         if state.samp is not None:  # listen to the VO tools from the start, if a hub runs
             with contextlib.suppress(SpecscoutError, OSError):
                 state.samp.connect()
-        # the labelled spectra's features, for the first page's neighbours (seconds)
         threading.Thread(target=warm, args=(state,), daemon=True).start()
         yield
         if state.samp is not None:

@@ -34,6 +34,8 @@ SENT_TABLES = 64
 REREAD = 256
 #: Candidate lists kept, one per (iteration, threshold); thresholds are taken to 0.01.
 CANDIDATE_LISTS = 4
+#: The candidate pages' threshold unless they ask for another.
+DEFAULT_THRESHOLD = 0.5
 #: The lowest threshold a page may ask for: below it every spectrum would be a candidate.
 MIN_THRESHOLD = 0.05
 
@@ -192,7 +194,8 @@ class State:
             raise HTTPException(404, "no scored iteration yet: run 'specscout iterate'")
         threshold = max(round(threshold, 2), MIN_THRESHOLD)
         current = agreed(self.votes(False))
-        key = (iteration, threshold, len(self.pool))
+        hidden = self.blind()  # a new audit draw, a new list: hidden rows are left out once
+        key = (iteration, threshold, len(self.pool), hidden)
         # a lock of its own: building a list reads the pool, and labels go on meanwhile
         with self._candidates_lock:
             live = self._candidates.get(key)
@@ -200,7 +203,8 @@ class State:
             if live is None or len(live.changed(current)) > REBUILD_AFTER:
                 live = LiveCandidates(
                     self.pool.pool, probs, current, names=self.classes, threshold=threshold,
-                    targets=range(1, len(self.classes)), references=self.config.catalogues)
+                    targets=range(1, len(self.classes)), references=self.config.catalogues,
+                    hidden=hidden)
                 self._candidates[key] = live
             return iteration, live
 
