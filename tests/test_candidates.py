@@ -198,3 +198,43 @@ def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
                      bool(s["known"][i])) for i in order]
         got = [(i["row"], i["class"], i["source"], i["known"]) for i in page["items"]]
         assert got == expected, step
+
+
+def test_hidden_rows_never_come_onto_the_live_list_whatever_their_labels(tmp_path):
+    """An audit draw's rows, left out when the list is built, stay out of its spectra, its
+    objects and its order as labels (some on them) arrive: the list is the catalogue built
+    afresh less those rows, regrouped without them."""
+    from specscout.catalogue.live import LiveCandidates
+
+    rng = np.random.default_rng(11)
+    n = 1200
+    project = Project.init(tmp_path / "p")
+    centre_ra, centre_dec = rng.uniform(0, 1, n // 4), rng.uniform(0, 1, n // 4)
+    ra = np.repeat(centre_ra, 4) + rng.normal(0, 2 * ARCSEC, n)
+    dec = np.repeat(centre_dec, 4) + rng.normal(0, 2 * ARCSEC, n)
+    project.store().commit(np.zeros((n, 140), np.float32), [
+        {"path": f"f{i}", "id": f"s{i}", "designation": f"J{i}", "ra": ra[i], "dec": dec[i],
+         "snr": 10.0, "status": "ok", "flags": 0, "reason": "", "detail": ""}
+        for i in range(n)])
+    probs = rng.dirichlet([2, 1, 1], n)
+    scored_iteration(project, 1, probs)
+    labels = label_store(project)
+    names = project.config.classes
+    hidden = rng.choice(n, 60, replace=False)
+    live = LiveCandidates(project.store(), np.load(
+        project.path / "iterations" / "0001" / "scores.npy", mmap_mode="r"),
+        labels.current(), names=names, threshold=0.4, targets=[1, 2], hidden=hidden)
+    assert not set(hidden.tolist()) & set(live.rows.tolist())
+    for step in range(8):
+        for r in np.r_[rng.choice(hidden, 5), rng.choice(n, 10)]:  # some on hidden rows
+            labels.add(f"s{r}", int(r), rng.choice([*names, None]), "ana")
+        page = live.page(labels.current(), limit=50)
+        s = build(project, threshold=0.4).spectra
+        keep = ~np.isin(np.asarray(s["row"]), hidden)
+        rows = np.asarray(s["row"])[keep]
+        assert sorted(live.rows_now(labels.current()).tolist()) == sorted(rows.tolist()), step
+        assert page["spectra"] == len(rows), step
+        assert page["objects"] == len(set(group(ra[rows], dec[rows], 3.0).tolist())), step
+        p_own = np.array([r[f"p_{r['class']}"] for r in s])[keep]
+        order = np.lexsort((rows, -p_own))[:50]
+        assert [i["row"] for i in page["items"]] == [int(rows[i]) for i in order], step

@@ -222,6 +222,26 @@ def test_candidates_progress_and_original(project, tmp_path):
     assert o["file"] == "f0.fits" and "f0.fits" in o["error"] and "path" not in o
 
 
+def test_the_app_prepares_its_first_pages_when_it_starts(project, caplog):
+    """At start-up the candidate list at the default threshold and the neighbours' features
+    are made, so that the first pages find them; what cannot be made is logged."""
+    from specscout.web.app import warm
+    from specscout.web.state import DEFAULT_THRESHOLD
+
+    with TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                    base_url=BASE) as client:
+        state = client.app.state.specscout
+        state.neighbours = lambda: (_ for _ in ()).throw(OSError("disk gone"))
+        warm(state)  # as the start-up thread does, here to be waited for
+        assert [k[1] for k in state._candidates] == [DEFAULT_THRESHOLD]
+        live = next(iter(state._candidates.values()))
+        assert set(live._records) == {0, 1, 2, 3}  # the first page's records, read
+        log_in(client)
+        assert client.get("/api/candidates").json()["spectra"] == 4
+        assert next(iter(state._candidates.values())) is live  # the same list, not rebuilt
+    assert "could not prepare the neighbours at start-up: disk gone" in caplog.text
+
+
 def test_another_annotators_label_makes_it_done(client, project):
     label_store(project).add("spec-5", 5, "emission", "bea")
     q = client.get("/api/queue").json()

@@ -197,12 +197,12 @@ def test_the_audit_is_blind_in_the_server(project):
     assert len(labels.history()) == before
     assert client.post("/api/labels", json={"row": 0, "label": "other", "audit": True}
                        ).status_code == 200
-    # a new draw: the old one's spectra are shown again
-    labels.audit_samples.add(1, [6], ["spec-6"], ["rest"], [3])
+    # a new draw (of a candidate): the old one's spectra are shown and listed again, the new
+    # one's are not, nor counted, among spectra or objects
+    labels.audit_samples.add(1, [1], ["spec-1"], ["candidate:em"], [4])
     assert client.get("/api/spectrum/0").json()["probabilities"] is not None
-    # the candidates' count of objects leaves the draw out too
     c = client.get("/api/candidates").json()
-    assert 6 not in [i["row"] for i in c["items"]]
+    assert sorted(i["row"] for i in c["items"]) == [0, 2, 3] and c["spectra"] == 3
     assert c["objects"] == len({i["object"] for i in c["items"]})
 
 

@@ -20,6 +20,7 @@ client never names a file, and is never told a server path: spectra are addresse
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 
@@ -43,6 +44,8 @@ from specscout.web.state import (
     State,
     is_loopback,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["COOKIE", "LOOPBACK_HOSTS", "MAX_BODY", "AppConfig", "Bounded", "create_app",
            "is_loopback"]
@@ -79,13 +82,15 @@ class BodyLimit:
 
 def warm(state: State) -> None:
     """What the first pages need, made at start-up: the candidate list at the default
-    threshold (seconds on a pool of millions), then the labelled spectra's features for the
-    neighbours. A failure shows on the first request instead."""
-    with contextlib.suppress(Exception):
-        _, live = state.candidates(DEFAULT_THRESHOLD)
-        live.page(agreed(state.votes(False)))
-    with contextlib.suppress(Exception):
-        state.neighbours()
+    threshold (about a second on a pool of millions), then the labelled spectra's features
+    for the neighbours (seconds with thousands of labels: the cheaper one first). A failure
+    is logged, and shows on the first request that needs it."""
+    for name, make in (("candidate list", lambda: state.candidates(DEFAULT_THRESHOLD)[1].page(
+            agreed(state.votes(False)))), ("neighbours", state.neighbours)):
+        try:
+            make()
+        except Exception as exc:  # a start-up nicety must not stop the app
+            log.warning("could not prepare the %s at start-up: %s", name, exc)
 
 
 def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:

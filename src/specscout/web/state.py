@@ -32,9 +32,10 @@ SENT_TABLES = 64
 #: Label rows read again below the newest one seen, on a database server: there a label with
 #: a lower id can commit after one with a higher id (SQLite commits one writer at a time).
 REREAD = 256
-#: Candidate lists kept, one per (iteration, threshold); thresholds are taken to 0.01.
+#: Candidate lists kept, one per threshold (taken to 0.01) of the latest iteration, pool and
+#: audit draw (lists of an earlier one are dropped).
 CANDIDATE_LISTS = 4
-#: The candidate pages' threshold unless they ask for another.
+#: The candidate pages' threshold unless they ask for another (static/app.js asks for it).
 DEFAULT_THRESHOLD = 0.5
 #: The lowest threshold a page may ask for: below it every spectrum would be a candidate.
 MIN_THRESHOLD = 0.05
@@ -205,6 +206,8 @@ class State:
                     self.pool.pool, probs, current, names=self.classes, threshold=threshold,
                     targets=range(1, len(self.classes)), references=self.config.catalogues,
                     hidden=hidden)
+                for old in [k for k in self._candidates if k[0::2] != key[0::2]]:
+                    del self._candidates[old]  # an earlier iteration, pool or draw
                 self._candidates[key] = live
             return iteration, live
 

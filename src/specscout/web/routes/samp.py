@@ -25,7 +25,7 @@ from specscout.errors import SpecscoutError
 from specscout.labels.store import agreed
 from specscout.web.deps import StateDep, Who, Writer
 from specscout.web.pool import DEFAULT_RADIUS_ARCSEC
-from specscout.web.state import State
+from specscout.web.state import DEFAULT_THRESHOLD, State
 
 router = APIRouter()
 
@@ -38,7 +38,7 @@ MAX_TABLE_ROWS = 100_000
 class SampIn(BaseModel):
     action: str = Field(pattern="^(queue|candidates|spectrum|point)$")
     row: int | None = Field(None, ge=0)
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0, le=1)
 
 
 def page_event(state: State, mtype: str, params: dict) -> dict | None:
