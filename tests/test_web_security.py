@@ -204,6 +204,8 @@ def test_the_audit_is_blind_in_the_server(project):
     c = client.get("/api/candidates").json()
     assert sorted(i["row"] for i in c["items"]) == [0, 2, 3] and c["spectra"] == 3
     assert c["objects"] == len({i["object"] for i in c["items"]})
+    state = client.app.state.specscout  # the list of the earlier draw is dropped
+    assert [k[3] for k in state._candidates] == [frozenset({1})]
 
 
 def test_the_votes_handed_out_never_change_while_labels_arrive(project):

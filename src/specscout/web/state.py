@@ -206,8 +206,8 @@ class State:
                     self.pool.pool, probs, current, names=self.classes, threshold=threshold,
                     targets=range(1, len(self.classes)), references=self.config.catalogues,
                     hidden=hidden)
-                for old in [k for k in self._candidates if k[0::2] != key[0::2]]:
-                    del self._candidates[old]  # an earlier iteration, pool or draw
+                for old in [k for k in self._candidates if k[:1] + k[2:] != key[:1] + key[2:]]:
+                    del self._candidates[old]  # of an earlier iteration, pool or draw
                 self._candidates[key] = live
             return iteration, live
 
