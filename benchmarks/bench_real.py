@@ -93,11 +93,14 @@ def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
     found, fp = listed(raw, y)
     shifted = shift(raw, trained, priors)
     found_s, fp_s = listed(shifted, y)
-    q = shifted[:, 1:].sum(1)
-    print("    P(target) of the four after the shift: "
-          + ", ".join(f"{q[r]:.3f}" for r in np.nonzero(y > 0)[0])
-          + f"; normal stars above the weakest of them: {int((q[y == 0] >= q[y > 0].min()).sum())}")
+    for name, p in (("raw", raw), ("after the shift", shifted)):
+        q = p[:, 1:].sum(1)
+        print(f"    P(target) of the four, {name}: "
+              + ", ".join(f"{q[r]:.3f}" for r in np.nonzero(y > 0)[0])
+              + f"; normal stars above the weakest: {int((q[y == 0] >= q[y > 0].min()).sum())}")
+    q = raw[:, 1:].sum(1)
     return {"found": found, "fp": fp, "found_shift": found_s, "fp_shift": fp_s,
+            "above_weakest": int((q[y == 0] >= q[y > 0].min()).sum()),
             "target_prior": float(priors[1:].sum()), "seconds": seconds}
 
 

@@ -9,7 +9,7 @@ import pytest
 from specscout.learn.domain import fold_of, ranked_rows
 from specscout.learn.priors import em_priors, in_chunks, shift
 from specscout.learn.train import split_by_key
-from specscout.simulate.inject import InjectionError, inject
+from specscout.simulate.inject import InjectionError, inject, net_line, shows_emission
 from specscout.spectra.lines import HALPHA_VACUUM, equivalent_width
 from specscout.spectra.spectrum import Spectrum
 
@@ -49,6 +49,32 @@ def test_a_spectrum_without_continuum_at_halpha_cannot_take_a_line():
     with pytest.raises(InjectionError):
         inject(s, {"family": "single", "ew": -5.0, "sigma": 50.0}, 0.0,
                np.random.default_rng(0))
+
+
+def _absorbing(ew: float, noise: float = 0.0, seed: int = 0) -> Spectrum:
+    """A flat spectrum with an H-alpha absorption line of equivalent width ``ew`` (A)."""
+    s = _flat(250.0, noise, seed)
+    line = 250.0 * ew / (1.2 * np.sqrt(2 * np.pi)) * np.exp(
+        -0.5 * ((s.wavelength - HALPHA_VACUUM) / 1.2) ** 2)
+    s.flux[:] -= line.astype(np.float32)
+    return s
+
+
+def test_a_line_is_a_positive_only_where_the_spectrum_then_shows_it():
+    rng = np.random.default_rng(0)
+    weak = {"family": "weak", "ew": -1.5, "sigma": 60.0}
+    # a K star's absorption (EW 1.2 A) only filled in by the added line: net about -0.3 A
+    filled = inject(_absorbing(1.2, noise=0.5), weak, 0.0, rng)
+    ew, noise = net_line(filled, 0.0)
+    assert -0.6 < ew < 0.0 and not shows_emission(ew, noise)
+    # the same line on a featureless photosphere: net -1.5 A at high signal to noise
+    clear = inject(_flat(250.0, noise=0.5), weak, 0.0, rng)
+    ew, noise = net_line(clear, 0.0)
+    assert ew == pytest.approx(-1.5, abs=0.1) and shows_emission(ew, noise)
+    # a line of 1.5 A in noise of 20 %: no observer would call it one
+    noisy = inject(_flat(250.0, noise=50.0), weak, 0.0, rng)
+    ew, noise = net_line(noisy, 0.0)
+    assert noise > 0.5 and not shows_emission(ew, noise)
 
 
 def test_rows_keep_their_order_and_fold_as_the_pool_grows():

@@ -56,10 +56,11 @@ def test_trained_in_the_survey_domain_the_first_model_lists_few_normal_stars(sha
     pool negatives (cross-fitted), finds the four real emission-line stars, ranks them above
     nearly every one of the 237 normal stars and lists few of those at 0.5.
 
-    Measured with seed 0 (benchmarks/bench_real.py option b): 7 normal stars listed and none
-    ranked above the weakest of the four on an AVX2 CPU, 12 and 3 on an AVX-512 one (the
-    kernels round differently and training lands elsewhere; each is deterministic on its
-    CPU). The labelled set alone lists 12-29 of them (mean 20)."""
+    Measured with seed 0 (benchmarks/bench_real.py option b) on an AVX-512 CPU: 2 normal
+    stars listed, 1 ranked above the weakest of the four; before injected lines had to show
+    in emission to be positives, 12 and 3 there, 7 and 0 on an AVX2 CPU (the kernels round
+    differently and training lands elsewhere; each is deterministic on its CPU). The labelled
+    set alone lists 12-29 of them (mean 20)."""
     from specscout.learn.iterate import score_step, train_step
     from specscout.learn.train import TrainConfig
 
@@ -78,5 +79,5 @@ def test_trained_in_the_survey_domain_the_first_model_lists_few_normal_stars(sha
     print(f"found {(p_target[four] > 0.5).sum()} of 4; normal stars listed: {normal_listed}, "
           f"ranked above the weakest of the four: {above_weakest} of {(~four).sum()}")
     assert (p_target[four] > 0.5).all()
-    assert above_weakest <= 5
-    assert normal_listed <= 15  # 6 %, against the labelled set's 8.6 % on average
+    assert above_weakest <= 3
+    assert normal_listed <= 8  # 3.4 %, against the labelled set's 8.6 % on average

@@ -5,11 +5,12 @@ A labelled set from another telescope, even resolution matched, is not the surve
 photospheres, noise and pipeline artefacts differ, and a network trained on it alone calls a
 share of the survey's normal stars candidates. Here the positives are pool spectra with an
 H-alpha profile of the simulator's families injected on their own pixels
-(:mod:`specscout.simulate.inject`) and preprocessed exactly as at ingest; the negatives are pool
-spectra as they are. The pool is >= 99 % "other", but not all of it: a negative that the
-latest model thinks likely a target is down-weighted by that probability (the few unknown
-positives among the negatives are thereby mostly ignored, a simple form of positive-unlabelled
-learning), and spectra that anyone labelled are never drawn.
+(:mod:`specscout.simulate.inject`), kept where the spectrum then shows the line in emission
+(:func:`~specscout.simulate.inject.shows_emission`), and preprocessed exactly as at ingest; the
+negatives are pool spectra as they are. The pool is >= 99 % "other", but not all of it: a
+negative that the latest model thinks likely a target is down-weighted by that probability
+(the few unknown positives among the negatives are thereby mostly ignored, a simple form of
+positive-unlabelled learning), and spectra that anyone labelled are never drawn.
 
 Which pool spectra serve is decided by a hash of their row and the seed, not by a draw over
 the pool's current size: as the pool grows the hosts mostly stay the same, so that one
@@ -26,7 +27,14 @@ import numpy as np
 
 from specscout.archive.project import Project
 from specscout.errors import ReadError, SpecscoutError
-from specscout.simulate.inject import InjectionError, draw_injection, effective_resolution, inject
+from specscout.simulate.inject import (
+    InjectionError,
+    draw_injection,
+    effective_resolution,
+    inject,
+    net_line,
+    shows_emission,
+)
 from specscout.simulate.profiles import FAMILIES
 from specscout.spectra.preprocess import prepare
 from specscout.spectra.readers import read_all
@@ -238,7 +246,13 @@ def _injected(project: Project, pool, hosts: np.ndarray, targets: list[int], wan
                 c = targets[len(ys) % len(targets)]
                 try:
                     line = draw_injection(rng, classes[c], effective_resolution(spectrum))
-                    prepared = prepare(inject(spectrum, line, line["rv"], rng), preprocess)
+                    shown = inject(spectrum, line, line["rv"], rng)
+                    net = net_line(shown, line["rv"])
+                    if not shows_emission(*net):  # no line an observer would call one
+                        failures["line-not-shown"] += 1
+                        continue
+                    line["net_ew"] = round(net[0], 3)
+                    prepared = prepare(shown, preprocess)
                 except InjectionError as exc:
                     failures[exc.reason] += 1
                     continue

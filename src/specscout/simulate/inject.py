@@ -15,7 +15,14 @@ from dataclasses import replace
 import numpy as np
 
 from specscout.simulate.profiles import draw_profile, line_profile
-from specscout.spectra.lines import C_KMS, HALPHA_AIR, HALPHA_VACUUM, continuum
+from specscout.spectra.lines import (
+    C_KMS,
+    HALPHA_AIR,
+    HALPHA_VACUUM,
+    continuum,
+    equivalent_width,
+    sideband_noise,
+)
 from specscout.spectra.spectrum import Spectrum
 
 #: The resolving power of a line as the survey's pixels record it. LAMOST LRS: the effective
@@ -24,6 +31,17 @@ from specscout.spectra.spectrum import Spectrum
 EFFECTIVE_R = {"LAMOST LRS": 1531.0}
 #: Radial velocities of the injected lines (km/s): the stars' spread in a Galactic survey.
 RV_SIGMA = 30.0
+#: An injected line makes a positive only where the spectrum then shows it as an observer
+#: calls a line "in emission": a net equivalent width (the host's own absorption and the added
+#: light together) of at least MIN_NET_EW A in emission, at MIN_SIGNIFICANCE times its noise.
+#: A line that only fills a photosphere's absorption in part, or drowns in the noise, taught
+#: as "emission" makes the network call quiet K and M stars (whose absorption is weak) and
+#: noisy spectra candidates.
+MIN_NET_EW = 1.0
+MIN_SIGNIFICANCE = 3.0
+#: Half-width (A) of the window in which the net line is measured: the widest double peaks
+#: (700 km/s apart) and a single line's core fall within it.
+LINE_HALF_WIDTH = 15.0
 
 
 class InjectionError(ValueError):
@@ -72,6 +90,27 @@ def inject(spectrum: Spectrum, profile: dict, rv: float,
         with np.errstate(divide="ignore"):
             new_ivar = np.where(ivar > 0, 1.0 / (var + extra), 0.0).astype(np.float32)
     return replace(spectrum, flux=out.astype(np.float32), ivar=new_ivar)
+
+
+def net_line(spectrum: Spectrum, rv: float) -> tuple[float, float]:
+    """(net equivalent width of H-alpha at radial velocity ``rv``, its 1-sigma noise), in A,
+    negative for emission: what the spectrum shows, whatever was added to it."""
+    wave, flux = spectrum.wavelength, spectrum.flux.astype(np.float64)
+    centre = (HALPHA_AIR if spectrum.medium == "air" else HALPHA_VACUUM) * (1 + rv / C_KMS)
+    good = ~spectrum.mask & np.isfinite(flux)
+    if spectrum.ivar is not None:
+        good &= spectrum.ivar > 0
+    ew = equivalent_width(wave, flux, centre, LINE_HALF_WIDTH, good)
+    line = good & (np.abs(wave - centre) < LINE_HALF_WIDTH)
+    step = float(np.median(np.gradient(wave)[line])) if line.any() else float("nan")
+    noise = sideband_noise(wave, flux, centre, good) * step * math.sqrt(line.sum())
+    return ew, noise
+
+
+def shows_emission(ew: float, noise: float) -> bool:
+    """Whether a net line (:func:`net_line`) is H-alpha in emission (:data:`MIN_NET_EW`,
+    :data:`MIN_SIGNIFICANCE`)."""
+    return bool(ew <= -MIN_NET_EW and -ew >= MIN_SIGNIFICANCE * noise)
 
 
 def draw_injection(rng: np.random.Generator, cls: str, resolving_power: float) -> dict:
