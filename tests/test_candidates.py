@@ -155,14 +155,9 @@ def test_a_reference_catalogue_without_positions_is_refused(project, tmp_path):
         build(project, references=(tmp_path / "junk.fits",))
 
 
-def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
-    """The web app's list, kept and updated label by label, says what a catalogue built
-    afresh says: the same spectra, objects, classes, sources, order and known objects."""
-    from specscout.catalogue.live import LiveCandidates
-    from specscout.catalogue.references import read_file
-
-    rng = np.random.default_rng(7)
-    n = 2000
+def _stars_seen_four_times(tmp_path, rng, n: int):
+    """A scored project of ``n`` spectra, four per star within a few arcsec: (project, ra,
+    dec of the spectra, ra, dec of the stars)."""
     project = Project.init(tmp_path / "p")
     centre_ra, centre_dec = rng.uniform(0, 1, n // 4), rng.uniform(0, 1, n // 4)
     ra = np.repeat(centre_ra, 4) + rng.normal(0, 2 * ARCSEC, n)
@@ -173,6 +168,18 @@ def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
         for i in range(n)])
     probs = rng.dirichlet([2, 1, 1], n)
     scored_iteration(project, 1, probs)
+    return project, ra, dec, centre_ra, centre_dec
+
+
+def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
+    """The web app's list, kept and updated label by label, says what a catalogue built
+    afresh says: the same spectra, objects, classes, sources, order and known objects."""
+    from specscout.catalogue.live import LiveCandidates
+    from specscout.catalogue.references import read_file
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    project, _, _, centre_ra, centre_dec = _stars_seen_four_times(tmp_path, rng, n)
     (tmp_path / "ref.csv").write_text("ra,dec,type\n" + "".join(
         f"{a},{d},Be\n" for a, d in zip(centre_ra[::5], centre_dec[::5], strict=True)))
     refs = (tmp_path / "ref.csv",)
@@ -208,16 +215,7 @@ def test_hidden_rows_never_come_onto_the_live_list_whatever_their_labels(tmp_pat
 
     rng = np.random.default_rng(11)
     n = 1200
-    project = Project.init(tmp_path / "p")
-    centre_ra, centre_dec = rng.uniform(0, 1, n // 4), rng.uniform(0, 1, n // 4)
-    ra = np.repeat(centre_ra, 4) + rng.normal(0, 2 * ARCSEC, n)
-    dec = np.repeat(centre_dec, 4) + rng.normal(0, 2 * ARCSEC, n)
-    project.store().commit(np.zeros((n, 140), np.float32), [
-        {"path": f"f{i}", "id": f"s{i}", "designation": f"J{i}", "ra": ra[i], "dec": dec[i],
-         "snr": 10.0, "status": "ok", "flags": 0, "reason": "", "detail": ""}
-        for i in range(n)])
-    probs = rng.dirichlet([2, 1, 1], n)
-    scored_iteration(project, 1, probs)
+    project, ra, dec, _, _ = _stars_seen_four_times(tmp_path, rng, n)
     labels = label_store(project)
     names = project.config.classes
     hidden = rng.choice(n, 60, replace=False)
