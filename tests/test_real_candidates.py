@@ -60,7 +60,7 @@ def test_trained_in_the_survey_domain_the_first_model_lists_few_normal_stars(sha
     stars listed, 1 ranked above the weakest of the four; before injected lines had to show
     in emission to be positives, 12 and 3 there, 7 and 0 on an AVX2 CPU (the kernels round
     differently and training lands elsewhere; each is deterministic on its CPU). The labelled
-    set alone lists 12-29 of them (mean 20)."""
+    set alone lists 18-36 of them over three seeds on the AVX-512 CPU (mean 27)."""
     from specscout.learn.iterate import score_step, train_step
     from specscout.learn.train import TrainConfig
 
@@ -79,5 +79,5 @@ def test_trained_in_the_survey_domain_the_first_model_lists_few_normal_stars(sha
     print(f"found {(p_target[four] > 0.5).sum()} of 4; normal stars listed: {normal_listed}, "
           f"ranked above the weakest of the four: {above_weakest} of {(~four).sum()}")
     assert (p_target[four] > 0.5).all()
-    assert above_weakest <= 3
-    assert normal_listed <= 8  # 3.4 %, against the labelled set's 8.6 % on average
+    assert above_weakest <= 5
+    assert normal_listed <= 10  # 4.2 %, against the labelled set's 11.5 % on average

@@ -201,7 +201,8 @@ def _injected(project: Project, pool, hosts: np.ndarray, targets: list[int], wan
               seed: int, cells: np.ndarray) -> tuple[Examples, dict[str, int]]:
     """``wanted`` injected spectra, classes in turn over ``targets``, on ``hosts`` in order
     (again from the first while more are wanted) whose file reads and whose spectrum takes a
-    line and preprocesses cleanly. Gives up after ``4 * wanted`` hosts without one."""
+    line, shows it in emission and preprocesses cleanly. Gives up after ``4 * wanted`` tries
+    that made none (a line not shown counts as one), or a pass over the hosts that made none."""
     classes = project.config.classes
     preprocess = project.config.preprocess()
     rng = np.random.default_rng([seed, 1])
@@ -248,8 +249,11 @@ def _injected(project: Project, pool, hosts: np.ndarray, targets: list[int], wan
                     line = draw_injection(rng, classes[c], effective_resolution(spectrum))
                     shown = inject(spectrum, line, line["rv"], rng)
                     net = net_line(shown, line["rv"])
+                    if not np.isfinite(net[0]):
+                        failures["no-line-pixels"] += 1
+                        continue
                     if not shows_emission(*net):  # no line an observer would call one
-                        failures["line-not-shown"] += 1
+                        failures[f"line-not-shown:{line['family']}"] += 1
                         continue
                     line["net_ew"] = round(net[0], 3)
                     prepared = prepare(shown, preprocess)
