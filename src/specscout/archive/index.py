@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 #: HEALPix resolution of the positional index (nested ordering).
 NSIDE = 1024
@@ -65,6 +66,36 @@ def integer(value) -> int:
         return operator.index(value)
     except TypeError:
         raise ValueError(f"{value!r} is not a whole number") from None
+
+
+def asked_values(key: str, values: Iterable) -> list:
+    """The values of a lookup by ``key``, each once, in the type its index keys: whole
+    numbers for row and obsid (out of int64's range, nothing can match: dropped; not a whole
+    number: ValueError), text otherwise."""
+    if key in ("row", "obsid"):
+        values = [v for v in map(integer, values) if -2**63 <= v < 2**63]
+    else:
+        values = [str(v) for v in values]
+    return list(dict.fromkeys(values))
+
+
+def confirmed(key: str, values: Sequence, found: pa.Table) -> pa.Table:
+    """Of the records ``found`` by a hash of ``key``, those whose own value is one of
+    ``values`` (a hash hit is confirmed), as a table of ``value`` (as asked), ``row``, ``id``."""
+    asked: dict = {}
+    for v in values:
+        asked.setdefault(key_text(key, v), []).append(v)
+    out: dict[str, list] = {"value": [], "row": [], "id": []}
+    for row, id_, v in zip(found["row"].to_pylist(), found["id"].to_pylist(),
+                           found[key].to_pylist(), strict=True):
+        for value in asked.get(key_text(key, v), ()) if v is not None else ():
+            out["value"].append(value)
+            out["row"].append(row)
+            out["id"].append(id_)
+    return pa.table({"value": pa.array(out["value"], pa.int64() if key == "obsid"
+                                       else pa.string()),
+                     "row": pa.array(out["row"], pa.int64()),
+                     "id": pa.array(out["id"], pa.string())})
 
 
 def key_entries(rows: np.ndarray, ids: Sequence, obsids: Sequence,

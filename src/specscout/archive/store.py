@@ -312,32 +312,14 @@ class Store:
         page). A row or obsid that is not a whole number is a ValueError."""
         if key not in LOOKUP_KEYS:
             raise ValueError(f"look up by one of {LOOKUP_KEYS}, not {key!r}")
-        if key in ("row", "obsid"):  # out of int64's range: nothing can match
-            values = [v for v in map(index.integer, values) if -2**63 <= v < 2**63]
-        else:
-            values = [str(v) for v in values]
-        values = list(dict.fromkeys(values))
+        values = index.asked_values(key, values)
         if key == "row":
             found = self.records(values[:limit], ["id"])
             return pa.table({"value": found["row"], "row": found["row"], "id": found["id"]})
         wanted = np.unique(index.hash64(index.key_text(key, v) for v in values))
         rows = np.concatenate([index.find(self.index(p, "keys"), "hash", wanted)["row"]
                                for p in self.parts] or [np.empty(0, np.int64)])
-        found = self.records(rows[:limit], ["id", key])
-        asked: dict = {}
-        for v in values:  # a hash hit is confirmed against the record's own value
-            asked.setdefault(index.key_text(key, v), []).append(v)
-        out: dict[str, list] = {"value": [], "row": [], "id": []}
-        for row, id_, v in zip(found["row"].to_pylist(), found["id"].to_pylist(),
-                               found[key].to_pylist(), strict=True):
-            for value in asked.get(index.key_text(key, v), ()) if v is not None else ():
-                out["value"].append(value)
-                out["row"].append(row)
-                out["id"].append(id_)
-        value_type = pa.int64() if key == "obsid" else pa.string()
-        return pa.table({"value": pa.array(out["value"], value_type),
-                         "row": pa.array(out["row"], pa.int64()),
-                         "id": pa.array(out["id"], pa.string())})
+        return index.confirmed(key, values, self.records(rows[:limit], ["id", key]))
 
     def find(self, *, id: str | None = None, obsid: int | None = None,
              designation: str | None = None) -> pa.Table:
