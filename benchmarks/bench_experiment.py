@@ -3,14 +3,16 @@
 The survey of README's figure: 50,000 simulated LAMOST-like spectra (seed 11) and the
 2,000-spectrum Ondrejov-like labelled set (seed 12, resolution matched), made and ingested as a
 user does (``specscout simulate``, ``init``, ``ingest``) in WORKDIR unless already there. Then
-``specscout experiment`` twice with the same seeds (hence the same start and test sets):
-random sampling for ``--random-rounds`` rounds, entropy and `rare` for ``--rounds``; 100
-queries a round, the small CNN fine-tuned each round, training as the project's defaults say
-except the domain (``--domain`` to add it). Prints, for each strategy, the labels needed to
-reach the target macro error (per seed and median), the error at 1,000 and 2,000 labels and
-the lowest error, with random as the baseline; writes the curves of all three together.
+``specscout experiment`` with the same seeds (hence the same start and test sets): random
+sampling for ``--random-rounds`` rounds, entropy and `rare` for ``--rounds``; 100 queries a
+round, the small CNN fine-tuned each round, training as the project's defaults say except the
+domain (``--domain on``; ``--domain both`` runs the active strategies without and with it, the
+baseline of the domain's figure). Prints, for each strategy, the labels needed to reach the
+target macro error (per seed and median), the error at 1,000 and 2,000 labels and the lowest
+error, with the baseline of the same run; writes the curves of all together.
 
     python benchmarks/bench_experiment.py [--workdir /tmp/exp] [--quick]
+    python benchmarks/bench_experiment.py --strategies rare --random-rounds 0 --domain both
 """
 
 from __future__ import annotations
@@ -69,7 +71,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--random-rounds", type=int, default=45)
     parser.add_argument("--target", type=float, default=0.065)
-    parser.add_argument("--domain", action="store_true")
+    parser.add_argument("--strategies", default="entropy,rare",
+                        help="the active strategies, run for --rounds")
+    parser.add_argument("--domain", choices=("off", "on", "both"), default="off",
+                        help="train in the survey's domain; both: run the active strategies "
+                             "without and with it (named STRATEGY+domain)")
     parser.add_argument("--quick", action="store_true",
                         help="a laptop's minutes: 10,000 spectra, 1 seed, 5 and 10 rounds")
     args = parser.parse_args()
@@ -78,28 +84,32 @@ def main() -> None:
     workdir = Path(args.workdir)
     project = build(workdir, args.spectra)
     common = ["--truth", str(workdir / "survey" / "truth.parquet"), "--seeds", str(args.seeds),
-              "--batch", "100", "--target-error", str(args.target), "--quiet",
-              "--domain" if args.domain else "--no-domain"]
+              "--batch", "100", "--target-error", str(args.target), "--quiet"]
+    domains = {"off": [False], "on": [True], "both": [False, True]}[args.domain]
+    runs = [("random", "random", args.random_rounds, domains[0])] if args.random_rounds else []
+    runs += [(f"active{'-domain' if d else ''}", args.strategies, args.rounds, d)
+             for d in domains]
     seconds, rows = {}, []
-    for name, strategies, rounds in (("random", "random", args.random_rounds),
-                                     ("active", "entropy,rare", args.rounds)):
+    for name, strategies, rounds, domain in runs:
         out = workdir / f"exp-{name}"
         t0 = time.perf_counter()
         if cli(["experiment", str(project), "--out", str(out), "--strategies", strategies,
-                "--iterations", str(rounds), *common]) != 0:
+                "--iterations", str(rounds), "--domain" if domain else "--no-domain",
+                *common]) != 0:
             raise SystemExit(f"experiment {name} failed")
-        seconds[strategies] = time.perf_counter() - t0
-        rows += curves(out)
-    classes = tuple(json.loads((workdir / "exp-active" / "summary.json").read_text())
+        seconds[name] = time.perf_counter() - t0
+        suffix = "+domain" if domain and args.domain == "both" else ""
+        rows += [{**r, "strategy": r["strategy"] + suffix} for r in curves(out)]
+    classes = tuple(json.loads((workdir / f"exp-{runs[-1][0]}" / "summary.json").read_text())
                     ["pool_classes"])
     plot(rows, classes, workdir / "curves.png", args.target)
     reach = labels_to_reach(rows, args.target)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
     print(f"\n{args.spectra} spectra, {args.seeds} seeds, 100 labels a round; target macro "
           f"error {args.target}; wall time: {times}")
-    print(f"{'strategy':<10} {'labels to target (per seed)':<30} {'median':>7} "
+    print(f"{'strategy':<13} {'labels to target (per seed)':<30} {'median':>7} "
           f"{'err@1000':>9} {'err@2000':>9}   lowest (per seed)")
-    for strategy in ("random", "entropy", "rare"):
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
         r = reach[strategy]
         per_seed = ", ".join("-" if v is None else str(v) for v in r["per_seed"].values())
         errors = {s: [x["macro_error"] for x in rows
@@ -107,10 +117,12 @@ def main() -> None:
         lowest = ", ".join(f"{min(e):.3f}" for e in errors.values())
         median = "-" if r["median"] is None else f"{r['median']:.0f}"
         e1, e2 = (at(rows, strategy, n) for n in (1000, 2000))
-        print(f"{strategy:<10} {per_seed:<30} {median:>7} "
+        print(f"{strategy:<13} {per_seed:<30} {median:>7} "
               f"{'-' if e1 is None else f'{e1:.3f}':>9} {'-' if e2 is None else f'{e2:.3f}':>9}"
               f"   {lowest}")
-    print(f"baseline: random, in the same run; curves in {workdir / 'curves.png'}; peak RSS "
+    baseline = ("random" if args.random_rounds else "the strategies without the domain"
+                if args.domain == "both" else "none")
+    print(f"baseline: {baseline}, in the same run; curves in {workdir / 'curves.png'}; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

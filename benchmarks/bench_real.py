@@ -24,6 +24,7 @@ annotator (``--per-round`` labels a round, entropy sampling).
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shutil
 import tempfile
@@ -117,9 +118,13 @@ def learning_curve(project: Project, config: TrainConfig, domain: bool, y: np.nd
         score_step(project, number)
         _, p = load_scores(project, number)
         found, fp = listed(np.asarray(p, np.float32), y)
-        out.append({"round": r, "labels": r * per_round, "found": found, "fp": fp})
+        churn = json.loads((iteration_path(project, number) / "iteration.json")
+                           .read_text())["score"]["churn"]
+        out.append({"round": r, "labels": r * per_round, "found": found, "fp": fp,
+                    "added": churn["added"], "dropped": churn["dropped"]})
         print(f"  round {r}: {r * per_round:3d} labels, found {found} of 4, "
-              f"normal stars listed {fp}", flush=True)
+              f"normal stars listed {fp}; candidates added {churn['added']}, "
+              f"dropped {churn['dropped']}", flush=True)
         if r == rounds:
             break
         batch = query_step(project, "entropy", per_round, number, seed=config.seed)
@@ -141,6 +146,8 @@ def main() -> None:
     parser.add_argument("--curve", default="b", help="the option of the learning curve")
     parser.add_argument("--networks", type=int, default=1,
                         help="networks per fold for (b) and (c), averaged")
+    parser.add_argument("--average-epochs", type=float, default=TrainConfig.average_epochs,
+                        help="moving average of the weights over this many epochs (0: none)")
     args = parser.parse_args()
     if not (args.data / "lamost").is_dir():
         raise SystemExit(f"{args.data}: no real LAMOST files here (../shared/data)")
@@ -162,7 +169,8 @@ def main() -> None:
             name, project, domain = options[key]
             for seed in args.seeds:
                 config = TrainConfig(model=args.model, max_epochs=args.epochs,
-                                     patience=args.patience, seed=seed)
+                                     patience=args.patience, seed=seed,
+                                     average_epochs=args.average_epochs)
                 m = measure(project, config, domain, truth(project)[0], args.networks)
                 results.setdefault(key, []).append(m)
                 print(f"({key}) {name:20s} {seed:4d} {m['found']:3d}/4 "
@@ -181,7 +189,8 @@ def main() -> None:
             print(f"\nlearning curve, {name}, the truth as annotator, {args.per_round} labels "
                   f"a round (entropy), seed {args.seeds[0]}:")
             learning_curve(project, TrainConfig(model=args.model, max_epochs=args.epochs,
-                                                patience=args.patience, seed=args.seeds[0]),
+                                                patience=args.patience, seed=args.seeds[0],
+                                                average_epochs=args.average_epochs),
                            domain, truth(project)[0], args.rounds, args.per_round,
                            args.networks)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -47,6 +47,7 @@ def test_the_domain_examples_come_from_their_fold_and_say_where_they_come_from(p
     path = iteration_path(project, 1)
     info = json.loads((path / "iteration.json").read_text())["train"]
     assert info["domain"] and info["networks"] == 2
+    assert info["config"]["average_epochs"] == 1.0  # the default: averaged weights
     assert info["origins"] == {"labelled-set": 60, "injected": 120, "pool-negative": 80}
     table = pq.read_table(path / "training.parquet").to_pydict()
     cells = sky_cells(project.store("pool"))
@@ -230,12 +231,15 @@ def test_a_pool_whose_files_cannot_be_read_here_is_refused_for_the_domain(tmp_pa
 
 def test_several_networks_per_fold_are_averaged_over_the_other_fold(project):
     project, _ = project
-    assert main(["train", str(project.path), *FAST, "--networks", "2"]) == 0
+    assert main(["train", str(project.path), *FAST, "--networks", "2",
+                 "--average-epochs", "0"]) == 0
     assert main(["score", str(project.path), "--quiet"]) == 0
     path = iteration_path(project, 4)
     members = members_of(path)
     assert [m.fold for m in members] == [0, 1, 0, 1]
-    assert json.loads((path / "iteration.json").read_text())["train"]["networks"] == 4
+    assert all(m.config.average_epochs == 0 for m in members)  # as asked, and recorded
+    info = json.loads((path / "iteration.json").read_text())["train"]
+    assert info["networks"] == 4 and info["config"]["average_epochs"] == 0
     pool = project.store("pool")
     x = pool.flux(np.arange(len(pool)))
     folds = fold_of(sky_cells(pool), members[0].fold_seed)

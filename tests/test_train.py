@@ -83,3 +83,23 @@ def test_one_class_is_refused():
     x, _ = _data(40)
     with pytest.raises(ValueError, match="two classes"):
         fit(x, np.zeros(40, int), CLASSES, TrainConfig(model="small-cnn", max_epochs=1))
+
+
+def test_moving_average_of_the_weights_is_kept():
+    x, y = _data(seed=2)
+    raw = TrainConfig(model="small-cnn", max_epochs=15, patience=15, seed=5, threads=2,
+                      average_epochs=0)
+    averaged = TrainConfig(model="small-cnn", max_epochs=15, patience=15, seed=5, threads=2,
+                           average_epochs=1.0)
+    a, b = fit(x, y, CLASSES, raw), fit(x, y, CLASSES, averaged)
+    # the same steps were taken (same seed), but what is kept is their average
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert [h["val_loss"] for h in a.history] != [h["val_loss"] for h in b.history]
+    wa, wb = a.model.state_dict(), b.model.state_dict()
+    assert set(wa) == set(wb) and any(not torch.equal(wa[k], wb[k]) for k in wa)
+    with torch.inference_mode():
+        pred = b.model(torch.as_tensor(x[b.val_rows])).argmax(1).numpy()
+    assert (pred == y[b.val_rows]).mean() > 0.9
+    assert fit(x, y, CLASSES, averaged).history == b.history  # reproducible
+    with pytest.raises(ValueError, match="average_epochs"):
+        TrainConfig(average_epochs=-1)

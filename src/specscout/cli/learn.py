@@ -22,6 +22,10 @@ train_options = options(
     click.option("--patience", type=int, default=10, show_default=True),
     click.option("--batch-size", type=int, default=64, show_default=True),
     click.option("--balance", type=click.Choice(["weight", "sample", "none"]), default="weight"),
+    click.option("--average-epochs", type=click.FloatRange(min=0), default=1.0,
+                 show_default=True,
+                 help="keep the moving average of the weights over this many epochs (0: the "
+                      "last step's weights)"),
     click.option("--warm-start", is_flag=True,
                  help="start from the previous iteration's weights"),
     click.option("--domain/--no-domain", default=None,
@@ -60,7 +64,7 @@ def _train(project, o: dict) -> int:
 
     config = TrainConfig(model=o["model"], max_epochs=o["epochs"], patience=o["patience"],
                          batch_size=o["batch_size"], balance=o["balance"], seed=o["seed"],
-                         device=o["device"])
+                         average_epochs=o["average_epochs"], device=o["device"])
     number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"],
                         labelled_set=o["labelled_set"], networks=o["networks"])
     t = status(project)[-1]["train"]

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from specscout.learn.model import build
 
@@ -32,6 +33,11 @@ class TrainConfig:
     val_fraction: float = 0.2
     balance: str = "weight"  # "weight" (loss weights), "sample" (balanced batches) or "none"
     seed: int = 0
+    #: An exponential moving average of the weights over about this many epochs is what is
+    #: validated, kept and scored (0: the weights as the last step left them). It smooths
+    #: the last steps' noise, so that networks of other seeds or iterations agree more,
+    #: at no cost in scoring.
+    average_epochs: float = 1.0
     threads: int | None = None  # CPU threads (None: torch's default)
     device: str = "auto"  # "auto", "cpu" or "cuda"
 
@@ -40,6 +46,8 @@ class TrainConfig:
             raise ValueError(f"balance must be weight, sample or none, not {self.balance!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must lie between 0 and 1")
+        if self.average_epochs < 0:
+            raise ValueError("average_epochs must be >= 0")
 
 
 def device_for(name: str) -> torch.device:
@@ -210,6 +218,13 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
     sample_w = (balanced[y[train_rows]] * weight[train_rows] if config.balance == "sample"
                 else None)
 
+    averaged = None
+    if config.average_epochs > 0:
+        steps = math.ceil(len(train_rows) / config.batch_size)
+        decay = 1 - 1 / max(1.0, config.average_epochs * steps)
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    kept = averaged.module if averaged is not None else model  # what is validated and kept
+
     best, best_state, best_epoch, history = math.inf, None, 0, []
     for epoch in range(1, config.max_epochs + 1):
         model.train()
@@ -222,15 +237,17 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
             loss, _ = _weighted(model(xt[idx]), yt[idx], w, class_w)
             loss.backward()
             optimiser.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += loss.item() * len(rows)
-        val_loss = _loss(model, xv, yv, wv, class_w, 1024) if len(val_rows) else total
+        val_loss = _loss(kept, xv, yv, wv, class_w, 1024) if len(val_rows) else total
         history.append({"epoch": epoch, "train_loss": total / len(train_rows),
                         "val_loss": val_loss})
         if log:
             log(history[-1])
         if val_loss < best - 1e-6:
             best, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(kept.state_dict())
         elif epoch - best_epoch >= config.patience:
             break
     if best_state is not None:
