@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -76,15 +77,25 @@ def main() -> None:
     parser.add_argument("--domain", choices=("off", "on", "both"), default="off",
                         help="train in the survey's domain; both: run the active strategies "
                              "without and with it (named STRATEGY+domain)")
+    parser.add_argument("--average-epochs", type=float, default=1.0,
+                        help="moving average of the weights over this many epochs (0: none)")
     parser.add_argument("--quick", action="store_true",
-                        help="a laptop's minutes: 10,000 spectra, 1 seed, 5 and 10 rounds")
+                        help="a laptop's minutes: 10,000 spectra, 1 seed, 5 and 10 rounds "
+                             "(unless given)")
     args = parser.parse_args()
+    given = {a.split("=")[0] for a in sys.argv[1:]}
     if args.quick:
-        args.spectra, args.seeds, args.rounds, args.random_rounds = 10_000, 1, 5, 10
+        for flag, value in (("--spectra", 10_000), ("--seeds", 1), ("--rounds", 5),
+                            ("--random-rounds", 10)):
+            if flag not in given:
+                setattr(args, flag[2:].replace("-", "_"), value)
+    if "random" in args.strategies.split(","):
+        parser.error("random is the baseline run (--random-rounds), not an active strategy")
     workdir = Path(args.workdir)
     project = build(workdir, args.spectra)
     common = ["--truth", str(workdir / "survey" / "truth.parquet"), "--seeds", str(args.seeds),
-              "--batch", "100", "--target-error", str(args.target), "--quiet"]
+              "--batch", "100", "--target-error", str(args.target), "--quiet",
+              "--average-epochs", str(args.average_epochs)]
     domains = {"off": [False], "on": [True], "both": [False, True]}[args.domain]
     runs = [("random", "random", args.random_rounds, domains[0])] if args.random_rounds else []
     runs += [(f"active{'-domain' if d else ''}", args.strategies, args.rounds, d)
@@ -107,7 +118,7 @@ def main() -> None:
     times = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
     print(f"\n{args.spectra} spectra, {args.seeds} seeds, 100 labels a round; target macro "
           f"error {args.target}; wall time: {times}")
-    print(f"{'strategy':<13} {'labels to target (per seed)':<30} {'median':>7} "
+    print(f"{'strategy':<15} {'labels to target (per seed)':<30} {'median':>7} "
           f"{'err@1000':>9} {'err@2000':>9}   lowest (per seed)")
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         r = reach[strategy]
@@ -117,11 +128,12 @@ def main() -> None:
         lowest = ", ".join(f"{min(e):.3f}" for e in errors.values())
         median = "-" if r["median"] is None else f"{r['median']:.0f}"
         e1, e2 = (at(rows, strategy, n) for n in (1000, 2000))
-        print(f"{strategy:<13} {per_seed:<30} {median:>7} "
+        print(f"{strategy:<15} {per_seed:<30} {median:>7} "
               f"{'-' if e1 is None else f'{e1:.3f}':>9} {'-' if e2 is None else f'{e2:.3f}':>9}"
               f"   {lowest}")
-    baseline = ("random" if args.random_rounds else "the strategies without the domain"
-                if args.domain == "both" else "none")
+    baselines = (["random"] if args.random_rounds else []) + (
+        ["each strategy without the domain"] if args.domain == "both" else [])
+    baseline = " and ".join(baselines) or "none"
     print(f"baseline: {baseline}, in the same run; curves in {workdir / 'curves.png'}; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -232,14 +232,14 @@ def test_a_pool_whose_files_cannot_be_read_here_is_refused_for_the_domain(tmp_pa
 def test_several_networks_per_fold_are_averaged_over_the_other_fold(project):
     project, _ = project
     assert main(["train", str(project.path), *FAST, "--networks", "2",
-                 "--average-epochs", "0"]) == 0
+                 "--average-epochs", "0.5"]) == 0
     assert main(["score", str(project.path), "--quiet"]) == 0
     path = iteration_path(project, 4)
     members = members_of(path)
     assert [m.fold for m in members] == [0, 1, 0, 1]
-    assert all(m.config.average_epochs == 0 for m in members)  # as asked, and recorded
+    assert all(m.config.average_epochs == 0.5 for m in members)  # as asked, and recorded
     info = json.loads((path / "iteration.json").read_text())["train"]
-    assert info["networks"] == 4 and info["config"]["average_epochs"] == 0
+    assert info["networks"] == 4 and info["config"]["average_epochs"] == 0.5
     pool = project.store("pool")
     x = pool.flux(np.arange(len(pool)))
     folds = fold_of(sky_cells(pool), members[0].fold_seed)

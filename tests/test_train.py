@@ -9,6 +9,7 @@ import torch
 from specscout.learn.train import (
     Fitted,
     TrainConfig,
+    _loss,
     class_weights,
     fit,
     fit_temperature,
@@ -100,6 +101,24 @@ def test_moving_average_of_the_weights_is_kept():
     with torch.inference_mode():
         pred = b.model(torch.as_tensor(x[b.val_rows])).argmax(1).numpy()
     assert (pred == y[b.val_rows]).mean() > 0.9
+    # the network returned is the one validated at its best epoch
+    train_rows = np.setdiff1d(np.arange(len(y)), b.val_rows)
+    class_w = torch.as_tensor(class_weights(y[train_rows], 3), dtype=torch.float32)
+    val_loss = _loss(b.model, torch.as_tensor(x[b.val_rows]), torch.as_tensor(y[b.val_rows]),
+                     torch.ones(len(b.val_rows)), class_w, 1024)
+    assert val_loss == pytest.approx(b.history[b.best_epoch - 1]["val_loss"], rel=1e-5)
     assert fit(x, y, CLASSES, averaged).history == b.history  # reproducible
     with pytest.raises(ValueError, match="average_epochs"):
         TrainConfig(average_epochs=-1)
+
+
+def test_a_network_saved_before_averaging_loads_as_not_averaged(tmp_path):
+    x, y = _data(120)
+    fitted = fit(x, y, CLASSES, TrainConfig(model="small-cnn", max_epochs=1, seed=0))
+    fitted.save(tmp_path / "m.pt")
+    d = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert d["config"]["average_epochs"] == 1.0
+    del d["config"]["average_epochs"]  # as written before the setting existed
+    torch.save(d, tmp_path / "old.pt")
+    assert Fitted.load(tmp_path / "old.pt").config.average_epochs == 0.0
+    assert Fitted.load(tmp_path / "m.pt").config.average_epochs == 1.0

@@ -199,6 +199,8 @@ def status(project) -> int:
 @click.option("--epochs", type=int, default=40, show_default=True, help="at most, per training")
 @click.option("--patience", type=int, default=3, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--average-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="moving average of the weights over this many epochs (0: none)")
 @click.option("--cold-start", is_flag=True,
               help="train a new network every round instead of fine-tuning")
 @click.option("--domain/--no-domain", default=None,
@@ -207,7 +209,7 @@ def status(project) -> int:
 @click.option("--quiet", is_flag=True)
 def experiment(project, truth, out, strategies, seeds, iterations, batch, initial,
                no_labelled_set, test_fraction, target_error, model, epochs, patience,
-               batch_size, cold_start, domain, device, quiet) -> int:
+               batch_size, average_epochs, cold_start, domain, device, quiet) -> int:
     """Run the loop (train, score, query) with a truth table as the oracle, for several
     strategies and seeds, each in a project of its own under OUT/runs; write learning
     curves."""
@@ -220,7 +222,8 @@ def experiment(project, truth, out, strategies, seeds, iterations, batch, initia
         use_labelled_set=False if no_labelled_set else None, test_fraction=test_fraction,
         target_error=target_error, warm_start=not cold_start, domain=domain,
         train=TrainConfig(model=model, max_epochs=epochs, patience=patience,
-                          batch_size=batch_size, device=device))
+                          batch_size=batch_size, average_epochs=average_epochs,
+                          device=device))
 
     def log(row: dict) -> None:
         if not quiet:

@@ -94,7 +94,9 @@ class Fitted:
         model.eval()
         priors = tuple(d.get("priors") or ()) or None
         return cls(model, d["model_name"], tuple(d["classes"]), d["points"], d["temperature"],
-                   TrainConfig(**d["config"]), d["history"], d["best_epoch"], d["seconds"],
+                   # a network saved before averaging existed kept its last step's weights
+                   TrainConfig(**{"average_epochs": 0.0, **d["config"]}), d["history"],
+                   d["best_epoch"], d["seconds"],
                    priors=priors, fold=d.get("fold"), fold_seed=d.get("fold_seed", 0))
 
 
@@ -240,7 +242,8 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
             if averaged is not None:
                 averaged.update_parameters(model)
             total += loss.item() * len(rows)
-        val_loss = _loss(kept, xv, yv, wv, class_w, 1024) if len(val_rows) else total
+        val_loss = (_loss(kept, xv, yv, wv, class_w, 1024) if len(val_rows)
+                    else total / len(train_rows))
         history.append({"epoch": epoch, "train_loss": total / len(train_rows),
                         "val_loss": val_loss})
         if log:
@@ -250,8 +253,9 @@ def fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
             best_state = copy.deepcopy(kept.state_dict())
         elif epoch - best_epoch >= config.patience:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:  # no epoch improved (a loss of NaN): what is kept still
+        best_state = kept.state_dict()
+    model.load_state_dict(best_state)
     model.eval()
     temperature = 1.0
     if len(val_rows) >= 10:
