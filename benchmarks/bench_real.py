@@ -41,6 +41,8 @@ from specscout.learn.iterations import iteration_path, load_scores
 from specscout.learn.priors import em_priors, in_chunks, shift
 from specscout.learn.train import TrainConfig
 from specscout.simulate import PAPER_MIX, SurveyConfig, simulate_labelled
+from specscout.simulate.inject import net_line
+from specscout.spectra.readers import read_all
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCES = ("lamost", "lamost-extra", "pairs/lamost")
@@ -100,9 +102,19 @@ def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
               + ", ".join(f"{q[r]:.3f}" for r in np.nonzero(y > 0)[0])
               + f"; normal stars above the weakest: {int((q[y == 0] >= q[y > 0].min()).sum())}")
     q = raw[:, 1:].sum(1)
+    print("    normal stars listed: " + (", ".join(shown(project, r, q[r]) for r in
+                                                np.nonzero((q > 0.5) & (y == 0))[0]) or "none"))
     return {"found": found, "fp": fp, "found_shift": found_s, "fp_shift": fp_s,
             "above_weakest": int((q[y == 0] >= q[y > 0].min()).sum()),
             "target_prior": float(priors[1:].sum()), "seconds": seconds}
+
+
+def shown(project: Project, row: int, p: float) -> str:
+    """A pool spectrum's id, P(target) and H-alpha net equivalent width, read from its file."""
+    meta = project.store("pool").records(np.array([row]), columns=["id", "path"]).to_pylist()[0]
+    spectrum = {s.meta.id: s for s in read_all(meta["path"])}[meta["id"]]
+    ew, noise = net_line(spectrum, 0.0)
+    return f"{meta['id']} (P {p:.3f}, net EW {ew:+.2f} +- {noise:.2f} A)"
 
 
 def learning_curve(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
