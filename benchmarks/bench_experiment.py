@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -64,38 +63,40 @@ def at(rows: list[dict], strategy: str, labels: int) -> float | None:
     return float(np.median(found)) if found else None
 
 
+#: The sizes of README's figure, and of ``--quick``; a size given on the command line wins.
+SIZES = {"spectra": 50_000, "seeds": 3, "rounds": 20, "random_rounds": 45}
+QUICK = {"spectra": 10_000, "seeds": 1, "rounds": 5, "random_rounds": 10}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/exp")
-    parser.add_argument("--spectra", type=int, default=50_000)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--random-rounds", type=int, default=45)
+    for name, value in SIZES.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default {value}")
     parser.add_argument("--target", type=float, default=0.065)
     parser.add_argument("--strategies", default="entropy,rare",
                         help="the active strategies, run for --rounds")
     parser.add_argument("--domain", choices=("off", "on", "both"), default="off",
                         help="train in the survey's domain; both: run the active strategies "
                              "without and with it (named STRATEGY+domain)")
-    parser.add_argument("--average-epochs", type=float, default=1.0,
-                        help="moving average of the weights over this many epochs (0: none)")
+    parser.add_argument("--average-epochs", type=float,
+                        help="moving average of the weights over this many epochs (0: none; "
+                             "default: the training's)")
     parser.add_argument("--quick", action="store_true",
                         help="a laptop's minutes: 10,000 spectra, 1 seed, 5 and 10 rounds "
                              "(unless given)")
     args = parser.parse_args()
-    given = {a.split("=")[0] for a in sys.argv[1:]}
-    if args.quick:
-        for flag, value in (("--spectra", 10_000), ("--seeds", 1), ("--rounds", 5),
-                            ("--random-rounds", 10)):
-            if flag not in given:
-                setattr(args, flag[2:].replace("-", "_"), value)
+    for name, value in (QUICK if args.quick else SIZES).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if "random" in args.strategies.split(","):
         parser.error("random is the baseline run (--random-rounds), not an active strategy")
     workdir = Path(args.workdir)
     project = build(workdir, args.spectra)
     common = ["--truth", str(workdir / "survey" / "truth.parquet"), "--seeds", str(args.seeds),
-              "--batch", "100", "--target-error", str(args.target), "--quiet",
-              "--average-epochs", str(args.average_epochs)]
+              "--batch", "100", "--target-error", str(args.target), "--quiet"]
+    if args.average_epochs is not None:
+        common += ["--average-epochs", str(args.average_epochs)]
     domains = {"off": [False], "on": [True], "both": [False, True]}[args.domain]
     runs = [("random", "random", args.random_rounds, domains[0])] if args.random_rounds else []
     runs += [(f"active{'-domain' if d else ''}", args.strategies, args.rounds, d)

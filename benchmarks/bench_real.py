@@ -83,6 +83,11 @@ def listed(p: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     return int((cand & (y > 0)).sum()), int((cand & (y == 0)).sum())
 
 
+def above_weakest(q: np.ndarray, y: np.ndarray) -> int:
+    """Normal stars whose P(target) ``q`` is at least the weakest of the four's."""
+    return int((q[y == 0] >= q[y > 0].min()).sum())
+
+
 def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
             networks: int = 1) -> dict:
     shutil.rmtree(project.path / "iterations", ignore_errors=True)
@@ -100,12 +105,12 @@ def measure(project: Project, config: TrainConfig, domain: bool, y: np.ndarray,
         q = p[:, 1:].sum(1)
         print(f"    P(target) of the four, {name}: "
               + ", ".join(f"{q[r]:.3f}" for r in np.nonzero(y > 0)[0])
-              + f"; normal stars above the weakest: {int((q[y == 0] >= q[y > 0].min()).sum())}")
+              + f"; normal stars above the weakest: {above_weakest(q, y)}")
     q = raw[:, 1:].sum(1)
     print("    normal stars listed: " + (", ".join(shown(project, r, q[r]) for r in
                                                 np.nonzero((q > 0.5) & (y == 0))[0]) or "none"))
     return {"found": found, "fp": fp, "found_shift": found_s, "fp_shift": fp_s,
-            "above_weakest": int((q[y == 0] >= q[y > 0].min()).sum()),
+            "above_weakest": above_weakest(q, y),
             "target_prior": float(priors[1:].sum()), "seconds": seconds}
 
 

@@ -22,10 +22,9 @@ train_options = options(
     click.option("--patience", type=int, default=10, show_default=True),
     click.option("--batch-size", type=int, default=64, show_default=True),
     click.option("--balance", type=click.Choice(["weight", "sample", "none"]), default="weight"),
-    click.option("--average-epochs", type=click.FloatRange(min=0), default=1.0,
-                 show_default=True,
+    click.option("--average-epochs", type=click.FloatRange(min=0), default=None,
                  help="keep the moving average of the weights over this many epochs (0: the "
-                      "last step's weights)"),
+                      "last step's weights; default: 1)"),
     click.option("--warm-start", is_flag=True,
                  help="start from the previous iteration's weights"),
     click.option("--domain/--no-domain", default=None,
@@ -57,6 +56,11 @@ common_options = options(
     click.option("--quiet", is_flag=True))
 
 
+def _given(**options) -> dict:
+    """The options given (not None): the others keep the training's own defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _train(project, o: dict) -> int:
     from specscout.learn.iterate import train_step
     from specscout.learn.iterations import status
@@ -64,7 +68,8 @@ def _train(project, o: dict) -> int:
 
     config = TrainConfig(model=o["model"], max_epochs=o["epochs"], patience=o["patience"],
                          batch_size=o["batch_size"], balance=o["balance"], seed=o["seed"],
-                         average_epochs=o["average_epochs"], device=o["device"])
+                         device=o["device"],
+                         **_given(average_epochs=o["average_epochs"]))
     number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"],
                         labelled_set=o["labelled_set"], networks=o["networks"])
     t = status(project)[-1]["train"]
@@ -199,8 +204,8 @@ def status(project) -> int:
 @click.option("--epochs", type=int, default=40, show_default=True, help="at most, per training")
 @click.option("--patience", type=int, default=3, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--average-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="moving average of the weights over this many epochs (0: none)")
+@click.option("--average-epochs", type=click.FloatRange(min=0), default=None,
+              help="moving average of the weights over this many epochs (0: none; default: 1)")
 @click.option("--cold-start", is_flag=True,
               help="train a new network every round instead of fine-tuning")
 @click.option("--domain/--no-domain", default=None,
@@ -222,8 +227,8 @@ def experiment(project, truth, out, strategies, seeds, iterations, batch, initia
         use_labelled_set=False if no_labelled_set else None, test_fraction=test_fraction,
         target_error=target_error, warm_start=not cold_start, domain=domain,
         train=TrainConfig(model=model, max_epochs=epochs, patience=patience,
-                          batch_size=batch_size, average_epochs=average_epochs,
-                          device=device))
+                          batch_size=batch_size, device=device,
+                          **_given(average_epochs=average_epochs)))
 
     def log(row: dict) -> None:
         if not quiet:
