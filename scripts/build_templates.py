@@ -1,4 +1,5 @@
-"""Build the photosphere templates the simulator ships, from the MILES stellar library.
+"""Build the photosphere templates specscout ships (the simulator's photospheres, the line
+measurement's absorption profiles), from the MILES stellar library.
 
 Source: ../shared/data/miles/miles-stars.fits.gz, the MILES library (Sanchez-Blazquez et al.
 2006, MNRAS 371, 703; Falcon-Barroso et al. 2011, A&A 532, A95), as shipped by the PyPI package
@@ -12,7 +13,7 @@ emission-line object when its H-alpha is in net emission (EW < 0) or its core ri
 emission).
 
     python scripts/build_templates.py [--miles PATH]
-        [--out src/specscout/simulate/data/miles_halpha.npz]
+        [--out src/specscout/spectra/data/miles_halpha.npz]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--miles", type=Path,
                         default=ROOT.parent / "shared" / "data" / "miles" / "miles-stars.fits.gz")
     parser.add_argument("--out", type=Path,
-                        default=ROOT / "src" / "specscout" / "simulate" / "data"
+                        default=ROOT / "src" / "specscout" / "spectra" / "data"
                         / "miles_halpha.npz")
     args = parser.parse_args()
     with fits.open(args.miles) as hdul:

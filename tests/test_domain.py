@@ -9,7 +9,7 @@ import pytest
 from specscout.learn.domain import fold_of, ranked_rows
 from specscout.learn.priors import em_priors, in_chunks, shift
 from specscout.learn.train import split_by_key
-from specscout.simulate.inject import InjectionError, inject, net_line, shows_emission
+from specscout.simulate.inject import InjectionError, emission_kind, inject, shown
 from specscout.spectra.lines import HALPHA_VACUUM, equivalent_width
 from specscout.spectra.spectrum import Spectrum
 
@@ -52,10 +52,11 @@ def test_a_spectrum_without_continuum_at_halpha_cannot_take_a_line():
 
 
 def _absorbing(ew: float, noise: float = 0.0, seed: int = 0) -> Spectrum:
-    """A flat spectrum with an H-alpha absorption line of equivalent width ``ew`` (A)."""
+    """A flat spectrum with an H-alpha absorption line of equivalent width ``ew`` (A), at
+    the instrument's resolution (sigma 1.8 A, R 1531)."""
     s = _flat(250.0, noise, seed)
-    line = 250.0 * ew / (1.2 * np.sqrt(2 * np.pi)) * np.exp(
-        -0.5 * ((s.wavelength - HALPHA_VACUUM) / 1.2) ** 2)
+    line = 250.0 * ew / (1.8 * np.sqrt(2 * np.pi)) * np.exp(
+        -0.5 * ((s.wavelength - HALPHA_VACUUM) / 1.8) ** 2)
     s.flux[:] -= line.astype(np.float32)
     return s
 
@@ -63,18 +64,21 @@ def _absorbing(ew: float, noise: float = 0.0, seed: int = 0) -> Spectrum:
 def test_a_line_is_a_positive_only_where_the_spectrum_then_shows_it():
     rng = np.random.default_rng(0)
     weak = {"family": "weak", "ew": -1.5, "sigma": 60.0}
-    # a K star's absorption (EW 1.2 A) only filled in by the added line: net about -0.3 A
-    filled = inject(_absorbing(1.2, noise=0.5), weak, 0.0, rng)
-    ew, noise = net_line(filled, 0.0)
-    assert -0.6 < ew < 0.0 and not shows_emission(ew, noise)
+    # a K star's absorption (EW 1.2 A) filled in part by a line as narrow: still a net
+    # absorption, no peak: nothing an observer would call emission
+    filled = inject(_absorbing(1.2, noise=0.5), {"family": "weak", "ew": -0.8, "sigma": 5.0},
+                    0.0, rng)
+    m = shown(filled)
+    assert 0.2 < m["ha_ew"] < 0.6 and m["ha_peaks"] == 0 and m["kind"] == "none"
+    assert emission_kind(filled)[0] == ""
     # the same line on a featureless photosphere: net -1.5 A at high signal to noise
     clear = inject(_flat(250.0, noise=0.5), weak, 0.0, rng)
-    ew, noise = net_line(clear, 0.0)
-    assert ew == pytest.approx(-1.5, abs=0.1) and shows_emission(ew, noise)
+    m = shown(clear)
+    assert m["ha_ew"] == pytest.approx(-1.5, abs=0.1) and m["kind"] == "stellar"
+    assert emission_kind(clear)[0] in ("emission", "stellar")
     # a line of 1.5 A in noise of 20 %: no observer would call it one
     noisy = inject(_flat(250.0, noise=50.0), weak, 0.0, rng)
-    ew, noise = net_line(noisy, 0.0)
-    assert noise > 0.5 and not shows_emission(ew, noise)
+    assert shown(noisy)["ha_ew_err"] > 0.5 and emission_kind(noisy)[0] == ""
 
 
 def test_rows_keep_their_order_and_fold_as_the_pool_grows():
@@ -84,6 +88,16 @@ def test_rows_keep_their_order_and_fold_as_the_pool_grows():
     assert np.array_equal(fold_of(rows[:1000], 3), fold_of(rows, 3)[:1000])
     assert 0.45 < fold_of(rows, 3).mean() < 0.55
     assert not np.array_equal(fold_of(rows, 3), fold_of(rows, 4))
+
+
+def test_folds_of_coarser_cells_keep_every_finer_cell_of_one_in_one_fold():
+    cells = np.arange(256 * 40, dtype=np.uint64)  # nested nside-256 ids of 40 nside-16 cells
+    folds = fold_of(cells, 0, nside=16)
+    for parent in range(40):  # 256 children of nside 256 in every nside-16 cell
+        assert len(set(folds[parent * 256 : (parent + 1) * 256])) == 1
+    assert 0 < folds.mean() < 1
+    files = np.array([1 << 63 | 12345, 1 << 63 | 999], np.uint64)  # a file's hash, no position
+    np.testing.assert_array_equal(fold_of(files, 0, nside=16), fold_of(files, 0))
 
 
 def test_a_key_stays_on_its_side_of_the_split_whatever_joins_it():

@@ -29,7 +29,8 @@ def project(tmp_path_factory):
     assert main(["init", p]) == 0
     config = tmp / "p" / "specscout.toml"
     config.write_text(config.read_text().replace("injected = 1500", "injected = 60")
-                      .replace("negatives = 4000", "negatives = 80"))
+                      .replace("negatives = 4000", "negatives = 80")
+                      .replace("artefacts = 500", "artefacts = 20"))
     assert main(["simulate", str(tmp / "sim"), "--n", "300", "--seed", "5", "--repeats", "0.2",
                  "--quiet", "--workers", "1"]) == 0
     assert main(["simulate", str(tmp / "ond"), "--kind", "labelled", "--n", "60", "--seed", "6",
@@ -41,26 +42,45 @@ def project(tmp_path_factory):
 
 
 def test_the_domain_examples_come_from_their_fold_and_say_where_they_come_from(project):
-    project, _ = project
+    project, tmp = project
     assert project.config.domain and project.config.injected == 60
     assert main(["train", str(project.path), *FAST]) == 0
     path = iteration_path(project, 1)
     info = json.loads((path / "iteration.json").read_text())["train"]
-    assert info["domain"] and info["networks"] == 2
+    assert info["domain"] and info["networks"] == 2 and info["fold_nside"] == 256
     assert info["config"]["average_epochs"] == 1.0  # the default: averaged weights
-    assert info["origins"] == {"labelled-set": 60, "injected": 120, "pool-negative": 80}
+    assert info["targets"] == {"stellar": "target", "nebular": "flag", "core": "target"}
+    origins = info["origins"]
+    assert {k: origins[k] for k in ("labelled-set", "injected", "artefact")} == {
+        "labelled-set": 60, "injected": 120, "artefact": 20}
+    # the negatives that show emission themselves were left out, and said so
+    dropped = sum(info["negatives_in_emission"].values())
+    assert 0 < origins["pool-negative"] <= 80 and dropped > 0
+    assert set(info["injected_kinds"]) == {"stellar", "nebular", "core"}
     table = pq.read_table(path / "training.parquet").to_pydict()
+    truth = pq.read_table(tmp / "sim" / "truth.parquet").to_pydict()
+    strong = {i for i, c, ew in zip(truth["id"], truth["class"], truth["line_ew"], strict=True)
+              if c != "other" and ew <= -5}
+    ids = project.store("pool").meta(columns=["row", "id"]).sort_by("row")["id"].to_pylist()
     cells = sky_cells(project.store("pool"))
     for network in (0, 1):
         mine = [i for i, n in enumerate(table["network"]) if n == network]
         pool_rows = np.array([table["row"][i] for i in mine
-                              if table["origin"][i] in ("injected", "pool-negative")])
-        assert pool_rows.size == 200 and np.all(fold_of(cells[pool_rows], 0) == network)
+                              if table["origin"][i] in ("injected", "artefact",
+                                                        "pool-negative")])
+        assert pool_rows.size >= 200 and np.all(fold_of(cells[pool_rows], 0) == network)
         injected = [i for i in mine if table["origin"][i] == "injected"]
         assert {table["label"][i] for i in injected} == {"emission", "double-peak"}
         assert all(json.loads(table["line"][i])["ew"] < 0 for i in injected)
+        kinds = {json.loads(table["line"][i])["family"] for i in injected}
+        assert {"nebular", "core"} <= kinds
+        artefacts = [i for i in mine if table["origin"][i] == "artefact"]
+        assert {table["label"][i] for i in artefacts} == {"other"}
         # an injection, its host and the host's star are on one side of the validation split
         assert all(table["key"][i] == f"sky:{cells[table['row'][i]]}" for i in injected)
+        # a star in strong emission is neither a negative nor a host
+        used = {ids[table["row"][i]] for i in mine if table["origin"][i] != "labelled-set"}
+        assert not used & strong
 
 
 def test_every_spectrum_of_a_star_is_in_one_fold(project):
@@ -274,3 +294,23 @@ def test_an_experiment_in_the_domain_never_trains_on_its_test_rows(project, tmp_
                  if o in ("injected", "pool-negative")}
         assert len(drawn) > 100 and not drawn & set(test.tolist())
         assert json.loads((path / "iteration.json").read_text())["train"]["networks"] == 2
+
+
+def test_a_kind_set_to_other_is_taught_as_other_where_it_shows_as_itself(project):
+    from specscout.learn.domain import DomainConfig, _quotas
+
+    project, _ = project
+    classes = project.config.classes
+    quotas = _quotas(classes, [1, 2], DomainConfig(100, 80, 10, 0, {"nebular": "other"}))
+    assert quotas == {(1, "stellar"): 80, (1, "core"): 20, (0, "nebular"): 25,
+                      (2, "stellar"): 100, (0, "artefact"): 10}
+    examples, _ = training_set(project, DomainConfig(40, 80, 10, 0, {"nebular": "other"}),
+                               fold=0, labelled_set=False)
+    nebular = [i for i, d in enumerate(examples.line) if d.get("family") == "nebular"]
+    assert nebular and all(examples.y[i] == 0 and examples.line[i]["shown_as"] == "nebular"
+                           for i in nebular)
+    assert all(d.get("family") != "nebular" for d, y in zip(examples.line, examples.y,
+                                                             strict=True) if y > 0)
+    # the artefacts taught as "other" show no emission
+    artefacts = [i for i, o in enumerate(examples.origin) if o == "artefact"]
+    assert len(artefacts) == 10 and all(examples.y[i] == 0 for i in artefacts)

@@ -148,7 +148,9 @@ def test_injected_equivalent_widths_are_recovered():
                     - equivalent_width(wave, flux0, centre, 20, good))
         injected = truth["line_ew"] + (truth.get("line_absorption_ew") or 0.0)
         errors.setdefault(truth["line_family"], []).append((injected, measured))
-    assert set(errors) == set(FAMILIES)
+    # the survey draws the star's own families; nebular lines and cores are injected in
+    # training (learn/domain.py)
+    assert set(errors) == set(FAMILIES) - {"nebular", "core"}
     for family, pairs in errors.items():
         if family == "broad-wings":
             continue

@@ -46,6 +46,7 @@ class DemoConfig:
     # Training in the survey's domain (docs/training.md), at a size for a laptop's minutes
     injected: int = 500
     negatives: int = 2000
+    artefacts: int = 200
 
 
 def _say(log: Callable[[str], None] | None, text: str) -> None:
@@ -127,7 +128,8 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
     # MRS files (a coadd and exposures each) go into an LRS-like project: one model for both
     preset = "lamost-mrs-as-lrs" if config.layout == "mrs" else "lamost-lrs"
     project = Project.init(out / "project", ProjectConfig.preset(
-        preset, injected=config.injected, negatives=config.negatives))
+        preset, injected=config.injected, negatives=config.negatives,
+        artefacts=config.artefacts))
     pooled = ingest(project.store("pool"), [out / "data" / "survey"],
                     project.config.preprocess(), workers=config.workers, progress=False)
     labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)
@@ -199,7 +201,11 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
             for i, c in enumerate(classes[1:])},
         "candidates": {"spectra": len(cat.spectra), "objects": len(cat.objects),
                        "known": int(np.sum(cat.objects["known"])),
-                       "reference_objects": known},
+                       "reference_objects": known,
+                       "kinds": {str(k): int(n) for k, n in zip(*np.unique(
+                           np.asarray(cat.spectra["kind"], str), return_counts=True),
+                           strict=True)},
+                       "set_aside": cat.set_aside},
         "project": str(project.path), "report": str(report), "queue_waiting": waiting,
         "catalogue": str(out / "candidates.xml"),
     }
@@ -222,8 +228,11 @@ def _describe(s: dict) -> str:
                      f"{show(e['recall'], e['recall_interval'])} true {e['true_recall']:.3f} "
                      f"| {e['listed']} listed")
     c = s["candidates"]
+    kinds = ", ".join(f"{k} {n}" for k, n in c["kinds"].items()) or "none"
+    aside = ", ".join(f"{k} {n}" for k, n in c["set_aside"].items())
     lines += [f"candidates: {c['spectra']} spectra of {c['objects']} objects, {c['known']} "
-              f"known in the reference list, {c['objects'] - c['known']} new",
+              f"known in the reference list, {c['objects'] - c['known']} new; by kind: "
+              f"{kinds}" + (f"; set aside by their measured kind: {aside}" if aside else ""),
               f"catalogue: {s['catalogue']} (VOTable; also .csv; to TOPCAT with "
               f"'specscout candidates {s['project']} --samp')",
               f"report:    {s['report']}",

@@ -17,6 +17,8 @@ from specscout.spectra.grid import Grid
 from specscout.spectra.preprocess import PreprocessConfig
 
 CONFIG_NAME = "specscout.toml"
+#: What a kind of emission can be to a project (``[targets]``).
+SETTINGS = ("target", "flag", "other")
 DEFAULT_CLASSES = ("other", "emission", "double-peak")
 
 _TEMPLATE = """\
@@ -62,6 +64,18 @@ negatives = {negatives}
 labelled_set = {labelled_set}
 # Networks per fold (other seeds, same examples), their probabilities averaged.
 networks = {networks}
+# Pool spectra with an artefact added (cosmic-ray spikes, zero or bad pixel runs, sky
+# residuals), taught as "other".
+artefacts = {artefacts}
+
+[targets]
+# What each kind of H-alpha emission is (stellar emission is always a target):
+# "target" (found and listed), "flag" (found and listed, flagged: 'candidates --no-flagged'
+# leaves them out) or "other" (taught as not a target, not listed).
+# nebular: a star seen through an H II region (narrow H-alpha with [N II]).
+nebular = "{nebular}"
+# core: an emission core inside an absorption line (shell stars, weak Ae, chromospheres).
+core = "{core}"
 
 [score]
 # Make the probabilities relative to the pool's class mix (estimated by EM on its scores,
@@ -87,6 +101,9 @@ class ProjectConfig:
     negatives: int = 4000
     labelled_set: bool = True
     networks: int = 1
+    artefacts: int = 500
+    nebular: str = "flag"
+    core: str = "target"
     prior_shift: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +113,17 @@ class ProjectConfig:
             raise SpecscoutError(f"classes must be two or more distinct names: {self.classes}")
         if self.part_rows < 1:
             raise SpecscoutError("part_rows must be positive")
+        for kind in ("nebular", "core"):
+            if getattr(self, kind) not in SETTINGS:
+                raise SpecscoutError(f"targets.{kind} must be one of {', '.join(SETTINGS)}, "
+                                     f"not {getattr(self, kind)!r}")
+        if self.artefacts < 0:
+            raise SpecscoutError("train.artefacts must be 0 or more")
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """What each kind of emission is: "target", "flag" or "other"."""
+        return {"stellar": "target", "nebular": self.nebular, "core": self.core}
 
     @classmethod
     def preset(cls, name: str, **overrides) -> ProjectConfig:
@@ -120,6 +148,7 @@ class ProjectConfig:
             labels_url=self.labels_url, resolution=self.resolution or 0,
             domain=str(self.domain).lower(), injected=self.injected, negatives=self.negatives,
             labelled_set=str(self.labelled_set).lower(), networks=self.networks,
+            artefacts=self.artefacts, nebular=self.nebular, core=self.core,
             prior_shift=str(self.prior_shift).lower())
 
     @classmethod
@@ -129,6 +158,11 @@ class ProjectConfig:
             grid, pre = raw.get("grid", {}), raw.get("preprocess", {})
             store, labels = raw.get("store", {}), raw.get("labels", {})
             train, score = raw.get("train", {}), raw.get("score", {})
+            targets = raw.get("targets", {})
+            unknown = set(targets) - {"nebular", "core"}
+            if unknown:
+                raise ValueError(f"unknown key targets.{sorted(unknown)[0]}: the kinds that "
+                                 f"can be set are nebular and core")
             default = cls()
             return cls(
                 classes=tuple(raw.get("classes", default.classes)),
@@ -149,6 +183,9 @@ class ProjectConfig:
                 labelled_set=_flag(train.get("labelled_set", default.labelled_set),
                                    "train.labelled_set"),
                 networks=int(train.get("networks", default.networks)),
+                artefacts=int(train.get("artefacts", default.artefacts)),
+                nebular=str(targets.get("nebular", default.nebular)),
+                core=str(targets.get("core", default.core)),
                 prior_shift=_flag(score.get("prior_shift", default.prior_shift),
                                   "score.prior_shift"),
             )

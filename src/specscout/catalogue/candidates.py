@@ -11,15 +11,19 @@ catalogue: known (with the catalogue and its type) or new.
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 from astropy.table import Table
+from astropy.units import UnitsWarning
 
 from specscout.archive.project import Project
+from specscout.catalogue.lines import measured
 from specscout.catalogue.objects import group, unit_vectors
 from specscout.catalogue.references import crossmatch
 from specscout.errors import SpecscoutError
@@ -28,6 +32,8 @@ from specscout.labels.store import agreed
 from specscout.learn.iterations import load_scores
 from specscout.learn.predictions import chunks, model_candidates
 from specscout.learn.strategies import entropy
+from specscout.spectra.kinds import EMISSION, KINDS
+from specscout.spectra.measure import COLUMNS as MEASURED
 
 #: Spectra named in an object's row; the spectra table lists every one with its object (a
 #: star observed thousands of times must not make every row of the table that wide).
@@ -58,7 +64,16 @@ COLUMNS = {
     "catalogue_type": (None, "src.class", "type given by that catalogue"),
     "separation": (u.arcsec, "pos.angDistance", "distance to the catalogue entry"),
     "path": (None, "meta.ref.url", "file of the spectrum"),
+    "flagged": (None, "meta.code", "its kind is set to 'flag' in the project's [targets]"),
+    "unusual": (None, "stat.value", "how unusual its shape is among the candidates: the "
+                                    "isolation forest's score on the network's features, 0-1"),
+    "kinds": (None, "src.class", "the kinds of the object's spectra"),
 }
+#: The line measurement's columns (specscout.spectra.measure), in the catalogue.
+LINE_COLUMNS = {k: v for k, v in MEASURED.items() if k not in ("status",)}
+LINE_COLUMNS["lines_status"] = MEASURED["status"]
+#: Kinds that are never listed unless asked for (--kind): no emission, or not a line.
+NOT_LISTED = ("none", "artefact")
 
 
 @dataclass
@@ -67,6 +82,9 @@ class Catalogue:
     objects: Table  # one row per object
     iteration: int
     threshold: float
+    #: The model's candidates left out, by measured kind (none, artefact, a kind the
+    #: project sets to "other", or one not asked for).
+    set_aside: dict[str, int] = field(default_factory=dict)
 
 
 def _describe(table: Table) -> Table:
@@ -75,6 +93,9 @@ def _describe(table: Table) -> Table:
             unit, ucd, text = None, "stat.probability", f"calibrated probability of {name[2:]}"
         elif name in COLUMNS:
             unit, ucd, text = COLUMNS[name]
+        elif name in LINE_COLUMNS:
+            unit, ucd, text = LINE_COLUMNS[name]
+            unit = u.Unit(unit) if unit else None
         elif name.endswith("_separation"):
             unit, ucd = u.arcsec, "pos.angDistance"
             text = f"distance to the entry of {name.removesuffix('_separation')}"
@@ -120,26 +141,59 @@ def select(model: tuple[np.ndarray, np.ndarray], current: dict[int, str],
             np.concatenate([np.zeros(int(keep.sum()), bool), np.ones(len(h_rows), bool)])[order])
 
 
+def listed_kinds(project: Project, kinds: Sequence[str] | None = None,
+                 flagged: bool = True) -> set[str]:
+    """The measured kinds a model candidate is listed with: ``kinds`` if given ("all": every
+    kind), else every emission kind the project's ``[targets]`` does not set to "other", and
+    "unknown" (not measured: nothing says it is not a line); ``flagged``: with the kinds set
+    to "flag"."""
+    if kinds:
+        bad = set(kinds) - set(KINDS) - {"all"}
+        if bad:
+            raise SpecscoutError(f"unknown kind {sorted(bad)[0]!r}: one of "
+                                 f"{', '.join(KINDS)} or all")
+        chosen = set(KINDS) if "all" in kinds else set(kinds)
+    else:
+        chosen = {k for k, v in project.config.targets.items() if v != "other"} | {"unknown"}
+    if not flagged:
+        chosen -= {k for k, v in project.config.targets.items() if v == "flag"}
+    return chosen
+
+
 def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.0,
           references: tuple[str | Path, ...] = (), iteration: int | None = None,
           classes: tuple[str, ...] | None = None, columns: tuple[str, ...] = (),
-          workers: int | None = None, scheduler: str | None = None) -> Catalogue:
+          workers: int | None = None, scheduler: str | None = None,
+          kinds: Sequence[str] | None = None, flagged: bool = True,
+          lines: bool = True, progress: bool = False) -> Catalogue:
     """The candidate catalogue of ``classes`` (default: every class but the first) from the
     scores of ``iteration`` (default: the latest) and the current labels, cross-matched with
     ``references`` (files or HATS catalogues, ``PATH@ARCSEC`` for a radius of their own;
     :mod:`.references`), bringing ``columns`` over; HATS catalogues are matched on Dask
-    (``workers`` local processes or the cluster at ``scheduler``)."""
+    (``workers`` local processes or the cluster at ``scheduler``).
+
+    Every candidate's lines are measured on its file (:mod:`.lines`; on Dask for many) and
+    the model's candidates are listed by their measured kind (:func:`listed_kinds` of
+    ``kinds`` and ``flagged``); a human's label lists a spectrum whatever its kind, unless
+    ``kinds`` are asked for. ``lines`` False: nothing measured, every kind "unknown"."""
     names = tuple(project.config.classes)
     targets = classes or names[1:]
     unknown = set(targets) - set(names)
     if unknown:
         raise SpecscoutError(f"unknown classes {sorted(unknown)}; the project has {names}")
+    chosen = listed_kinds(project, kinds, flagged)
     number, probs = load_scores(project, iteration)
     target_idx = [names.index(c) for c in targets]
     votes = label_store(project).votes()
     current = agreed(votes)
     rows, cls, by_human = select(model_rows(probs, threshold, target_idx), current, names,
                                  target_idx)
+    found = _aligned(measured(project, rows, workers=workers, scheduler=scheduler,
+                              progress=progress) if lines and len(rows) else None, rows)
+    kind = found["kind"]
+    keep = np.isin(kind, list(chosen)) | (by_human & (not kinds))
+    set_aside = dict(Counter(kind[~keep].tolist()))
+    rows, cls, by_human, kind = rows[keep], cls[keep], by_human[keep], kind[keep]
     pool = project.store("pool")
     meta = pool.records(rows, ["id", "obsid", "designation", "ra", "dec", "snr", "mjd",
                                "path"])
@@ -161,6 +215,9 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
         "annotators": [",".join(sorted(a for a, v in votes[int(r)].items() if v is not None))
                        if int(r) in votes else "" for r in rows],
         "path": meta["path"].to_pylist(),
+        "flagged": np.array([project.config.targets.get(k) == "flag" for k in kind], bool),
+        "unusual": unusual(project, number, rows),
+        **{("lines_status" if k == "status" else k): v[keep] for k, v in found.items()},
     })
     spectra.add_column(group(spectra["ra"], spectra["dec"], radius_arcsec), name="object",
                        index=0)
@@ -175,18 +232,85 @@ def build(project: Project, *, threshold: float = 0.5, radius_arcsec: float = 3.
     objects.meta["catalogues"] = m.notes
     at = np.asarray(spectra["object"])
     spectra["known"], spectra["catalogue"] = m.known[at], np.asarray(m.catalogue, dtype=str)[at]
-    return Catalogue(_describe(spectra), _describe(objects), number, threshold)
+    return Catalogue(_describe(spectra), _describe(objects), number, threshold, set_aside)
+
+
+def _aligned(table, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The measurement's columns for ``rows`` (in their order) from ``table`` (sorted by
+    row; None: nothing measured), a row not in it as measured nothing and kind unknown."""
+    from specscout.spectra.measure import empty_row
+
+    blank = {**empty_row(), "kind": "unknown", "status": "not measured"}
+    n = len(rows)
+    at = np.full(n, -1, np.int64)
+    if table is not None and table.num_rows:
+        have = table["row"].to_numpy()
+        pos = np.clip(np.searchsorted(have, rows), 0, len(have) - 1)
+        at = np.where(have[pos] == rows, pos, -1)
+    out = {}
+    for name, value in blank.items():
+        kind = str if isinstance(value, str) else type(value)
+        dtype = object if kind is str else np.float32 if kind is float else kind
+        column = np.full(n, value, dtype=dtype)
+        if (at >= 0).any():
+            values = table[name].to_numpy(zero_copy_only=False)[at[at >= 0]]
+            column[at >= 0] = values
+        out[name] = column.astype(str) if kind is str else column
+    return out
+
+
+def unusual(project: Project, number: int, rows: np.ndarray) -> np.ndarray:
+    """How unusual each spectrum of ``rows`` is among them (0-1, 1 the oddest): an isolation
+    forest (Liu, Ting & Zhou 2008) on the features of the network that scores it (for
+    cross-fitted networks, each fold's spectra apart, by the other fold's network), scaled
+    by rank. NaN where fewer than 20 spectra share a network: "unusual" means nothing."""
+    out = np.full(len(rows), np.nan, np.float32)
+    if len(rows) < UNUSUAL_AMONG:
+        return out
+    from specscout.learn.acquire import embedder
+    from specscout.learn.domain import fold_of, sky_cells
+    from specscout.learn.iterate import members_of
+    from specscout.learn.iterations import iteration_path
+    from specscout.learn.strategies import isolation
+
+    rows = np.asarray(rows, np.int64)
+    members = members_of(iteration_path(project, number))
+    pool = project.store("pool")
+    if len(members) > 1:
+        folds = fold_of(sky_cells(pool, rows), members[0].fold_seed, members[0].fold_nside)
+        groups = [(np.nonzero(folds == f)[0], next(m for m in members if m.fold != f))
+                  for f in (0, 1)]
+    else:
+        groups = [(np.arange(len(rows)), members[0])]
+    for idx, member in groups:
+        if len(idx) < UNUSUAL_AMONG:
+            continue
+        embed = embedder(member.model, pool.flux)
+        features = np.concatenate([embed(rows[idx[i : i + 4096]])
+                                   for i in range(0, len(idx), 4096)])
+        out[idx] = isolation(features)
+    return out
+
+
+#: Spectra that must share a network for "unusual" to mean something.
+UNUSUAL_AMONG = 20
 
 
 def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
     """One row per object of ``spectra`` (sorted by object, numbered 0..): the mean direction
-    of its spectra, its majority class, the best signal-to-noise and probabilities."""
+    of its spectra, its majority class, the best signal-to-noise and probabilities, the kinds
+    of its spectra, and the line measurement of its lead spectrum (the best signal-to-noise
+    among those in emission, else among all)."""
     obj = np.asarray(spectra["object"])
+    measured = [c for c in spectra.colnames if c in LINE_COLUMNS]
     columns = ("object", "designation", "ra", "dec", "class", "n_spectra", "source",
-               *(f"p_{c}" for c in targets), "snr", "mjd", "spectra")
+               *(f"p_{c}" for c in targets), "snr", "mjd", "spectra", "kinds", "flagged",
+               "unusual", *measured)
     if not len(obj):
         return Table(names=columns, dtype=(int, str, float, float, str, int, str,
-                                           *(float for _ in targets), float, float, str))
+                                           *(float for _ in targets), float, float, str, str,
+                                           bool, float,
+                                           *(spectra[c].dtype for c in measured)))
     starts = np.flatnonzero(np.r_[True, obj[1:] != obj[:-1]])
     sizes = np.diff(np.r_[starts, len(obj)])
     xyz = np.add.reduceat(unit_vectors(spectra["ra"], spectra["dec"]), starts, axis=0)
@@ -194,10 +318,15 @@ def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
     dec0 = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
     snr = np.asarray(spectra["snr"], float)
     best = _argmax_per_group(np.nan_to_num(snr, nan=-np.inf), starts)
+    kind = np.asarray(spectra["kind"]) if "kind" in spectra.colnames else np.full(len(obj), "")
+    emits = np.isin(kind, EMISSION)
+    lead = _argmax_per_group(np.where(emits, 1e12, 0.0) + np.nan_to_num(snr, nan=-1e6), starts)
     names, cls = np.unique(np.asarray(spectra["class"]), return_inverse=True)
     counts = np.zeros((len(starts), len(names)), dtype=np.int64)
     np.add.at(counts, (np.repeat(np.arange(len(starts)), sizes), cls.ravel()), 1)
     ids = np.asarray(spectra["id"], dtype=object)
+    unusual = np.asarray(spectra["unusual"], float) if "unusual" in spectra.colnames \
+        else np.full(len(obj), np.nan)
     return Table({
         "object": obj[starts],
         "designation": np.asarray([str(d) for d in spectra["designation"][best]]),
@@ -211,6 +340,12 @@ def _objects(spectra: Table, targets: tuple[str, ...]) -> Table:
         "spectra": [",".join(ids[a : a + min(n, LISTED)]) + (f",+{n - LISTED} more"
                                                               if n > LISTED else "")
                     for a, n in zip(starts, sizes, strict=True)],
+        "kinds": [",".join(sorted(set(kind[a : a + n].tolist())))
+                  for a, n in zip(starts, sizes, strict=True)],
+        "flagged": np.logical_or.reduceat(np.asarray(spectra["flagged"], bool), starts)
+        if "flagged" in spectra.colnames else np.zeros(len(starts), bool),
+        "unusual": np.fmax.reduceat(unusual, starts),
+        **{c: np.asarray(spectra[c])[lead] for c in measured},
     })
 
 
@@ -247,5 +382,8 @@ def write(table: Table, path: str | Path) -> Path:
         for name in out.colnames:
             if out[name].dtype == object:
                 out[name] = out[name].astype(str)
-    out.write(path, format=fmt, overwrite=True)
+    with warnings.catch_warnings():
+        # VOUnit calls the Angstrom of equivalent widths deprecated; astronomers read it
+        warnings.filterwarnings("ignore", message=".*Angstrom.*", category=UnitsWarning)
+        out.write(path, format=fmt, overwrite=True)
     return path

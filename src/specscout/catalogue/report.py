@@ -164,7 +164,11 @@ def gallery_figure(project: Project, cat: Catalogue, path: Path, n: int = 24) ->
         ax.plot(wave, f, lw=0.8, color="k")
         ax.axvline(HALPHA, color="r", lw=0.6, ls=":")
         tag = "known" if objects["known"][i] else "new"
-        ax.set_title(f"{objects['designation'][i]}\n{objects['class'][i]}, {tag}, "
+        kind = ""
+        if "kind" in objects.colnames:
+            ew = float(objects["ha_ew"][i])
+            kind = f", {objects['kind'][i]}" + (f" EW {ew:+.1f} A" if np.isfinite(ew) else "")
+        ax.set_title(f"{objects['designation'][i]}\n{objects['class'][i]}{kind}, {tag}, "
                      f"{objects['n_spectra'][i]} sp.", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.savefig(path, dpi=90)
@@ -211,9 +215,11 @@ def sky_figure(cat: Catalogue, path: Path) -> None:
 def write(project: Project, out: str | Path | None = None, *, threshold: float = 0.5,
           radius_arcsec: float = 3.0, references: tuple[str | Path, ...] = (),
           columns: tuple[str, ...] = (), workers: int | None = None,
-          scheduler: str | None = None) -> Path:
+          scheduler: str | None = None, kinds: tuple[str, ...] | None = None,
+          flagged: bool = True, lines: bool = True) -> Path:
     """Write the report to ``out`` (default PROJECT/report/); returns index.html's path.
-    ``references``, ``columns``, ``workers``, ``scheduler``: the cross-match, as
+    ``references``, ``columns``, ``workers``, ``scheduler``: the cross-match; ``kinds``,
+    ``flagged``, ``lines``: the kinds listed, as
     :func:`~specscout.catalogue.candidates.build`."""
     out = Path(out) if out else project.path / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +238,8 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
         probability_figure(project, number, out / "probabilities.png")
         cat = build(project, threshold=threshold, radius_arcsec=radius_arcsec,
                     references=references, iteration=number, columns=columns,
-                    workers=workers, scheduler=scheduler)
+                    workers=workers, scheduler=scheduler, kinds=kinds, flagged=flagged,
+                    lines=lines)
         shown = gallery_figure(project, cat, out / "gallery.png")
         sky_figure(cat, out / "sky.png")
         from specscout.catalogue.candidates import write as write_table
@@ -244,7 +251,7 @@ def write(project: Project, out: str | Path | None = None, *, threshold: float =
                   f"<p>{len(cat.spectra)} spectra of {len(cat.objects)} objects: "
                   f"{len(cat.objects) - known} new, {known} known. Tables: "
                   "<a href='candidates.xml'>VOTable</a>, <a href='candidates.csv'>CSV</a>.</p>",
-                  _class_table(cat), _catalogue_table(cat),
+                  _class_table(cat), _kind_table(project, cat), _catalogue_table(cat),
                   "<img src='probabilities.png'><img src='sky.png'>",
                   f"<h3>Gallery ({shown} objects, new first)</h3><img src='gallery.png'>"]
     if number is not None:
@@ -276,6 +283,33 @@ def _class_table(cat: Catalogue) -> str:
                     f"<td>{int(np.sum(o['n_spectra']))}</td><td>{len(o) - known}</td>"
                     f"<td>{known}</td></tr>")
     return "".join(rows) + "</table>"
+
+
+def _kind_table(project: Project, cat: Catalogue) -> str:
+    """Objects per kind of emission (their lead spectrum's, docs/lines.md), with the median
+    H-alpha net equivalent width; and the model's candidates set aside by their kind."""
+    o = cat.objects
+    rows = ["<h3>Kinds of emission</h3><table><tr><th>kind</th><th>objects</th><th>new</th>"
+            "<th>known</th><th>median net EW (A)</th><th>profiles</th></tr>"]
+    for kind in dict.fromkeys(o["kind"]) if "kind" in o.colnames else ():
+        sel = o[o["kind"] == kind]
+        known = int(np.sum(sel["known"]))
+        ew = np.asarray(sel["ha_ew"], float)
+        median = f"{np.nanmedian(ew):+.2f}" if np.isfinite(ew).any() else "-"
+        profiles = ", ".join(f"{p} {n}" for p, n in zip(
+            *np.unique([str(v) for v in sel["profile"] if v], return_counts=True),
+            strict=True))
+        flag = " (flagged)" if project.config.targets.get(str(kind)) == "flag" else ""
+        rows.append(f"<tr><td>{html.escape(str(kind))}{flag}</td><td>{len(sel)}</td>"
+                    f"<td>{len(sel) - known}</td><td>{known}</td><td>{median}</td>"
+                    f"<td>{html.escape(profiles)}</td></tr>")
+    rows.append("</table>")
+    if cat.set_aside:
+        rows.append("<p>The model's candidates set aside by their measured kind (not "
+                    "listed; <code>--kind all</code> lists them): "
+                    + html.escape(", ".join(f"{k} {n}" for k, n in cat.set_aside.items()))
+                    + ".</p>")
+    return "".join(rows)
 
 
 def _audit_table(audits: dict[int, dict]) -> str:

@@ -26,6 +26,16 @@ catalogue_option = options(
     scheduler_option)
 threshold_option = click.option("--threshold", type=float, default=0.5, show_default=True,
                                 help="least probability of a target class")
+kind_options = options(
+    click.option("--kind", default="", metavar="K,...",
+                 help="list the model's candidates of these measured kinds only: stellar, "
+                      "nebular, core, artefact, none, unknown, or all (default: the kinds "
+                      "the project's [targets] teaches as targets, and unknown)"),
+    click.option("--flagged/--no-flagged", default=True, show_default=True,
+                 help="list the kinds [targets] sets to 'flag' (nebular by default)"),
+    click.option("--lines/--no-lines", default=True, show_default=True,
+                 help="measure the candidates' lines on their files (without: every kind "
+                      "unknown)"))
 
 
 
@@ -43,10 +53,11 @@ threshold_option = click.option("--threshold", type=float, default=0.5, show_def
                    ".ecsv or .parquet; repeatable")
 @click.option("--samp", is_flag=True,
               help="send the objects table to TOPCAT etc. through the running SAMP hub")
+@kind_options
 def candidates(project, threshold, radius, catalogue, columns, workers, scheduler, classes,
-               iteration, out, samp) -> int:
-    """The candidate catalogue: objects of the target classes, cross-matched against
-    reference catalogues."""
+               iteration, out, samp, kind, flagged, lines) -> int:
+    """The candidate catalogue: objects of the target classes, their H-alpha measured and
+    their kind of emission told, cross-matched against reference catalogues."""
     from pathlib import Path
 
     from specscout.catalogue.candidates import build, write
@@ -55,7 +66,8 @@ def candidates(project, threshold, radius, catalogue, columns, workers, schedule
     cat = build(p, threshold=threshold, radius_arcsec=radius, references=catalogue,
                 iteration=iteration,
                 classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
-                columns=_names(columns), workers=workers, scheduler=scheduler)
+                columns=_names(columns), workers=workers, scheduler=scheduler,
+                kinds=_names(kind) or None, flagged=flagged, lines=lines, progress=True)
     objects, spectra = cat.objects, cat.spectra
     print(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
           f"spectra of {len(objects)} objects")
@@ -64,6 +76,16 @@ def candidates(project, threshold, radius, catalogue, columns, workers, schedule
         known = int(sum(o["known"]))
         print(f"  {cls:<14} {int(sum(o['n_spectra']))} spectra of {len(o)} objects: "
               f"{len(o) - known} new, {known} known")
+    if len(spectra):
+        import numpy as np
+
+        print("  by kind (spectra): " + counts(
+            {k + (" (flagged)" if p.config.targets.get(k) == "flag" else ""): int(n)
+             for k, n in zip(*np.unique(np.asarray(spectra["kind"]), return_counts=True),
+                             strict=True)}))
+    if cat.set_aside:
+        print(f"  set aside (the model's, not listed by their measured kind; --kind all "
+              f"lists them): {counts(cat.set_aside)}")
     for note in objects.meta.get("catalogues", []):
         print(f"  matched {note}")
     for name in out:
@@ -151,13 +173,16 @@ def audit(project, draw, positives, negatives, threshold, iteration, truth, leve
 @threshold_option
 @click.option("--radius", type=float, default=3.0, show_default=True)
 @catalogue_option
-def report(project, out, threshold, radius, catalogue, columns, workers, scheduler) -> int:
+@kind_options
+def report(project, out, threshold, radius, catalogue, columns, workers, scheduler, kind,
+           flagged, lines) -> int:
     """A static HTML page with figures of the project."""
     from specscout.catalogue.report import write
 
     index = write(open_project(project), out, threshold=threshold, radius_arcsec=radius,
                   references=catalogue, columns=_names(columns), workers=workers,
-                  scheduler=scheduler)
+                  scheduler=scheduler, kinds=_names(kind) or None, flagged=flagged,
+                  lines=lines)
     print(f"report: {index}")
     return 0
 

@@ -19,7 +19,8 @@ from specscout.cli.common import (
 train_options = options(
     click.option("--model", type=Named(model_names), default="paper-cnn", show_default=True),
     click.option("--epochs", type=int, default=200, show_default=True, help="at most"),
-    click.option("--patience", type=int, default=10, show_default=True),
+    click.option("--patience", type=int, default=None,
+                 help="epochs without a better validation loss before stopping (default: 5)"),
     click.option("--batch-size", type=int, default=64, show_default=True),
     click.option("--balance", type=click.Choice(["weight", "sample", "none"]), default="weight"),
     click.option("--average-epochs", type=click.FloatRange(min=0), default=None,
@@ -66,10 +67,10 @@ def _train(project, o: dict) -> int:
     from specscout.learn.iterations import status
     from specscout.learn.train import TrainConfig
 
-    config = TrainConfig(model=o["model"], max_epochs=o["epochs"], patience=o["patience"],
+    config = TrainConfig(model=o["model"], max_epochs=o["epochs"],
                          batch_size=o["batch_size"], balance=o["balance"], seed=o["seed"],
                          device=o["device"],
-                         **_given(average_epochs=o["average_epochs"]))
+                         **_given(average_epochs=o["average_epochs"], patience=o["patience"]))
     number = train_step(project, config, warm_start=o["warm_start"], domain=o["domain"],
                         labelled_set=o["labelled_set"], networks=o["networks"])
     t = status(project)[-1]["train"]

@@ -1,4 +1,4 @@
-"""Commands on spectrum files: inspect, calibrate."""
+"""Commands on spectrum files: inspect, measure, calibrate."""
 
 from __future__ import annotations
 
@@ -47,6 +47,77 @@ def inspect(files, window, points, normalisation, degrade_to) -> int:
     return 1 if failed else 0
 
 
+def _show(value: float, error: float, unit: str = "", digits: int = 2) -> str:
+    """'1.23 +- 0.04 A', '-' where nothing was measured."""
+    import math
+
+    if not math.isfinite(value):
+        return "-"
+    spread = f" +- {error:.{digits}f}" if math.isfinite(error) else ""
+    return f"{value:.{digits}f}{spread}{unit}"
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--resolving-power", type=click.FloatRange(min=100, max=1e6), default=None,
+              metavar="R", help="the lines' resolving power (default: the instrument's "
+                                "effective one, else the file's)")
+@click.option("--out", default=None, metavar="TABLE",
+              help="write every column as .xml (VOTable), .fits, .csv, .ecsv or .parquet")
+def measure(files, resolving_power, out) -> int:
+    """Measure H-alpha and its neighbours on each spectrum of FILES, and tell its kind of
+    emission (docs/lines.md)."""
+    import math
+
+    from astropy.table import Table
+
+    from specscout.catalogue.candidates import LINE_COLUMNS, _describe, write
+    from specscout.errors import SpecscoutError
+    from specscout.spectra.kinds import classify
+    from specscout.spectra.measure import measure as measure_spectrum
+    from specscout.spectra.readers import read_all
+
+    rows, failed = [], 0
+    for path in files:
+        try:
+            spectra = read_all(path)
+        except SpecscoutError as exc:
+            print(f"FAILED  {exc}")
+            failed += 1
+            continue
+        for s in spectra:
+            m = classify(measure_spectrum(s, resolving_power))
+            rows.append({"path": path, "id": s.meta.id, **m})
+            if m["status"] != "ok":
+                print(f"{s.meta.id}: not measured ({m['status']})")
+                continue
+
+            kind = m["kind"] + (f" ({m['profile']})" if m["profile"] else "")
+            why = f", {m['kind_reason']}" if m["kind_reason"] else ""
+            print(f"{s.meta.id}: {kind}{why}\n"
+                  f"  H-alpha net EW {_show(m['ha_ew'], m['ha_ew_err'], ' A')}, emission "
+                  f"{_show(m['ha_emission_ew'], m['ha_emission_ew_err'], ' A')} above "
+                  f"{m['photosphere'] or 'the continuum'}; peak {_show(m['ha_peak'], math.nan)} "
+                  f"({_show(m['ha_peak_snr'], math.nan, ' sigma', 1)}), FWHM "
+                  f"{_show(m['ha_fwhm'], math.nan, ' km/s', 0)} (instrument "
+                  f"{m['ha_fwhm_instrument']:.0f}), {m['ha_peaks']} peak(s), velocity "
+                  f"{_show(m['ha_velocity'], math.nan, ' km/s', 0)}\n"
+                  f"  [N II] 6583 EW {_show(m['nii_6583_ew'], m['nii_6583_ew_err'], ' A')}, "
+                  f"[N II]/H-alpha {_show(m['nii_ha'], m['nii_ha_err'], '', 3)}, He I 6678 "
+                  f"{_show(m['hei_6678_ew'], m['hei_6678_ew_err'], ' A')}, [S II] 6716/6731 "
+                  f"{_show(m['sii_6716_ew'], m['sii_6716_ew_err'], '')}/"
+                  f"{_show(m['sii_6731_ew'], m['sii_6731_ew_err'], ' A')}"
+                  + (f"\n  not measured: {m['notes']}" if m["notes"] else ""))
+    if out and rows:
+        table = Table(rows=[{("lines_status" if k == "status" else k): v
+                             for k, v in r.items()} for r in rows])
+        for name in table.colnames:
+            if name in LINE_COLUMNS and table[name].dtype.kind == "f":
+                table[name] = table[name].astype("float32")
+        print(f"wrote {write(_describe(table), out)}")
+    return 1 if failed else 0
+
+
 @click.command()
 @click.argument("pairs")
 @grid_options
@@ -79,4 +150,4 @@ def calibrate(pairs, window, points, r_source, fixed_blur) -> int:
     return 0
 
 
-COMMANDS = [inspect, calibrate]
+COMMANDS = [inspect, measure, calibrate]

@@ -37,7 +37,8 @@ def acquire(strategy: str, probabilities: np.ndarray, k: int, *, rng: np.random.
             ) -> tuple[np.ndarray, np.ndarray]:
     """(indices into ``probabilities``, acquisition scores) of the ``k`` spectra that
     ``strategy`` asks for, most wanted first. ``bald``: BALD scores (for ``bald``);
-    ``model`` and ``flux_of(indices)``: the network and the spectra (for ``diverse``)."""
+    ``model`` and ``flux_of(indices)``: the network and the spectra (for ``diverse`` and
+    ``unusual``)."""
     if strategy not in STRATEGIES:
         raise SpecscoutError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
     if strategy == "bald":
@@ -45,6 +46,6 @@ def acquire(strategy: str, probabilities: np.ndarray, k: int, *, rng: np.random.
             raise SpecscoutError("bald needs MC-dropout scores: 'specscout score --mc-passes 10'")
         return top_k(np.asarray(bald, dtype=np.float64), k)
     inputs: dict = {}
-    if strategy == "diverse":
+    if strategy in ("diverse", "unusual"):
         inputs["embeddings"] = embedder(model, flux_of)
     return query(strategy, probabilities, k, rng=rng, target=target, **inputs)

@@ -29,6 +29,7 @@ from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.acquire import acquire
 from specscout.learn.domain import (
+    FOLD_NSIDE,
     ORIGINS,
     DomainConfig,
     Examples,
@@ -149,14 +150,16 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     number = (numbers[-1] + 1) if numbers else 1
     previous = members_of(iteration_path(project, numbers[-1])) if warm_start and numbers else []
     # a network of other folds was told "other" about rows it would now score: not a start
-    previous = [m for m in previous if m.fold is None or m.fold_seed == config.seed]
+    previous = [m for m in previous if m.fold is None or (m.fold_seed, m.fold_nside)
+                == (config.seed, FOLD_NSIDE)]
     folds = (0, 1) if domain else (None,)
     cells = sky_cells(project.store("pool")) if domain else None
     sets, counts = [], {}
     trained: dict[tuple, Fitted] = {}
     for fold in folds:
         examples, counts_f = training_set(
-            project, DomainConfig(c.injected, c.negatives, config.seed) if domain else None,
+            project, DomainConfig(c.injected, c.negatives, c.artefacts, config.seed,
+                                  c.targets) if domain else None,
             fold, cells, labelled_set, exclude)
         # the same fold's networks; for a fold, a whole-pool one does too (it was told
         # "other" of no pool row it did not have a label for)
@@ -168,12 +171,13 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
                          replace(config, seed=config.seed + 7919 * k),
                          warm_start=start.model.state_dict() if start else None, log=log,
                          keys=examples.key, weight=examples.weight)
-            fitted.fold, fitted.fold_seed = fold, config.seed
+            fitted.fold, fitted.fold_seed, fitted.fold_nside = fold, config.seed, FOLD_NSIDE
             trained[(k, fold)] = fitted
         sets.append(examples)
-        if counts:  # the first network's counts, with both networks' injection failures
-            for k, v in counts_f.get("injection_failures", {}).items():
-                counts["injection_failures"][k] = counts["injection_failures"].get(k, 0) + v
+        if counts:  # the first network's counts, with both networks' tallies
+            for tally in ("injection_failures", "negatives_in_emission", "injected_kinds"):
+                for k, v in counts_f.get(tally, {}).items():
+                    counts[tally][k] = counts[tally].get(k, 0) + v
         else:
             counts = counts_f
     fits = [trained[key] for key in sorted(trained, key=lambda kf: (kf[0], kf[1] or 0))]
@@ -186,6 +190,7 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     best = [f.history[f.best_epoch - 1] for f in fits]
     record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
            train={"config": asdict(config), "warm_start": bool(previous), "domain": domain,
+                  "targets": c.targets, "fold_nside": FOLD_NSIDE if domain else None,
                   "networks": len(fits), **counts,
                   "validation": len(fits[0].val_rows),
                   "epochs": len(fits[0].history), "best_epoch": fits[0].best_epoch,
@@ -287,7 +292,7 @@ def query_step(project: Project, strategy: str, k: int, number: int | None = Non
     bald = None
     if strategy == "bald" and (path / "bald.npy").exists():
         bald = np.load(path / "bald.npy", mmap_mode="r")[allowed]
-    model = Fitted.load(path / "model.pt").model if strategy == "diverse" else None
+    model = Fitted.load(path / "model.pt").model if strategy in ("diverse", "unusual") else None
     picked, scores = acquire(strategy, np.asarray(probs[allowed], dtype=np.float32), k,
                              rng=np.random.default_rng(seed),
                              target=tuple(range(1, len(project.config.classes))), bald=bald,

@@ -146,7 +146,7 @@ def score_store(fitted: Fitted | Sequence[Fitted], store: Store, *, batch: int =
     members = [fitted] if isinstance(fitted, Fitted) else list(fitted)
     _check_members(members)
     fitted = members[0]
-    folds = (fold_of(sky_cells(store), fitted.fold_seed) if len(members) > 1
+    folds = (fold_of(sky_cells(store), fitted.fold_seed, fitted.fold_nside) if len(members) > 1
              else None)  # one int8 a row
     start = time.perf_counter()
     n = len(store)

@@ -113,6 +113,38 @@ def query_rare(probabilities: np.ndarray, k: int, *, target: tuple[int, ...] = (
     return top_k(p[:, list(target)].sum(axis=1) * uncertainty, k)
 
 
+def isolation(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """How isolated each row of ``features`` is among them, 0-1 (1 the most): the anomaly
+    score of an isolation forest (Liu, Ting & Zhou 2008; scikit-learn's), scaled by rank so
+    that it reads the same whatever the features' scale."""
+    from sklearn.ensemble import IsolationForest
+
+    x = np.asarray(features, dtype=np.float32)
+    if len(x) < 2:
+        return np.zeros(len(x))
+    forest = IsolationForest(n_estimators=200, random_state=seed).fit(x)
+    score = -forest.score_samples(x)  # higher: fewer splits isolate it
+    return np.argsort(np.argsort(score, kind="stable"), kind="stable") / (len(x) - 1)
+
+
+def query_unusual(probabilities: np.ndarray, k: int, *,
+                  embeddings: np.ndarray | Callable[[np.ndarray], np.ndarray],
+                  target: tuple[int, ...] = (1, 2), pool_factor: int = 20,
+                  **_) -> tuple[np.ndarray, np.ndarray]:
+    """The unusual first: of the ``pool_factor * k`` spectra most likely of a target class,
+    the ``k`` whose shapes are the most isolated in the network's features
+    (:func:`isolation`), so that an annotator sees the odd ones early (the reference paper's
+    "objects with unusual spectral properties"). Only these are ever embedded."""
+    p = np.asarray(probabilities, dtype=np.float64)[:, list(target)].sum(axis=1)
+    rows, _ = top_k(p, pool_factor * k)
+    if not rows.size:
+        return rows, np.empty(0)
+    emb = embeddings(rows) if callable(embeddings) else np.asarray(embeddings)[rows]
+    odd = isolation(emb)
+    order = np.lexsort((rows, -odd))[:k]
+    return rows[order], odd[order]
+
+
 #: Strategies by name, as ``specscout query --strategy NAME`` takes them.
 STRATEGIES: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "entropy": query_entropy,
@@ -122,9 +154,10 @@ STRATEGIES: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "bald": query_bald,
     "diverse": query_diverse,
     "rare": query_rare,
+    "unusual": query_unusual,
 }
 #: What each strategy needs besides the probabilities.
-NEEDS = {"bald": "mc_probabilities", "diverse": "embeddings"}
+NEEDS = {"bald": "mc_probabilities", "diverse": "embeddings", "unusual": "embeddings"}
 
 
 def query(strategy: str, probabilities: np.ndarray, k: int, *,

@@ -27,7 +27,7 @@ from specscout.learn.model import build
 class TrainConfig:
     model: str = "paper-cnn"
     max_epochs: int = 200
-    patience: int = 10  # epochs without a better validation loss before stopping
+    patience: int = 5  # epochs without a better validation loss before stopping
     batch_size: int = 64
     learning_rate: float = 1e-3
     val_fraction: float = 0.2
@@ -77,6 +77,7 @@ class Fitted:
     #: scores the other fold's), and the seed of the folds; None for a network of all rows.
     fold: int | None = None
     fold_seed: int = 0
+    fold_nside: int = 256  # the sky cells the folds are made of (:func:`.domain.fold_of`)
 
     def save(self, path) -> None:
         torch.save({"state": self.model.state_dict(), "model_name": self.model_name,
@@ -84,7 +85,8 @@ class Fitted:
                     "temperature": self.temperature, "config": asdict(self.config),
                     "history": self.history, "best_epoch": self.best_epoch,
                     "seconds": self.seconds, "priors": list(self.priors or ()),
-                    "fold": self.fold, "fold_seed": self.fold_seed}, path)
+                    "fold": self.fold, "fold_seed": self.fold_seed,
+                    "fold_nside": self.fold_nside}, path)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> Fitted:
@@ -97,7 +99,8 @@ class Fitted:
                    # a network saved before averaging existed kept its last step's weights
                    TrainConfig(**{"average_epochs": 0.0, **d["config"]}), d["history"],
                    d["best_epoch"], d["seconds"],
-                   priors=priors, fold=d.get("fold"), fold_seed=d.get("fold_seed", 0))
+                   priors=priors, fold=d.get("fold"), fold_seed=d.get("fold_seed", 0),
+                   fold_nside=d.get("fold_nside", 256))
 
 
 def stratified_split(y: np.ndarray, fraction: float,

@@ -14,34 +14,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from specscout.simulate.profiles import draw_profile, line_profile
-from specscout.spectra.lines import (
-    C_KMS,
-    HALPHA_AIR,
-    HALPHA_VACUUM,
-    continuum,
-    equivalent_width,
-    sideband_noise,
-)
+from specscout.simulate.profiles import draw_core, draw_nebular, draw_profile, line_profile
+from specscout.spectra.kinds import EMISSION, classify
+from specscout.spectra.lines import C_KMS, HALPHA_AIR, HALPHA_VACUUM, continuum
+from specscout.spectra.measure import measure, resolving_power, screen
 from specscout.spectra.spectrum import Spectrum
 
-#: The resolving power of a line as the survey's pixels record it. LAMOST LRS: the effective
-#: R that ``specscout calibrate`` fits on the real same-star pairs (pixelisation included),
-#: below the nominal 1800 of its files; other instruments: their files' nominal R.
-EFFECTIVE_R = {"LAMOST LRS": 1531.0}
 #: Radial velocities of the injected lines (km/s): the stars' spread in a Galactic survey.
 RV_SIGMA = 30.0
-#: An injected line makes a positive only where the spectrum then shows it as an observer
-#: calls a line "in emission": a net equivalent width (the host's own absorption and the added
-#: light together) of at least MIN_NET_EW A in emission, at MIN_SIGNIFICANCE times its noise.
-#: A line that only fills a photosphere's absorption in part, or drowns in the noise, taught
-#: as "emission" makes the network call quiet K and M stars (whose absorption is weak) and
-#: noisy spectra candidates.
-MIN_NET_EW = 1.0
-MIN_SIGNIFICANCE = 3.0
-#: Half-width (A) of the window in which the net line is measured: the widest double peaks
-#: (700 km/s apart) and a single line's core fall within it.
-LINE_HALF_WIDTH = 15.0
 
 
 class InjectionError(ValueError):
@@ -54,7 +34,9 @@ class InjectionError(ValueError):
 
 
 def effective_resolution(spectrum: Spectrum) -> float:
-    r = EFFECTIVE_R.get(spectrum.meta.instrument, spectrum.meta.resolving_power)
+    """The resolving power of the spectrum's lines (:func:`~specscout.spectra.measure.
+    resolving_power`)."""
+    r = resolving_power(spectrum)
     if not math.isfinite(r) or r <= 0:
         raise InjectionError(f"{spectrum.meta.id}: resolving power unknown", "no-resolution")
     return float(r)
@@ -92,28 +74,40 @@ def inject(spectrum: Spectrum, profile: dict, rv: float,
     return replace(spectrum, flux=out.astype(np.float32), ivar=new_ivar)
 
 
-def net_line(spectrum: Spectrum, rv: float) -> tuple[float, float]:
-    """(net equivalent width of H-alpha at radial velocity ``rv``, its 1-sigma noise), in A,
-    negative for emission: what the spectrum shows, whatever was added to it."""
-    wave, flux = spectrum.wavelength, spectrum.flux.astype(np.float64)
-    centre = (HALPHA_AIR if spectrum.medium == "air" else HALPHA_VACUUM) * (1 + rv / C_KMS)
-    good = ~spectrum.mask & np.isfinite(flux)
-    if spectrum.ivar is not None:
-        good &= spectrum.ivar > 0
-    ew = equivalent_width(wave, flux, centre, LINE_HALF_WIDTH, good)
-    line = good & (np.abs(wave - centre) < LINE_HALF_WIDTH)
-    step = float(np.median(np.gradient(wave)[line])) if line.any() else float("nan")
-    noise = sideband_noise(wave, flux, centre, good) * step * math.sqrt(line.sum())
-    return ew, noise
+def shown(spectrum: Spectrum) -> dict:
+    """What the spectrum shows at H-alpha, measured on its own pixels and classified
+    (:func:`~specscout.spectra.measure.measure`, :func:`~specscout.spectra.kinds.classify`):
+    whatever was added to it, an injected line is taught as emission only where the kind is
+    one of :data:`~specscout.spectra.kinds.EMISSION`, as an observer would call it."""
+    return classify(measure(spectrum))
 
 
-def shows_emission(ew: float, noise: float) -> bool:
-    """Whether a net line (:func:`net_line`) is H-alpha in emission (:data:`MIN_NET_EW`,
-    :data:`MIN_SIGNIFICANCE`)."""
-    return bool(ew <= -MIN_NET_EW and -ew >= MIN_SIGNIFICANCE * noise)
+def emission_kind(spectrum: Spectrum) -> tuple[str, float]:
+    """(the kind of H-alpha emission the spectrum shows, "" for none; its net equivalent
+    width): :func:`shown`'s verdict, made quickly where a glance settles it
+    (:func:`~specscout.spectra.measure.screen`): a line in net emission is "emission" (of a
+    kind left unmeasured), a spectrum with no peak and no nebular line shows none."""
+    verdict, ew = screen(spectrum)
+    if verdict == "net":
+        return "emission", ew
+    if verdict == "no":
+        return "", ew
+    row = shown(spectrum)
+    return (row["kind"] if row["kind"] in EMISSION else ""), row["ha_ew"]
 
 
-def draw_injection(rng: np.random.Generator, cls: str, resolving_power: float) -> dict:
-    """A line of class ``cls`` (every family and the whole range of equivalent widths, V/R
-    ratios and separations of the simulator) and its radial velocity."""
-    return {"rv": float(rng.normal(0, RV_SIGMA)), **draw_profile(rng, cls, resolving_power)}
+def draw_injection(rng: np.random.Generator, cls: str, resolving: float,
+                   kind: str = "stellar") -> dict:
+    """A line of class ``cls`` and ``kind`` and its radial velocity: for ``stellar``, every
+    family of the simulator but the filled core and the whole range of equivalent widths,
+    V/R ratios and separations; ``nebular`` and ``core`` their own families
+    (:func:`~specscout.simulate.profiles.draw_nebular`, :func:`~.draw_core`)."""
+    if kind == "nebular":
+        line = draw_nebular(rng)
+    elif kind == "core":
+        line = draw_core(rng)
+    else:
+        line = draw_profile(rng, cls, resolving)
+        while line.get("family") == "filled-core":  # the core kind has a family of its own
+            line = draw_profile(rng, cls, resolving)
+    return {"rv": float(rng.normal(0, RV_SIGMA)), **line}

@@ -18,7 +18,16 @@ from specscout.spectra.preprocess import FWHM_PER_SIGMA
 CLASSES = ("other", "emission", "double-peak")
 #: Profile families, and the class each belongs to.
 FAMILIES = {"single": "emission", "weak": "emission", "filled-core": "emission",
-            "p-cygni": "emission", "broad-wings": "emission", "double": "double-peak"}
+            "p-cygni": "emission", "broad-wings": "emission", "double": "double-peak",
+            "nebular": "emission", "core": "emission"}
+#: The kind of emission (:mod:`specscout.spectra.kinds`) each family is.
+KIND_OF = {"single": "stellar", "weak": "stellar", "filled-core": "core",
+           "p-cygni": "stellar", "broad-wings": "stellar", "double": "stellar",
+           "nebular": "nebular", "core": "core"}
+#: Nebular lines beside H-alpha: (vacuum wavelength / H-alpha's, flux relative to its
+#: group's): [N II] 6583 and 6548 at their fixed 3:1, [S II] 6716 and 6731.
+NII = ((6585.27 / 6564.614, 1.0), (6549.86 / 6564.614, 1 / 3))
+SII = ((6718.29 / 6564.614, 1.0), (6732.67 / 6564.614, 1.0))
 
 
 def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -53,6 +62,22 @@ def draw_profile(rng: np.random.Generator, cls: str, resolvable_at: float) -> di
             "wing_fraction": rng.uniform(0.3, 0.6), "wing_sigma": rng.uniform(500, 1500)}
 
 
+def draw_nebular(rng: np.random.Generator) -> dict:
+    """A star seen through an H II region: narrow H-alpha (intrinsic sigma 5-25 km/s,
+    unresolved at low resolution) with [N II] 6548/6583 (6583/H-alpha 0.05-1.5) and, half
+    the time, [S II] 6716/6731 (together 0.05-0.6 of H-alpha, 6716/6731 0.45-1.45)."""
+    sii = log_uniform(rng, 0.05, 0.6) if rng.uniform() < 0.5 else 0.0
+    return {"family": "nebular", "ew": -log_uniform(rng, 0.5, 40), "sigma": rng.uniform(5, 25),
+            "nii_ratio": log_uniform(rng, 0.05, 1.5), "sii_ratio": sii,
+            "sii_doublet": rng.uniform(0.45, 1.45)}
+
+
+def draw_core(rng: np.random.Generator) -> dict:
+    """A narrow emission core for a star's own absorption line (shell stars, weak Ae,
+    chromospheres): 0.5-5 A, intrinsic sigma 15-70 km/s."""
+    return {"family": "core", "ew": -log_uniform(rng, 0.5, 5), "sigma": rng.uniform(15, 70)}
+
+
 def _gauss(wave: np.ndarray, centre: float, sigma: float, ew: float) -> np.ndarray:
     """A Gaussian of equivalent width ``ew`` (A; negative = emission) in continuum units."""
     return -ew / (sigma * math.sqrt(2 * math.pi)) * np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
@@ -74,6 +99,17 @@ def line_profile(wave: np.ndarray, p: dict, centre: float, resolving_power: floa
         violet, red = p["ew"] * ratio / (1 + ratio), p["ew"] / (1 + ratio)
         s = width(p["sigma"])
         return _gauss(wave, centre - half, s, violet) + _gauss(wave, centre + half, s, red)
+    if p["family"] == "nebular":
+        s = width(p["sigma"])
+        out = _gauss(wave, centre, s, p["ew"])
+        for ratio, share in NII:
+            out += _gauss(wave, centre * ratio, s * ratio, p["ew"] * p["nii_ratio"] * share)
+        if p.get("sii_ratio"):
+            total = p["ew"] * p["sii_ratio"]
+            d = p["sii_doublet"]  # 6716 / 6731
+            for (ratio, _), part in zip(SII, (d / (1 + d), 1 / (1 + d)), strict=True):
+                out += _gauss(wave, centre * ratio, s * ratio, total * part)
+        return out
     if p["family"] == "broad-wings":
         wing = p["ew"] * p["wing_fraction"]
         return (_gauss(wave, centre, width(p["sigma"]), p["ew"] - wing)

@@ -24,8 +24,6 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ from specscout.simulate.profiles import CLASSES, draw_profile, line_profile, log
 from specscout.spectra.lines import C_KMS, HALPHA_AIR, HALPHA_VACUUM, continuum
 from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum, match_resolution, resample
 from specscout.spectra.spectrum import Meta
+from specscout.spectra.templates import Templates, load_templates
 from specscout.spectra.writers import (
     LAMOST_LAYOUTS,
     lamost_wavelength,
@@ -52,40 +51,6 @@ MRS_EXPOSURES = 3
 #: residuals in real spectra.
 SKY_LINES_AIR = (6300.30, 6363.78, 6498.73, 6553.62, 6577.18, 6604.13)
 NO_DATA, BAD_PIXEL = 1 << 6, 1 << 1  # andmask bits of the simulated files
-
-
-# --- templates ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Templates:
-    wavelength_air: np.ndarray  # (pixels,)
-    flux: np.ndarray  # (templates, pixels), median 1
-    fwhm: float  # Angstrom
-    miles_id: np.ndarray
-    name: np.ndarray
-    spt: np.ndarray
-    teff: np.ndarray
-    logg: np.ndarray
-    feh: np.ndarray
-    emission: np.ndarray  # measured H-alpha emission: excluded from photospheres
-
-    @property
-    def usable(self) -> np.ndarray:
-        return np.nonzero(~self.emission)[0]
-
-
-@lru_cache(maxsize=1)
-def load_templates() -> Templates:
-    """The MILES H-alpha templates shipped with specscout."""
-    with (resources.files("specscout.simulate") / "data" / "miles_halpha.npz").open("rb") as fh:
-        d = np.load(fh)
-        n = d["flux"].shape[1]
-        return Templates(
-            wavelength_air=float(d["start"]) + float(d["step"]) * np.arange(n),
-            flux=d["flux"].astype(np.float64), fwhm=float(d["fwhm"]), miles_id=d["miles_id"],
-            name=d["name"], spt=d["spt"], teff=d["teff"], logg=d["logg"], feh=d["feh"],
-            emission=d["emission"])
 
 
 # --- what is drawn ------------------------------------------------------------------------

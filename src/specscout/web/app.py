@@ -38,6 +38,8 @@ from specscout.web.routes import candidates, labels, pool_map, samp, session, sp
 from specscout.web.routes.session import STATIC
 from specscout.web.state import (
     DEFAULT_THRESHOLD,
+    LINES_AT_START,
+    LINES_PER_REQUEST,
     LOOPBACK_HOSTS,
     AppConfig,
     Bounded,
@@ -82,11 +84,20 @@ class BodyLimit:
 
 def warm(state: State) -> None:
     """What the first pages need, made at start-up: the candidate list at the default
-    threshold (about a second on a pool of millions), then the labelled spectra's features
-    for the neighbours (seconds with thousands of labels: the cheaper one first). A failure
-    is logged, and shows on the first request that needs it."""
+    threshold (about a second on a pool of millions), the labelled spectra's features for
+    the neighbours (seconds with thousands of labels: the cheaper one first), then the line
+    measurements of the most probable candidates (kept in the project). A failure is logged,
+    and shows on the first request that needs it."""
+    def lines() -> None:  # the candidates' lines, most probable first, a batch at a time
+        _, live = state.candidates(DEFAULT_THRESHOLD)
+        rows = live.rows[live.order[:LINES_AT_START]]
+        for i in range(0, len(rows), LINES_PER_REQUEST):
+            state.lines(rows[i : i + LINES_PER_REQUEST])
+        state.keep_lines()
+
     for name, make in (("candidate list", lambda: state.candidates(DEFAULT_THRESHOLD)[1].page(
-            agreed(state.votes(False)))), ("neighbours", state.neighbours)):
+            agreed(state.votes(False)))), ("neighbours", state.neighbours),
+            ("candidates' line measurements", lines)):
         try:
             make()
         except Exception as exc:  # a start-up nicety must not stop the app
@@ -112,6 +123,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                 state.samp.connect()
         threading.Thread(target=warm, args=(state,), daemon=True).start()
         yield
+        state.keep_lines()
         if state.samp is not None:
             state.samp.close()
 

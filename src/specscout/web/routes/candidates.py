@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from fastapi import APIRouter, Query
 
+from specscout.catalogue.candidates import listed_kinds
 from specscout.labels.store import agreed
 from specscout.web.deps import StateDep, Who
 from specscout.web.state import DEFAULT_THRESHOLD
@@ -19,7 +23,41 @@ def candidates(who: Who, state: StateDep,
     of its count (which would say how the model rates them)."""
     iteration, live = state.candidates(threshold)
     page = live.page(agreed(state.votes(False)), limit)
-    return {"iteration": iteration, "threshold": live.threshold, **page}
+    rows = [it["row"] for it in page["items"]]
+    found = state.lines(rows)
+    flux = state.pool.pool.flux(np.array(rows, np.int64)) if rows else []
+    targets = state.project.config.targets
+    for it, f in zip(page["items"], flux, strict=True):
+        m = found.get(it["row"])
+        it.update({k: _plain(m[k]) if m else None for k in SHOWN_LINES})
+        it["kind"] = m["kind"] if m else "unmeasured"
+        it["lines_status"] = m["status"] if m else "not measured yet"
+        it["flagged"] = targets.get(it["kind"]) == "flag"
+        it["thumb"] = thumb(f)
+    return {"iteration": iteration, "threshold": live.threshold,
+            "measured": sum(r in found for r in rows),
+            "listed_kinds": sorted(listed_kinds(state.project) | {"unmeasured"}), **page}
+
+
+#: The line measurements a candidate row shows (docs/lines.md).
+SHOWN_LINES = ("kind_reason", "profile", "nebular", "ha_ew", "ha_ew_err", "ha_emission_ew",
+               "ha_peak_snr", "ha_fwhm", "ha_resolved", "ha_peaks", "ha_velocity", "nii_ha",
+               "nii_ha_err")
+
+
+def _plain(value):
+    """A JSON value: NaN as null, numpy scalars as Python's."""
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(value) else round(float(value), 4)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def thumb(flux: np.ndarray, points: int = 70) -> list[int]:
+    """A window drawn small: ``points`` values 0-100 (min to max), for the list's plots."""
+    f = np.asarray(flux, np.float64)
+    f = np.interp(np.linspace(0, len(f) - 1, points), np.arange(len(f)), f)
+    lo, hi = float(f.min()), float(f.max())
+    return np.round(100 * (f - lo) / (hi - lo or 1)).astype(int).tolist()
 
 
 @router.get("/api/search")

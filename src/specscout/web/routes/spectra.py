@@ -57,6 +57,20 @@ def epochs(row: int, who: Who, state: StateDep) -> dict:
         raise HTTPException(404, str(exc.args[0])) from None
 
 
+@router.get("/api/spectrum/{row}/lines")
+def lines(row: int, who: Who, state: StateDep) -> dict:
+    """The spectrum's H-alpha and neighbouring lines, measured on its file (docs/lines.md),
+    and its kind of emission."""
+    from specscout.web.routes.candidates import _plain
+
+    if not 0 <= row < len(state.pool.pool):
+        raise HTTPException(404, f"no row {row} in the pool")
+    m = state.lines([row], budget=1).get(row)
+    if m is None:
+        raise HTTPException(503, "not measured: try again")
+    return {"row": row, **{k: _plain(v) for k, v in m.items() if k not in ("row", "id")}}
+
+
 @router.get("/api/spectrum/{row}/original")
 def original(row: int, who: Who, state: StateDep) -> dict:
     try:

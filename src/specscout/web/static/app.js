@@ -170,6 +170,7 @@ function renderSpectrum(s, context) {
         <div class="prob">${probs}</div>` : (S.audit ?
         `<h3>Audit</h3><p class="muted">Labelled blind: the model's output is hidden.</p>` : "")}
         ${samp}</section>
+      <section><h3>Lines</h3><div id="lines" class="muted">Measuring…</div></section>
       <section><h3>Label history</h3>${history}</section>
     </div>`;
   showState();
@@ -185,6 +186,9 @@ function renderSpectrum(s, context) {
     plot(el, o.wavelength, o.flux, `Whole spectrum (${o.medium} wavelengths; shaded: the window)`,
          S.session.lines, [w[0], w[w.length - 1]]);
   }).catch((e) => { if (S.current === s) $("#plot-full").textContent = e.message; });
+  api(`/api/spectrum/${s.row}/lines`).then((m) => {
+    if (S.current === s) showLines(m);
+  }).catch((e) => { if (S.current === s) $("#lines").textContent = e.message; });
   api(`/api/spectrum/${s.row}/epochs`).then((e) => {
     if (S.current !== s || !e.epochs.length) return;
     showEpochs(s, e.epochs);
@@ -194,6 +198,40 @@ function renderSpectrum(s, context) {
       if (S.current === s && n.neighbours.length) showNeighbours(n.neighbours);
     }).catch(() => {});
   }
+}
+
+// The line measurement of the spectrum shown (docs/lines.md).
+function showLines(m) {
+  const el = $("#lines");
+  el.className = "";
+  if (m.status !== "ok") {
+    el.innerHTML = `<p class="muted">Not measured: ${esc(m.status)} ${esc(m.notes)}</p>`;
+    return;
+  }
+  const pm = (v, e, d = 2, unit = "") => v === null ? "—" :
+    `${fmt(v, d)}${e === null || e === undefined ? "" : ` ± ${fmt(e, d)}`}${unit}`;
+  const rows = [
+    ["kind", `${m.kind}${m.profile ? ` (${m.profile})` : ""}${m.kind_reason ?
+      ` — ${m.kind_reason}` : ""}${m.nebular ? ", nebular lines" : ""}`],
+    ["Hα net EW", pm(m.ha_ew, m.ha_ew_err, 2, " Å")],
+    ["Hα emission EW", `${pm(m.ha_emission_ew, m.ha_emission_ew_err, 2, " Å")} above
+      ${m.photosphere || "the continuum"}`],
+    ["peak", `${pm(m.ha_peak, null, 3)} (${pm(m.ha_peak_snr, null, 1)} σ)`],
+    ["FWHM", `${pm(m.ha_fwhm, null, 0, " km/s")} (instrument ${pm(m.ha_fwhm_instrument, null,
+      0)}), ${m.ha_resolved ? "resolved" : "not resolved"}`],
+    ["peaks", `${m.ha_peaks}${m.ha_peak_separation !== null ? `, ${fmt(m.ha_peak_separation,
+      0)} km/s apart, V/R ${pm(m.ha_vr, null)}` : ""}`],
+    ["velocity", pm(m.ha_velocity, null, 0, " km/s")],
+    ["[N II] 6548 / 6583", `${pm(m.nii_6548_ew, m.nii_6548_ew_err)} / ${pm(m.nii_6583_ew,
+      m.nii_6583_ew_err, 2, " Å")}`],
+    ["[N II]/Hα", pm(m.nii_ha, m.nii_ha_err, 3)],
+    ["He I 6678", pm(m.hei_6678_ew, m.hei_6678_ew_err, 2, " Å")],
+    ["[S II] 6716 / 6731", `${pm(m.sii_6716_ew, m.sii_6716_ew_err)} / ${pm(m.sii_6731_ew,
+      m.sii_6731_ew_err, 2, " Å")}`],
+  ];
+  el.innerHTML = `<table>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td>
+    </tr>`).join("")}</table>${m.notes ? `<p class="muted">Not measured: ${esc(m.notes)}</p>` :
+    ""}<p class="muted">EWs negative for emission.</p>`;
 }
 
 // A spectrum drawn small on a canvas (the map's hover, the neighbours).
@@ -592,25 +630,78 @@ function rowsTable(items, columns) {
         fmt(it[k], num) : it[k])}</td>`).join("")}</tr>`).join("")}</table>`;
 }
 
+// The candidate list: each candidate's window drawn small, its kind of emission and line
+// measurements (docs/lines.md); sorted by a click on a column's head, filtered by kind.
+const CANDIDATE_COLUMNS = [
+  ["row", "row"], ["designation", "designation"], ["class", "class"], ["kind", "kind"],
+  ["profile", "profile"], ["probability", "p", 3], ["ha_ew", "net EW (Å)", 2],
+  ["ha_ew_err", "±", 2], ["ha_emission_ew", "emission EW (Å)", 2], ["ha_peak_snr", "peak σ", 1],
+  ["ha_fwhm", "FWHM (km/s)", 0], ["nii_ha", "[N II]/Hα", 2], ["snr", "SNR", 1],
+  ["catalogue", "known in"], ["catalogue_type", "type there"]];
+
+function candidateRows(items, sort) {
+  const { key, dir } = sort;
+  const value = (it) => it[key];
+  const missing = (v) => v === null || v === undefined;
+  const sorted = [...items].sort((a, b) => {
+    const x = value(a), y = value(b);
+    if (missing(x) || missing(y)) return missing(x) - missing(y);  // nothing measured: last
+    return (typeof x === "number" ? x - y : String(x).localeCompare(String(y))) * dir;
+  });
+  return `<table id="candidates"><tr><th>line</th>${CANDIDATE_COLUMNS.map(([k, h, num]) =>
+    `<th class="sort ${num !== undefined ? "num" : ""}" data-key="${k}">${esc(h)}${
+      k === key ? (dir > 0 ? " ▲" : " ▼") : ""}</th>`).join("")}</tr>${sorted.map((it) =>
+    `<tr class="link${it.flagged ? " flagged" : ""}" data-row="${it.row}"
+      title="${esc(it.kind_reason || it.lines_status || "")}"><td><canvas width="90" height="26"
+      data-thumb="${it.row}"></canvas></td>${CANDIDATE_COLUMNS.map(([k, h, num]) =>
+      `<td class="${num !== undefined ? "num" : ""}">${esc(num !== undefined && it[k] !== null &&
+        it[k] !== undefined ? fmt(it[k], num) : it[k] ?? "")}${k === "kind" && it.flagged ?
+        " ⚑" : ""}</td>`).join("")}</tr>`).join("")}</table>`;
+}
+
 async function candidatesPage(threshold = 0.5) {
   S.mode = "list"; S.audit = false;
   const nav = S.nav;
   const c = await api(`/api/candidates?threshold=${threshold}`);
   if (nav !== S.nav) return;
   S.current = null;
-  S.list = c.items;
+  const kinds = [...new Set(c.items.map((it) => it.kind))].sort();
+  const view = { kind: "listed", flagged: true, sort: { key: "probability", dir: -1 } };
+  const listed = new Set(c.listed_kinds);
+  const shows = (it) => view.kind === "" || (view.kind === "listed" ?
+    listed.has(it.kind) || it.source === "label" : it.kind === view.kind);
   $("#view").innerHTML = `<h2>Candidates (iteration ${esc(c.iteration)})</h2>
     <div class="bar"><label>probability threshold
       <input id="threshold" type="number" min="0" max="1" step="0.05" value="${threshold}"></label>
-      <span class="muted">${c.spectra} spectra of ${c.objects} objects; a human label
-      overrides the model; the audit sample's spectra are not listed (blind)</span>
+      <label>kind <select id="kind-filter"><option value="listed">as the catalogue lists
+        them</option><option value="">all</option>${kinds.map((k) =>
+        `<option>${esc(k)}</option>`).join("")}</select></label>
+      <label><input id="show-flagged" type="checkbox" checked> flagged kinds (⚑)</label>
+      <span class="muted">${c.spectra} spectra of ${c.objects} objects; the ${c.items.length}
+      most probable shown, ${c.measured} of them measured; a human label overrides the model;
+      the audit sample's spectra are not listed (blind)</span>
       ${S.session.samp || WebSamp.key ?
         `<button data-samp="candidates">Candidates to TOPCAT</button>` : ""}</div>
-    ${rowsTable(c.items, [["row", "row"], ["id", "id"], ["designation", "designation"],
-      ["class", "class"], ["probability", "p", 3], ["source", "source"],
-      ["ra", "RA", 5], ["dec", "Dec", 5], ["snr", "SNR", 1], ["catalogue", "known in"],
-      ["catalogue_type", "type there"]])}`;
+    <div id="candidate-table"></div>`;
+  const draw = () => {
+    const shown = c.items.filter((it) => shows(it) && (view.flagged || !it.flagged));
+    S.list = shown;
+    $("#candidate-table").innerHTML = candidateRows(shown, view.sort);
+    const byRow = new Map(shown.map((it) => [String(it.row), it]));
+    $("#candidate-table").querySelectorAll("canvas[data-thumb]").forEach((cv) =>
+      thumbnail(cv, byRow.get(cv.dataset.thumb).thumb));
+    $("#candidate-table").querySelectorAll("th.sort").forEach((th) =>
+      th.addEventListener("click", () => {
+        const key = th.dataset.key;
+        view.sort = { key, dir: view.sort.key === key ? -view.sort.dir : -1 };
+        draw();
+      }));
+  };
+  draw();
   $("#threshold").addEventListener("change", (e) => candidatesPage(Number(e.target.value)));
+  $("#kind-filter").addEventListener("change", (e) => { view.kind = e.target.value; draw(); });
+  $("#show-flagged").addEventListener("change", (e) => { view.flagged = e.target.checked;
+                                                         draw(); });
 }
 
 async function searchPage(q = "") {

@@ -1,0 +1,843 @@
+"""Line measurement on a spectrum's own pixels: H-alpha and its neighbours ([N II] 6548/6583,
+He I 6678, [S II] 6716/6731), with errors, as an astronomer reads them.
+
+One spectrum in, one row of columns out (:data:`COLUMNS`); pure numpy and scipy. The steps
+(docs/lines.md says them in full):
+
+1. the **noise**: the file's inverse variance (without one, the scatter of second differences
+   of the pixels, DER_SNR, Stoehr et al. 2008);
+2. the **continuum**: a straight line through the sidebands 25-60 A either side of H-alpha
+   (vacuum, rest), weighted by the noise, clipped at 3 sigma; its covariance is propagated;
+3. the **absorption profile** under the line: the mean of the best of the shipped MILES
+   photospheres (:mod:`.templates`) at the instrument's resolution, shifted in velocity and
+   scaled in depth, fitted to the line's flanks outside its core; the noise is raised where
+   the residuals from it scatter far more than the file says;
+4. **artefacts** the pixels show: runs of zeros, spikes narrower than the line spread
+   (cosmic rays: left out of what follows), residuals of sky subtraction;
+5. the **net equivalent width** of H-alpha within +-15 A (negative for emission), and the
+   **emission** above the absorption profile: its equivalent width, its amplitude at the
+   instrument's resolution and significance, FWHM, centroid velocity;
+6. **peaks**: local maxima of the observed flux (lightly smoothed) within the emission, of 3
+   sigma prominence (scipy's ``find_peaks``): their number, separation and V/R, whether the
+   emission sits in absorption or has a P Cygni trough beside it;
+7. the **neighbouring lines**: the amplitude of a Gaussian at the instrument's resolution on a
+   local quadratic, by linear least squares, at the lines' wavelengths shifted with H-alpha's
+   emission.
+
+:mod:`.kinds` turns the row into a kind. Where something cannot be measured the value is NaN
+and ``status`` or ``notes`` says why; no number is made up.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.signal import find_peaks
+
+from specscout.spectra.lines import C_KMS, HALPHA_VACUUM
+from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum, match_resolution
+from specscout.spectra.spectrum import Spectrum
+
+#: The resolving power of a line as the survey's pixels record it. LAMOST LRS: the effective
+#: R that ``specscout calibrate`` fits on the real same-star pairs (pixelisation included),
+#: below the nominal 1800 of its files; other instruments: their files' nominal R.
+EFFECTIVE_R = {"LAMOST LRS": 1531.0}
+
+#: The neighbours of H-alpha, at their vacuum wavelengths (air values from NIST).
+NEIGHBOURS = {name: float(air_to_vacuum(np.array(air)))
+              for name, air in (("nii_6548", 6548.050), ("nii_6583", 6583.454),
+                                ("hei_6678", 6678.151), ("sii_6716", 6716.440),
+                                ("sii_6731", 6730.816))}
+#: Night-sky lines near H-alpha (OH, air wavelengths of Osterbrock et al. 1996, in vacuum),
+#: where sky subtraction leaves residuals: bumps, dips, or both side by side where the
+#: sky's wavelengths and the star's differ a little.
+SKY = tuple(float(v) for v in air_to_vacuum(np.array([6533.04, 6553.62, 6568.78, 6577.18,
+                                                      6596.64])))
+
+REGION = (6470.0, 6790.0)  # what is measured (vacuum, rest)
+HALF_WIDTH = 15.0  # the H-alpha window, +-A
+CONTINUUM_GAP, CONTINUUM_REACH = 25.0, 60.0  # the continuum's sidebands, from H-alpha (A)
+PROFILE_REACH = 40.0  # the absorption profile is fitted within this of H-alpha (A)
+PEAK_REACH = 12.0  # peaks of H-alpha are looked for within this (A)
+VELOCITY_MAX = 300.0  # the emission's centre is looked for within this (km/s)
+SHIFTS = np.arange(-150.0, 151.0, 25.0)  # velocities of the photospheres tried (km/s)
+DETECTION = 3.0  # sigma
+SPIKE = 5.0  # sigma of a feature whose width is judged
+MAX_SPIKES = 3  # spikes left out of a spectrum at most: more are no cosmic rays
+SPIKE_MARGIN = 16.0  # chi-square by which one or two pixels alone must beat a line
+NOISE_WRONG = 1.5  # residuals this much wider than the file's noise say the noise is wrong
+MIN_NET_EW = 1.0  # A: net emission, as the training's positives
+
+#: The measurement's version: kept measurements of another version are made again.
+VERSION = 10
+
+#: The columns of a measurement: (unit, UCD, description). EWs are negative for emission.
+COLUMNS: dict[str, tuple[str | None, str, str]] = {
+    "status": (None, "meta.code.qual", "'ok', or why nothing could be measured"),
+    "notes": (None, "meta.note", "lines that could not be measured, and why"),
+    "kind": (None, "src.class", "stellar, nebular, core, artefact, none or unknown"),
+    "kind_reason": (None, "meta.note", "what decided the kind"),
+    "artefacts": (None, "meta.note",
+                  "artefacts the pixels show: zero-run, spike (left out), sky residuals"),
+    "profile": (None, "src.class", "H-alpha profile class (Hou et al. 2016)"),
+    "nebular": (None, "meta.code", "[N II] 6583 in emission at 3 sigma"),
+    "resolving_power": (None, "instr.spect.resolution", "resolving power used"),
+    "photosphere": (None, "meta.id", "MILES star fitted as the absorption profile"),
+    "photosphere_velocity": ("km/s", "spect.dopplerVeloc",
+                             "its velocity (25 km/s steps, the mean of the best fits)"),
+    "photosphere_depth": (None, "spect.line.intensity",
+                          "depth of its H-alpha absorption at the line's centre (0-1)"),
+    "ha_ew": ("Angstrom", "spect.line.eqWidth", "H-alpha net equivalent width (+-15 A)"),
+    "ha_ew_err": ("Angstrom", "stat.error", "its 1-sigma error"),
+    "ha_emission_ew": ("Angstrom", "spect.line.eqWidth",
+                       "equivalent width of the emission above the absorption profile"),
+    "ha_emission_ew_err": ("Angstrom", "stat.error", "its 1-sigma error"),
+    "ha_peak": (None, "spect.line.intensity",
+                "emission amplitude above the absorption profile (continuum units)"),
+    "ha_peak_snr": (None, "stat.snr", "its significance"),
+    "ha_fwhm": ("km/s", "spect.line.width", "FWHM of the emission"),
+    "ha_fwhm_instrument": ("km/s", "instr.spect.resolution", "instrumental FWHM"),
+    "ha_resolved": (None, "meta.code", "emission broader than 1.25 instrumental FWHM"),
+    "ha_peaks": (None, "meta.number", "peaks of H-alpha (3-sigma prominence)"),
+    "ha_peak_separation": ("km/s", "spect.line;arith.diff", "separation of the two peaks"),
+    "ha_vr": (None, "arith.ratio", "violet / red peak height above the absorption profile"),
+    "ha_velocity": ("km/s", "spect.dopplerVeloc", "centroid velocity of the emission"),
+    "ha_absorption": (None, "meta.code",
+                      "where the flux beside the emission lies in absorption (10 % and 3 "
+                      "sigma below the continuum): both, blue, red or none"),
+    "ha_pcygni": (None, "meta.code",
+                  "a trough below the absorption profile on one side of the emission only: "
+                  "blue (P Cygni), red (inverse P Cygni) or empty"),
+    **{f"{name}_ew": ("Angstrom", "spect.line.eqWidth", f"{label} equivalent width")
+       for name, label in (("nii_6548", "[N II] 6548"), ("nii_6583", "[N II] 6583"),
+                           ("hei_6678", "He I 6678"), ("sii_6716", "[S II] 6716"),
+                           ("sii_6731", "[S II] 6731"))},
+    **{f"{name}_ew_err": ("Angstrom", "stat.error", "its 1-sigma error") for name in
+       ("nii_6548", "nii_6583", "hei_6678", "sii_6716", "sii_6731")},
+    "nii_ha": (None, "arith.ratio", "[N II] 6583 / H-alpha emission flux ratio"),
+    "nii_ha_err": (None, "stat.error", "its 1-sigma error"),
+    "line_snr": (None, "stat.snr", "median signal-to-noise of the continuum near H-alpha"),
+    "noise_scale": (None, "arith.factor",
+                    "the file's noise raised by this (the photosphere's residuals scatter "
+                    "more), 1 if not"),
+}
+_TEXT = {"status", "notes", "kind", "kind_reason", "artefacts", "profile", "photosphere",
+         "ha_absorption", "ha_pcygni"}
+_BOOL = {"nebular", "ha_resolved"}
+_INT = {"ha_peaks"}
+
+
+def peak_threshold(resolving: float) -> float:
+    """The significance an emission's amplitude must reach (in sigma) for the matched filter,
+    which tries every position within +-VELOCITY_MAX: DETECTION's false-alarm chance (one-
+    sided, 0.135 %) shared among the independent positions (one per instrumental FWHM)."""
+    from scipy.stats import norm
+
+    tries = max(1.0, 2 * VELOCITY_MAX / (C_KMS / resolving))
+    return float(norm.isf(norm.sf(DETECTION) / tries))
+
+
+def empty_row() -> dict:
+    """A row of :data:`COLUMNS` with nothing measured."""
+    return {k: ("" if k in _TEXT else False if k in _BOOL else 0 if k in _INT else math.nan)
+            for k in COLUMNS}
+
+
+def resolving_power(spectrum: Spectrum) -> float:
+    """The resolving power of a spectrum's lines (:data:`EFFECTIVE_R`, else its file's)."""
+    return float(EFFECTIVE_R.get(spectrum.meta.instrument, spectrum.meta.resolving_power))
+
+
+class _Fail(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def measure(spectrum: Spectrum, resolving: float | None = None) -> dict:
+    """The row of :data:`COLUMNS` of ``spectrum``; ``resolving``: its resolving power
+    (default: :func:`resolving_power`). The kind is left to :func:`.kinds.classify`."""
+    row = empty_row()
+    try:
+        _measure(_Pixels(spectrum, resolving or resolving_power(spectrum)), row)
+        row["status"] = "ok"
+    except _Fail as exc:
+        row["status"] = exc.reason
+    except Exception as exc:  # one odd spectrum must not stop a run over thousands
+        row = {**empty_row(), "status": "error", "notes": f"{type(exc).__name__}: {exc}"}
+    return row
+
+
+def screen(spectrum: Spectrum, resolving: float | None = None) -> tuple[str, float]:
+    """A quick look (a fifth of :func:`measure`'s time) at whether the spectrum can show
+    H-alpha emission, and its net equivalent width: "net" (in net emission, as
+    :func:`.kinds.net_emission` says), "no" (no net emission, no peak of 2 sigma near
+    H-alpha, no [N II] 6583 of 2 sigma: no kind of emission the full measurement could
+    find), or "maybe" (measure it)."""
+    try:
+        px = _Pixels(spectrum, resolving or resolving_power(spectrum))
+    except _Fail:
+        return "maybe", math.nan  # the measurement will say why
+    ew, err = px.net()
+    if ew <= -MIN_NET_EW and -ew >= DETECTION * err:
+        return "net", ew
+    near = np.nonzero(px.win & (np.abs(px.w - HALPHA_VACUUM) <= PEAK_REACH))[0]
+    smooth, smooth_sigma = px.smoothed(px.filled)
+    peaks, props = find_peaks(smooth[near], prominence=0)
+    if np.any(props["prominences"] >= 2 * smooth_sigma[near][peaks]):
+        return "maybe", ew
+    a, e = _amplitude(px.w, px.filled - 1, px.rel_sigma, px.good, NEIGHBOURS["nii_6583"],
+                      px.sigma_inst, px.fwhm, None)
+    return ("maybe" if math.isfinite(a) and a >= 2 * e else "no"), ew
+
+
+class _Pixels:
+    """A spectrum's pixels around H-alpha made ready for measuring: vacuum wavelengths, the
+    continuum (with its covariance), the noise, the flux relative to the continuum with bad
+    pixels filled, and the artefacts the pixels show by themselves."""
+
+    def __init__(self, spectrum: Spectrum, r: float) -> None:
+        if not (math.isfinite(r) and r > 0):
+            raise _Fail("no-resolution")
+        self.r = r
+        wave = spectrum.wavelength
+        if spectrum.medium == "air":
+            wave = air_to_vacuum(wave)
+        lo, hi = np.searchsorted(wave, [REGION[0], REGION[1]])
+        w = self.w = np.asarray(wave[lo:hi], np.float64)
+        if w.size < 20 or w[0] > HALPHA_VACUUM - 40 or w[-1] < HALPHA_VACUUM + 40:
+            raise _Fail("off-range")
+        f = self.f = np.asarray(spectrum.flux[lo:hi], np.float64)
+        good = np.isfinite(f) & ~spectrum.mask[lo:hi]
+        ivar = None if spectrum.ivar is None else np.asarray(spectrum.ivar[lo:hi], np.float64)
+        if ivar is not None:
+            good &= np.isfinite(ivar) & (ivar > 0)
+        self.good = good
+        self.fwhm = HALPHA_VACUUM / r  # instrumental FWHM at H-alpha, A
+        self.sigma_inst = self.fwhm / FWHM_PER_SIGMA
+        # artefacts the pixels show by themselves: runs of zeros or non-finite values, left
+        # out (a pipeline that did not mask them leaves them "good")
+        zero = ~np.isfinite(f) | (f == 0)
+        run = _longest_run(zero & (w > 6490) & (w < 6760))
+        self.artefacts = ([f"zero-run:{w[run[0]]:.0f}-{w[run[1]]:.0f}"]
+                          if run[1] - run[0] >= 2 else [])
+        good &= ~zero
+        sigma = _noise(w, f, ivar, good)
+        self.file_noise = ivar is not None
+        self.cont, self.cont_cov, self.design = _continuum(w, f, sigma, good)
+        near = np.abs(w - HALPHA_VACUUM) < 60
+        if np.any(~(self.cont[near] > 0)):
+            raise _Fail("no-continuum")
+        self.rel_sigma = sigma / self.cont
+        self.snr = (float(np.nanmedian(1 / self.rel_sigma[near & good]))
+                    if (near & good).any() else math.nan)
+        self.step = np.gradient(w)
+        self.win = np.abs(w - HALPHA_VACUUM) <= HALF_WIDTH
+        if good[self.win].mean() < 0.8:
+            raise _Fail("masked")
+        self.filled = _fill(w, np.where(good, f / self.cont, np.nan), good)
+        self.smooth_px = max(self.sigma_inst / 2 / float(np.median(self.step[self.win])), 0.5)
+
+    def rescale(self, scale: float) -> float:
+        """Scale the noise by ``scale``, the residuals' scatter in its units. The file's
+        noise is raised only where ``scale`` is over :data:`NOISE_WRONG` (clearly too low;
+        below, the photosphere's mismatch is as likely a cause) and never lowered (a
+        pipeline that overstates its noise only makes the measurement cautious); a noise
+        estimated from the pixels themselves takes the residuals' scatter as it is (the
+        photosphere took the star's lines out). Returns the scale applied."""
+        if not math.isfinite(scale) or scale <= 0:
+            scale = 1.0
+        elif self.file_noise:
+            scale = scale if scale > NOISE_WRONG else 1.0
+        self.rel_sigma = self.rel_sigma * scale
+        self.cont_cov = self.cont_cov * scale**2
+        return scale
+
+    def leave_out(self, pixels: np.ndarray) -> None:
+        """Treat ``pixels`` as bad from now on (a spike's), and fill them."""
+        pixels = pixels[(pixels >= 0) & (pixels < self.w.size)]
+        self.good = self.good.copy()
+        self.good[pixels] = False
+        self.filled = _fill(self.w, np.where(self.good, self.f / self.cont, np.nan), self.good)
+
+    def net(self, leak: np.ndarray | None = None) -> tuple[float, float]:
+        """(net equivalent width within the window, its error): the noise and the
+        continuum's covariance propagated; ``leak``: a neighbour's light taken out."""
+        win, good, step = self.win, self.good, self.step
+        excess = 1 - self.filled if leak is None else 1 - self.filled + leak
+        ew = float(np.sum(excess[win] * step[win]))
+        use = win & good
+        # a filled pixel is as uncertain as its good neighbours (an upper bound: it is
+        # their interpolation)
+        sigma = np.where(good, self.rel_sigma, float(np.median(self.rel_sigma[use])))
+        noise_var = float(np.sum((sigma[win] * step[win]) ** 2))
+        grad = (self.f / self.cont**2 * step)[use] @ self.design[use]
+        return ew, math.sqrt(noise_var + float(grad @ self.cont_cov @ grad))
+
+    def smoothed(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``values`` lightly smoothed (a Gaussian of half the instrument's sigma), and the
+        noise of the smoothed pixels."""
+        kernel = np.exp(-0.5 * (np.arange(-4, 5) / self.smooth_px) ** 2)
+        factor = math.sqrt(float(np.sum((kernel / kernel.sum()) ** 2)))
+        return (gaussian_filter1d(values, self.smooth_px, mode="nearest"),
+                self.rel_sigma * factor)
+
+
+def _measure(px: _Pixels, row: dict) -> None:
+    r, w, fwhm, sigma_inst = px.r, px.w, px.fwhm, px.sigma_inst
+    row["resolving_power"] = r
+    row["ha_fwhm_instrument"] = C_KMS / r
+    row["line_snr"] = px.snr
+    notes: list[str] = []
+    artefacts = list(px.artefacts)
+    rel_sigma, step, win = px.rel_sigma, px.step, px.win
+
+    # the noise: the file's, raised where the photosphere's residuals scatter more
+    profile, _, _, _ = _photosphere(w, px.filled, rel_sigma, px.good, r, fwhm)
+    row["noise_scale"] = px.rescale(_scatter(w, px.filled - profile, rel_sigma, px.good, fwhm))
+    rel_sigma = px.rel_sigma
+
+    # spikes narrower than the line spread (cosmic rays) are no light of the star: left out,
+    # but on the line itself (there nothing would be left to measure: the kind says it)
+    spikes = _spikes(w, px.filled, rel_sigma, px.good, fwhm)
+    if len(spikes) > MAX_SPIKES:  # not cosmic rays: features no photosphere explains
+        artefacts.append(f"narrow-features:{len(spikes)}")
+        spikes = []
+    on_line = [i for i in spikes if abs(w[i] - HALPHA_VACUUM) <= 1.5 * fwhm]
+    artefacts += [f"spike-on-line:{w[i]:.0f}" for i in on_line]
+    spikes = [i for i in spikes if i not in on_line]
+    if spikes:
+        artefacts += [f"spike:{w[i]:.0f}" for i in spikes]
+        px.leave_out(np.concatenate([np.arange(i - 1, i + 2) for i in spikes]))
+        if px.good[win].mean() < 0.8:
+            raise _Fail("masked")
+    good, filled = px.good, px.filled
+    # a line whose own pixels are missing cannot be measured: interpolation would make it up
+    if not good[np.abs(w - HALPHA_VACUUM) <= 1.5 * fwhm].all():
+        raise _Fail("masked")
+    filled_in = int((win & ~good).sum())
+    if filled_in:
+        notes.append(f"halpha:{filled_in}-pixels-interpolated")
+
+    # the photosphere under the line, and the emission above it
+    # the emission: where a Gaussian at the instrument's resolution fits the excess over the
+    # photosphere best; seen, the photosphere is fitted again without the emission's pixels
+    smooth, smooth_sigma = px.smoothed(filled)
+    region = None
+    for _ in range(2):
+        profile, name, velocity, spread = _photosphere(w, filled, rel_sigma, good, r, fwhm,
+                                                       region, win)
+        excess = filled - profile
+        smooth_excess = gaussian_filter1d(excess, px.smooth_px, mode="nearest")
+        centre, peak, snr = _matched(w, excess, rel_sigma, good, sigma_inst)
+        seen = snr >= DETECTION
+        if not seen:
+            region = None
+            break
+        wider = _span(w, smooth_excess, smooth_sigma, centre, fwhm)
+        if region is not None and not (wider & ~region).any():
+            break
+        region = wider
+    row["photosphere"], row["photosphere_velocity"] = name, velocity
+    line_centre = HALPHA_VACUUM * (1 + (velocity if math.isfinite(velocity) else 0) / C_KMS)
+    row["photosphere_depth"] = float(1 - np.interp(line_centre, w, profile))
+    row["ha_peak"], row["ha_peak_snr"] = peak, snr
+    velocity0 = (centre / HALPHA_VACUUM - 1) * C_KMS if seen else 0.0
+
+    # neighbours first: [N II] 6548 sits at the window's edge and is taken out of the sums;
+    # H-alpha's core is kept out of their fits (a broad line's wings are the local quadratic)
+    lines = {}
+    core = np.abs(w - centre) < 1.5 * fwhm if seen else None
+    for name_, rest in NEIGHBOURS.items():
+        lines[name_] = _narrow_line(w, excess, rel_sigma, good, rest * (1 + velocity0 / C_KMS),
+                                    sigma_inst, fwhm, core)
+        ew, err, why = lines[name_]
+        row[f"{name_}_ew"], row[f"{name_}_ew_err"] = ew, err
+        if why:
+            notes.append(f"{name_}:{why}")
+    nii48 = lines["nii_6548"]
+    leak = np.zeros(w.size)
+    if math.isfinite(nii48[0]) and -nii48[0] >= DETECTION * nii48[1]:
+        leak = -nii48[0] / (sigma_inst * math.sqrt(2 * math.pi)) * _gauss(
+            w, NEIGHBOURS["nii_6548"] * (1 + velocity0 / C_KMS), sigma_inst)
+
+    # the net line and the emission above the photosphere
+    row["ha_ew"], row["ha_ew_err"] = px.net(leak)
+    row["ha_emission_ew"] = float(np.sum((leak - excess)[win] * step[win]))
+    # the noise's error, and the spread of the best photospheres' own lines
+    row["ha_emission_ew_err"] = math.hypot(row["ha_ew_err"], spread)
+
+    # shape: peaks of the observed flux within the emission, its width and centroid
+    if region is not None:
+        _shape(w, smooth, smooth_excess, smooth_sigma, win, step, fwhm,
+               FWHM_PER_SIGMA * px.smooth_px * float(np.median(step[win])), region, row)
+
+    # features at sky lines
+    lines_near = np.zeros(w.size, bool)  # the lines' own pixels: no sky residual there
+    for rest in NEIGHBOURS.values():
+        lines_near |= np.abs(w - rest * (1 + velocity0 / C_KMS)) < 1.5 * fwhm
+    if region is not None:
+        lines_near |= region
+    residuals = [sky for sky in SKY
+                 if _sky_residual(w, excess, rel_sigma, good, sky, sigma_inst, fwhm,
+                                  lines_near) >= SPIKE**2]
+    if len(residuals) >= 2:  # one could be a star's own line; two are the sky's
+        artefacts.append("sky:" + ",".join(f"{v:.0f}" for v in residuals))
+    if seen:  # an emission next to a sky line that the line's residual explains better
+        for sky in SKY:
+            if abs(sky - centre) < 1.5 * fwhm and _sky_explains(
+                    w, excess, rel_sigma, good, centre, sky, sigma_inst, fwhm):
+                artefacts.append(f"sky:{sky:.0f}")
+    row["artefacts"] = ";".join(artefacts)  # kinds.classify decides what they mean
+
+    # [N II] / H-alpha, as flux ratio of the emission
+    nii, nii_err, _ = lines["nii_6583"]
+    ha, ha_err = row["ha_emission_ew"], row["ha_emission_ew_err"]
+    if math.isfinite(nii) and ha < 0 and -ha >= DETECTION * ha_err:
+        ratio = nii / ha
+        row["nii_ha"] = ratio
+        row["nii_ha_err"] = abs(ratio) * math.hypot(nii_err / nii if nii else math.inf,
+                                                   ha_err / ha)
+    row["notes"] = ";".join(notes + ([row["notes"]] if row["notes"] else []))
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """(first, last) index of the longest run of True (last < first when none)."""
+    if not mask.any():
+        return 0, -1
+    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k] - 1)
+
+
+def _sidebands(w: np.ndarray) -> np.ndarray:
+    """The continuum's pixels: 25-60 A either side of H-alpha."""
+    dist = np.abs(w - HALPHA_VACUUM)
+    return (dist > CONTINUUM_GAP) & (dist < CONTINUUM_REACH)
+
+
+def _continuum(w, f, sigma, good) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(continuum, covariance of its coefficients, the design matrix) of a straight line
+    through the sidebands of H-alpha, weighted by the noise ``sigma``, clipped at 3 sigma.
+    The covariance is the noise's: the truth the measurement errs from is the same
+    spectrum without noise, whose sidebands hold the same stellar lines."""
+    use = good & _sidebands(w)
+    if (use & (w < HALPHA_VACUUM)).sum() < 6 or (use & (w > HALPHA_VACUUM)).sum() < 6:
+        raise _Fail("no-continuum")
+    x = (w - HALPHA_VACUUM) / 100.0
+    design = np.stack([np.ones_like(x), x], axis=1)
+    weight = np.where(good, 1 / sigma**2, 0.0)
+    keep = use.copy()
+    for _ in range(5):
+        a, wt = design[keep], weight[keep]
+        cov = np.linalg.inv(a.T @ (a * wt[:, None]))
+        coef = cov @ (a.T @ (wt * f[keep]))
+        resid = np.where(good, (f - design @ coef) * np.sqrt(weight), np.nan)
+        scale = 1.4826 * float(np.median(np.abs(resid[keep]))) or 1.0
+        new = use & (np.abs(resid) < 3 * scale)
+        if np.array_equal(new, keep) or new.sum() < 8:
+            break
+        keep = new
+    return design @ coef, cov, design
+
+
+def _noise(w, f, ivar, good) -> np.ndarray:
+    """1-sigma noise of every pixel (infinite where the pixel is bad): the file's inverse
+    variance; without one, the scatter of 2 f_i - f_{i-2} - f_{i+2} away from H-alpha
+    (DER_SNR, Stoehr et al. 2008), which :meth:`_Pixels.rescale` refines on the residuals
+    from the photosphere (a cool star's crowd of lines widens it here)."""
+    if ivar is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(good, 1 / np.sqrt(np.where(good, ivar, 1.0)), np.inf)
+    use = good & (np.abs(w - HALPHA_VACUUM) > HALF_WIDTH)
+    idx = np.nonzero(use[2:-2] & use[:-4] & use[4:])[0] + 2
+    if idx.size < 10:
+        raise _Fail("no-noise")
+    second = 2 * f[idx] - f[idx - 2] - f[idx + 2]
+    sigma = 1.4826 * float(np.median(np.abs(second))) / math.sqrt(6)
+    if not sigma > 0:
+        raise _Fail("no-noise")
+    return np.where(good, sigma, np.inf)
+
+
+def _scatter(w, excess, sigma, good, fwhm) -> float:
+    """The scatter of the residuals from the photosphere in the line's flanks (15-40 A from
+    H-alpha, away from [N II]) in units of their noise: DER_SNR's second differences, which
+    a slow mismatch hardly touches; 1 for a noise that is what the file says. NaN with too
+    few pixels."""
+    dist = np.abs(w - HALPHA_VACUUM)
+    use = good & (dist > HALF_WIDTH) & (dist < PROFILE_REACH)
+    for rest in NEIGHBOURS.values():
+        use &= np.abs(w - rest) > 1.5 * fwhm
+    idx = np.nonzero(use[2:-2] & use[:-4] & use[4:])[0] + 2
+    if idx.size < 10:
+        return math.nan
+    second = 2 * excess[idx] - excess[idx - 2] - excess[idx + 2]
+    expected = np.sqrt(4 * sigma[idx] ** 2 + sigma[idx - 2] ** 2 + sigma[idx + 2] ** 2)
+    return 1.4826 * float(np.median(np.abs(second) / expected))
+
+
+def _fill(w: np.ndarray, values: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """``values`` with bad pixels interpolated from their good neighbours."""
+    if good.all():
+        return values
+    return np.interp(w, w[good], values[good])
+
+
+@lru_cache(maxsize=8)
+def _photospheres(resolving: float) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(vacuum wavelengths, relative flux, names) of the emission-free MILES photospheres at
+    resolving power ``resolving`` (kept at MILES's 2.5 A where the instrument is sharper),
+    each divided by its continuum fitted as :func:`_continuum` fits a spectrum's."""
+    from specscout.spectra.templates import load_templates
+
+    t = load_templates()
+    keep = t.usable
+    w = air_to_vacuum(t.wavelength_air)
+    flux = t.flux[keep]
+    r_miles = HALPHA_VACUUM / t.fwhm
+    if resolving < r_miles:
+        flux = np.stack([match_resolution(w, f, r_miles, resolving)[0] for f in flux])
+    use = _sidebands(w)
+    x = (w - HALPHA_VACUUM) / 100.0
+    design = np.stack([np.ones_like(x), x], axis=1)
+    coef, *_ = np.linalg.lstsq(design[use], flux[:, use].T, rcond=None)
+    rel = flux / (design @ coef).T
+    names = tuple(f"{n} ({s})" for n, s in zip(t.name[keep], t.spt[keep], strict=True))
+    return w, rel.astype(np.float64), names
+
+
+#: At most this many pixels of the flanks take part in choosing the photosphere (a sharper
+#: instrument's pixels are thinned): the choice needs the profile's shape, not every pixel.
+FIT_PIXELS = 160
+#: The photospheres' depth may be scaled by this much (rotation, metallicity), and the
+#: profile is the mean of this many best fits (one star's own features averaged out).
+DEPTH_SCALE = (0.85, 1.15)
+BEST = 5
+
+
+@lru_cache(maxsize=8)
+def _depths(resolving: float, wave: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(depth 1 - T, its square) of every photosphere at every velocity of :data:`SHIFTS`
+    on the pixels ``wave`` (float64 bytes), as (templates x shifts, pixels): computed once
+    per pixel grid, which survey files share."""
+    tw, trel, _ = _photospheres(resolving)
+    w = np.frombuffer(wave)
+    depth = 1 - _shifted(tw, trel, w[None, :] / (1 + SHIFTS[:, None] / C_KMS))
+    # 2-D, float32: one BLAS call a product, at half the memory traffic
+    depth = np.ascontiguousarray(depth.reshape(-1, w.size), dtype=np.float32)
+    square = depth**2
+    depth.flags.writeable = square.flags.writeable = False
+    return depth, square
+
+
+def _shifted(tw: np.ndarray, trel: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The photospheres ``trel`` (on ``tw``) interpolated at the wavelengths ``at``."""
+    pos = np.interp(at, tw, np.arange(tw.size))
+    i0 = np.clip(pos.astype(np.int64), 0, tw.size - 2)
+    frac = pos - i0
+    return trel[:, i0] * (1 - frac) + trel[:, i0 + 1] * frac
+
+
+def _photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=None
+                 ) -> tuple[np.ndarray, str, float, float]:
+    """The absorption profile under H-alpha (relative flux on the pixels ``w``): the mean of
+    the :data:`BEST` MILES photospheres, velocity shifts and depth scales
+    (1 - s (1 - T), s in :data:`DEPTH_SCALE`) that fit the flanks best; the core (+-1 FWHM, at
+    least 3 A), the pixels ``emission`` and what rises 3 sigma above a first fit left out.
+    Returns the profile, the best star's name, the mean velocity of the fits and the
+    standard deviation of their equivalent widths within ``window`` (A; 0 without one)."""
+    resolving = round(resolving, 1)
+    dist = np.abs(w - HALPHA_VACUUM)
+    reach = np.nonzero(dist < PROFILE_REACH)[0]
+    at = reach[:: max(1, -(-reach.size // FIT_PIXELS))]
+    use = good[at] & (dist[at] > max(fwhm, 3.0))
+    if emission is not None:
+        use &= ~emission[at]
+    for rest in NEIGHBOURS.values():
+        use &= np.abs(w[at] - rest) > 1.5 * fwhm
+    if use.sum() < 8:
+        return np.ones_like(w), "", math.nan, 0.0
+    depth, depth2 = _depths(resolving, w[at].tobytes())
+    target = 1 - rel[at]
+    inv = np.where(use, 1 / rel_sigma[at] ** 2, 0.0)
+    for _ in range(2):
+        wt = np.where(use, inv, 0.0)
+        num = (depth @ (wt * target).astype(np.float32)).reshape(-1, SHIFTS.size)
+        den = (depth2 @ wt.astype(np.float32)).reshape(-1, SHIFTS.size)
+        num, den = num.astype(np.float64), den.astype(np.float64)  # (templates, shifts)
+        scale = np.clip(num / np.where(den > 0, den, 1), *DEPTH_SCALE)
+        # chi2 = sum wt (target - s d)^2, expanded: no (templates, shifts, pixels) temporary
+        chi2 = float(wt @ target**2) - 2 * scale * num + scale**2 * den
+        t, s = np.unravel_index(int(np.argmin(chi2)), chi2.shape)
+        # emission in the flanks (a broad line) would pull the profile up: left out, refitted
+        model = scale[t, s] * depth[t * SHIFTS.size + s].astype(np.float64)
+        rises = (target - model) * np.sqrt(inv) < -3
+        if not (use & rises).any() or (use & ~rises).sum() < 8:
+            break
+        use &= ~rises
+    tw, trel, names = _photospheres(resolving)
+    near = dist < PROFILE_REACH + 5
+    profile = np.ones_like(w)
+    best = np.argpartition(chi2, BEST, axis=None)[:BEST]
+    fits = []
+    velocity = 0.0
+    for k in best:
+        tk, sk = np.unravel_index(int(k), chi2.shape)
+        shifted = w[near] / (1 + SHIFTS[sk] / C_KMS)
+        fits.append(1 - scale[tk, sk] * (1 - _shifted(tw, trel[tk : tk + 1], shifted)[0]))
+        velocity += SHIFTS[sk] / len(best)
+    profile[near] = np.mean(fits, axis=0)
+    spread = 0.0
+    if window is not None:
+        step = np.gradient(w)
+        inside = window[near]
+        spread = float(np.std([np.sum((1 - f[inside]) * step[near][inside]) for f in fits]))
+    return profile, names[t], float(velocity), spread
+
+
+def _gauss(w: np.ndarray, centre: float, sigma: float) -> np.ndarray:
+    return np.exp(-0.5 * ((w - centre) / sigma) ** 2)
+
+
+def _amplitude(w, values, sigma, good, centre, sigma_inst, fwhm, exclude
+               ) -> tuple[float, float]:
+    """(amplitude, its error) of a Gaussian of width ``sigma_inst`` at ``centre`` on a local
+    quadratic, fitted within +-2.5 FWHM by weighted linear least squares; ``exclude``:
+    pixels left out (another line's core)."""
+    use = good & (np.abs(w - centre) < 2.5 * fwhm)
+    if exclude is not None:
+        use &= ~exclude
+    core = use & (np.abs(w - centre) < fwhm / 2)
+    if use.sum() < 5 or not core.any():
+        return math.nan, math.nan
+    x = (w[use] - centre) / fwhm
+    a = np.stack([_gauss(w[use], centre, sigma_inst), np.ones_like(x), x, x * x], axis=1)
+    wt = 1 / sigma[use] ** 2
+    normal = a.T @ (a * wt[:, None])
+    try:
+        cov = np.linalg.inv(normal)
+    except np.linalg.LinAlgError:
+        return math.nan, math.nan
+    coef = cov @ (a.T @ (wt * values[use]))
+    return float(coef[0]), float(math.sqrt(cov[0, 0]))
+
+
+def _sky_residual(w, excess, sigma, good, centre, sigma_inst, fwhm, exclude) -> float:
+    """The chi-square by which a sky line's residual (a Gaussian and its derivative at the
+    instrument's resolution, on a local straight line) improves on none; 0 when the line's
+    pixels are missing or are H-alpha's emission (``exclude``)."""
+    use = good & (np.abs(w - centre) < 2.5 * fwhm)
+    if exclude is not None:
+        use &= ~exclude
+    if use.sum() < 6 or not (use & (np.abs(w - centre) < fwhm / 2)).any():
+        return 0.0
+    x = w[use] - centre
+    g = _gauss(w[use], centre, sigma_inst)
+    a = np.stack([g, g * x / sigma_inst, np.ones_like(x), x], axis=1)
+    wt = 1 / sigma[use] ** 2
+    try:
+        cov = np.linalg.inv(a.T @ (a * wt[:, None]))
+    except np.linalg.LinAlgError:
+        return 0.0
+    coef = cov @ (a.T @ (wt * excess[use]))
+    both = coef[:2]
+    return float(both @ np.linalg.solve(cov[:2, :2], both))
+
+
+def _sky_explains(w, excess, sigma, good, centre: float, sky: float, sigma_inst, fwhm
+                  ) -> bool:
+    """Whether the excess near an emission at ``centre`` is fitted at least as well by the
+    residual of the sky line at ``sky`` (a Gaussian and its derivative, side by side bumps
+    and dips) as by a line at ``centre``; both on a local straight line."""
+    mid = 0.5 * (centre + sky)
+    use = good & (np.abs(w - mid) < 0.5 * abs(sky - centre) + 2 * fwhm)
+    if use.sum() < 8:
+        return False
+    x, y, wt = w[use] - mid, excess[use], 1 / sigma[use] ** 2
+    g = _gauss(w[use], sky, sigma_inst)
+    chi2 = []
+    for model in ([_gauss(w[use], centre, sigma_inst)], [g, g * (w[use] - sky) / sigma_inst]):
+        a = np.stack([*model, np.ones_like(x), x], axis=1)
+        coef, *_ = np.linalg.lstsq(a * np.sqrt(wt)[:, None], y * np.sqrt(wt), rcond=None)
+        chi2.append(float(np.sum(wt * (y - a @ coef) ** 2)))
+    return chi2[1] <= chi2[0]
+
+
+def _narrow_line(w, excess, sigma, good, centre, sigma_inst, fwhm, exclude
+                 ) -> tuple[float, float, str]:
+    """(equivalent width, error, why not measured) of an unresolved line at ``centre``."""
+    if not (w[0] < centre - 2.5 * fwhm and w[-1] > centre + 2.5 * fwhm):
+        return math.nan, math.nan, "off-range"
+    if exclude is not None and exclude[int(np.argmin(np.abs(w - centre)))]:
+        return math.nan, math.nan, "blended-with-halpha"
+    a, e = _amplitude(w, excess, sigma, good, centre, sigma_inst, fwhm, exclude)
+    if not math.isfinite(a):
+        return math.nan, math.nan, "masked"
+    norm = sigma_inst * math.sqrt(2 * math.pi)
+    return -a * norm, e * norm, ""
+
+
+def _matched(w, excess, sigma, good, sigma_inst) -> tuple[float, float, float]:
+    """(centre, amplitude, significance) of the emission above the photosphere: a Gaussian
+    at the instrument's resolution slid within +-VELOCITY_MAX of H-alpha (a matched
+    filter), where it is most significant."""
+    reach = HALPHA_VACUUM * VELOCITY_MAX / C_KMS
+    centres = w[np.abs(w - HALPHA_VACUUM) < reach]
+    near = np.nonzero(np.abs(w - HALPHA_VACUUM) < reach + 4 * sigma_inst)[0]
+    g = _gauss(w[near][None, :], centres[:, None], sigma_inst) * good[near]
+    wt = 1 / sigma[near] ** 2
+    den = g**2 @ wt
+    ok = den > 0
+    amp = np.where(ok, (g * excess[near]) @ wt / np.where(ok, den, 1), 0.0)
+    snr = np.where(ok, amp * np.sqrt(den), 0.0)
+    k = int(np.argmax(snr))
+    return float(centres[k]), float(amp[k]), float(snr[k])
+
+
+def _span(w, smooth_excess, smooth_sigma, centre: float, fwhm: float) -> np.ndarray:
+    """The pixels of the emission centred at ``centre``: outwards while the smoothed excess
+    stays above half its noise, across a dip of up to one FWHM where it rises again to 2
+    sigma (the two peaks of a line), at most PEAK_REACH away; widened by half a FWHM."""
+    i = int(np.argmin(np.abs(w - centre)))
+    above = smooth_excess > 0.5 * smooth_sigma
+    strong = smooth_excess > 2 * smooth_sigma
+    bounds = []
+    for direction in (-1, 1):
+        j = i
+        while True:
+            k = j + direction
+            if not (0 <= k < w.size) or abs(w[k] - centre) > PEAK_REACH:
+                break
+            if above[k]:
+                j = k
+                continue
+            ahead = np.nonzero((np.abs(w - w[k]) <= fwhm) & (np.sign(w - w[k]) == direction)
+                               & (np.abs(w - centre) <= PEAK_REACH) & strong)[0]
+            if not ahead.size:
+                break
+            j = int(ahead.min() if direction > 0 else ahead.max())
+        bounds.append(w[j])
+    return (w >= bounds[0] - fwhm / 2) & (w <= bounds[1] + fwhm / 2)
+
+
+def _shape(w, smooth, smooth_excess, smooth_sigma, win, step, fwhm, smoothing: float,
+           region: np.ndarray, row: dict) -> None:
+    """Peaks of the observed flux within the emission's pixels ``region`` (3-sigma
+    prominence), the emission's FWHM and centroid, V/R, and absorption beside the emission
+    (into ``row``); ``smoothing``: the FWHM (A) of the smoothing of ``smooth``."""
+    at = np.nonzero(win)[0]
+    peaks, props = find_peaks(smooth[at], prominence=DETECTION * float(smooth_sigma[at].min()))
+    peaks, prominence = at[peaks], props["prominences"]
+    # prominent against the noise where they are (a pipeline's variance may rise at the line)
+    keep = region[peaks] & (prominence >= DETECTION * smooth_sigma[peaks])
+    peaks, prominence = peaks[keep], prominence[keep]
+    row["ha_peaks"] = int(peaks.size)
+    if peaks.size >= 2:  # the two most prominent, in wavelength order
+        v, r_ = np.sort(peaks[np.argsort(-prominence)[:2]])
+        row["ha_peak_separation"] = float((w[r_] - w[v]) / HALPHA_VACUUM * C_KMS)
+        hv, hr = smooth_excess[v], smooth_excess[r_]
+        row["ha_vr"] = float(hv / hr) if hr > 0 and hv > 0 else math.nan
+    span = np.nonzero(region & win)[0]
+    top = int(span[np.argmax(smooth_excess[span])])
+    height = smooth_excess[top]
+    # the outermost half heights within the emission (both peaks of a double line)
+    half = span[smooth_excess[span] >= height / 2]
+    left = _crossing(w, smooth_excess, int(half.min()), -1, height / 2)
+    right = _crossing(w, smooth_excess, int(half.max()), 1, height / 2)
+    if math.isfinite(left) and math.isfinite(right):
+        # the light smoothing taken out, in quadrature
+        width = math.sqrt(max((right - left) ** 2 - smoothing**2, 0.0))
+        row["ha_fwhm"] = width / HALPHA_VACUUM * C_KMS
+        row["ha_resolved"] = bool(width > 1.25 * fwhm)
+    else:  # half its height lies beyond the window: far broader than the instrument
+        row["ha_resolved"] = True
+        row["notes"] = "ha_fwhm:wider-than-the-window"
+    e = np.clip(smooth_excess[span], 0, None)
+    if e.sum() > 0:
+        centroid = float(np.sum(w[span] * e * step[span]) / np.sum(e * step[span]))
+        row["ha_velocity"] = (centroid / HALPHA_VACUUM - 1) * C_KMS
+    # absorption beside the emission, within 2 FWHM of its half height, blue and red of it
+    lo = left if math.isfinite(left) else w[span[0]]
+    hi = right if math.isfinite(right) else w[span[-1]]
+    blue = at[(w[at] < lo) & (w[at] > lo - 2 * fwhm)]
+    red = at[(w[at] > hi) & (w[at] < hi + 2 * fwhm)]
+    below = tuple(_absorbed(smooth[side], smooth_sigma[side]) for side in (blue, red))
+    row["ha_absorption"] = {(True, True): "both", (True, False): "blue",
+                            (False, True): "red", (False, False): "none"}[below]
+    # a P Cygni trough: below the absorption profile by 3 sigma within 2 FWHM of the
+    # emission, on one side only
+    trough = []
+    for side in (blue, red):
+        trough.append(bool(side.size and np.any(smooth_excess[side]
+                                                  < -DETECTION * smooth_sigma[side])))
+    row["ha_pcygni"] = {(True, False): "blue", (False, True): "red"}.get(tuple(trough), "")
+
+
+#: The mean depth below the continuum that makes the flux beside an emission "in
+#: absorption": a line's own absorption (an A star's H-alpha), not a cool star's metal lines.
+ABSORBED = 0.1
+
+
+def _absorbed(flux: np.ndarray, sigma: np.ndarray) -> bool:
+    """Whether the (smoothed) ``flux`` beside an emission lies in an absorption line: its
+    mean at least :data:`ABSORBED` below the continuum, and 3 sigma below it."""
+    if not flux.size:
+        return False
+    deficit = 1 - float(np.mean(flux))
+    return deficit >= ABSORBED and deficit >= DETECTION * float(np.sqrt(np.mean(sigma**2)))
+
+
+def _crossing(w, values, start: int, direction: int, level: float) -> float:
+    """Where ``values`` falls below ``level`` going from ``start`` in ``direction``,
+    interpolated; NaN if it does not within the window."""
+    i = start
+    while 0 <= i + direction < w.size and abs(w[i + direction] - HALPHA_VACUUM) <= HALF_WIDTH:
+        j = i + direction
+        if values[j] < level:
+            t = (values[i] - level) / (values[i] - values[j])
+            return float(w[i] + t * (w[j] - w[i]))
+        i = j
+    return math.nan
+
+
+def _spikes(w, filled, sigma, good, fwhm) -> list[int]:
+    """The pixels of spikes (cosmic rays): features of at least SPIKE sigma above the local
+    running median whose pixels are fitted better by one or two pixels standing alone than
+    by a line at the instrument's resolution (both on a local quadratic, weighted least
+    squares; the spike by :data:`SPIKE_MARGIN` in chi-square at least, so that a line whose
+    shape the noise hides is never taken for one)."""
+    from scipy.ndimage import median_filter
+
+    step = float(np.median(np.diff(w)))
+    per_fwhm = fwhm / step
+    resid = filled - median_filter(filled, size=max(5, int(3 * per_fwhm) | 1), mode="nearest")
+    z = np.where(good, resid / sigma, 0.0)
+    region = np.nonzero((w > 6500) & (w < 6740))[0]
+    peaks, _ = find_peaks(z[region], height=SPIKE)
+    reach = max(3, math.ceil(1.5 * per_fwhm))
+    sigma_inst = fwhm / FWHM_PER_SIGMA
+    found = []
+    for p in region[peaks]:
+        lo, hi = p - reach, p + reach + 1
+        if lo < 0 or hi > w.size or not good[lo:hi].all():
+            continue
+        x, y, wt = (w[lo:hi] - w[p]) / fwhm, filled[lo:hi], 1 / sigma[lo:hi] ** 2
+        base = [np.ones_like(x), x, x * x]
+        line = min(_chi2([_gauss(w[lo:hi], w[p] + d * step, sigma_inst), *base], y, wt)
+                   for d in (-0.5, 0.0, 0.5))
+        side = p + (1 if filled[p + 1] >= filled[p - 1] else -1)
+        alone = [(np.arange(lo, hi) == i).astype(float) for i in (p, side)]
+        if _chi2([*alone, *base], y, wt) + SPIKE_MARGIN < line:
+            found.append(int(p))
+    return found
+
+
+def _chi2(columns: list[np.ndarray], y: np.ndarray, wt: np.ndarray) -> float:
+    """The weighted least-squares chi-square of ``y`` on ``columns``."""
+    a = np.stack(columns, axis=1) * np.sqrt(wt)[:, None]
+    coef, *_ = np.linalg.lstsq(a, y * np.sqrt(wt), rcond=None)
+    return float(np.sum((y * np.sqrt(wt) - a @ coef) ** 2))
