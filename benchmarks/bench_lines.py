@@ -214,9 +214,18 @@ def report(cases: list[dict], title: str, with_truth: bool) -> None:
               f"{len(strong)})")
         for kind in ("stellar", "nebular", "core"):
             mine = [c for c in strong if c["truth_shown"] == kind]
-            if mine:
-                print(f"    shown as {kind:8s} without noise: measured so with noise "
-                      f"{np.mean([c['m']['kind'] == kind for c in mine]):.1%} of {len(mine)}")
+            if not mine:
+                continue
+            by_snr = []
+            for lo, hi in ((10, 30), (30, 101)):
+                sub = [c for c in mine if lo <= c["snr"] < hi]
+                if sub:
+                    by_snr.append(f"S/N {lo}-{min(hi, 100)}: "
+                                  f"{np.mean([c['m']['kind'] == kind for c in sub]):.1%} "
+                                  f"of {len(sub)}")
+            print(f"    shown as {kind:8s} without noise: measured so with noise "
+                  f"{np.mean([c['m']['kind'] == kind for c in mine]):.1%} of {len(mine)} "
+                  f"({'; '.join(by_snr)})")
         # the statistical error of the net EW, on lines (an artefact is left out or not by
         # the noise, and the two spectra are then measured on other pixels)
         pull = np.array([(c["m"]["ha_ew"] - c["truth_net"]) / c["m"]["ha_ew_err"]

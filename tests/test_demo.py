@@ -21,7 +21,7 @@ from conftest import log_in
 def test_demo(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--survey", "1200", "--labelled", "240", "--iterations",
-                 "1", "--batch", "40", "--model", "small-cnn", "--epochs", "5",
+                 "1", "--batch", "40", "--model", "small-cnn", "--epochs", "12",
                  "--workers", "2"]) == 0
     text = capsys.readouterr().out
     assert "audit estimates (95 % intervals) vs the truth" in text

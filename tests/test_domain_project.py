@@ -41,10 +41,14 @@ def project(tmp_path_factory):
     return Project(p), tmp
 
 
-def test_the_domain_examples_come_from_their_fold_and_say_where_they_come_from(project):
+def test_the_domain_examples_come_from_their_fold_and_say_where_they_come_from(project,
+                                                                               capsys):
     project, tmp = project
     assert project.config.domain and project.config.injected == 60
-    assert main(["train", str(project.path), *FAST]) == 0
+    assert main(["train", str(project.path), *FAST[:-1]]) == 0  # not --quiet
+    out = capsys.readouterr().out  # every epoch of each fold's network, with its losses
+    assert "  fold 0, epoch 1 (" in out and "  fold 1, epoch 1 (" in out
+    assert "; stops after epoch " in out
     path = iteration_path(project, 1)
     info = json.loads((path / "iteration.json").read_text())["train"]
     assert info["domain"] and info["networks"] == 2 and info["fold_nside"] == 256
@@ -202,7 +206,8 @@ def test_churn_in_status_and_a_reliability_diagram_in_the_report(project, capsys
     capsys.readouterr()
     assert main(["status", str(project.path)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("2 "))
-    assert (f"candidates {c2.sum()} (+{(c2 & ~c1).sum()} -{(c1 & ~c2).sum()})") in line
+    assert (f"the model proposes {c2.sum()} (+{(c2 & ~c1).sum()} "
+            f"-{(c1 & ~c2).sum()})") in line
 
     assert main(["audit", str(project.path), "--draw", "--positives", "5", "--negatives", "40",
                  "--truth", str(tmp / "sim" / "truth.parquet")]) == 0
@@ -249,10 +254,11 @@ def test_a_pool_whose_files_cannot_be_read_here_is_refused_for_the_domain(tmp_pa
     assert "--no-domain" in err
 
 
-def test_several_networks_per_fold_are_averaged_over_the_other_fold(project):
+def test_several_networks_per_fold_are_averaged_over_the_other_fold(project, capsys):
     project, _ = project
-    assert main(["train", str(project.path), *FAST, "--networks", "2",
+    assert main(["train", str(project.path), *FAST[:-1], "--networks", "2",
                  "--average-epochs", "0.5"]) == 0
+    assert "  fold 1 network 2, epoch 1 (" in capsys.readouterr().out
     assert main(["score", str(project.path), "--quiet"]) == 0
     path = iteration_path(project, 4)
     members = members_of(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -215,3 +216,26 @@ def test_iterate_killed_at_any_moment_leaves_whole_iterations(project, tmp_path)
                 assert np.load(path / "scores.npy").shape == (len(copy.store()), 3)
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert len(iteration_numbers(copy)) > len(iteration_numbers(project))
+
+
+def test_only_the_unfinished_trainings_of_dead_processes_are_cleaned(tmp_path):
+    import socket
+    import subprocess
+
+    from specscout.learn.iterate import clean_unfinished
+    from specscout.learn.iterations import iterations_dir
+
+    project = Project.init(tmp_path / "p", ProjectConfig())
+    folder = iterations_dir(project)
+    folder.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen(["true"])  # a process that has exited
+    dead.wait()
+    host = socket.gethostname()
+    names = {"living": f".tmp-0002-{host}-{os.getpid()}-ab12",
+             "dead": f".tmp-0002-{host}-{dead.pid}-cd34",
+             "elsewhere": f".tmp-0002-another-host-{dead.pid}-ef56"}
+    for name in names.values():
+        (folder / name).mkdir()
+    assert clean_unfinished(project) == [names["dead"]]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [names["living"], names["elsewhere"]])

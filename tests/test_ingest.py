@@ -350,3 +350,35 @@ def test_a_damaged_exposure_fails_alone_and_the_file_s_other_spectra_are_pooled(
     assert fail["detail"].startswith(f"{damaged} has columns")
     assert sorted(m["id"] for m in meta if m["status"] == "ok") == sorted(
         ["damaged#coadd"] + [f"damaged#{e[2:]}" for e in exposures if e != damaged])
+
+
+def test_a_label_changed_in_the_csv_is_refused_not_skipped(tmp_path, capsys):
+    """Ingest skips files it has seen: a label changed in the CSV since would be lost without
+    a word. It is refused, naming the spectrum and both labels, and nothing changes; a file
+    stored without a label that has one now is pointed to --retry-failed."""
+    paths = _survey(tmp_path / "set", 3)
+    project = Project.init(tmp_path / "p")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("path,label\n" + "".join(f"set/{p.name},emission\n" for p in paths[:2]))
+    args = ["ingest", str(project.path), str(tmp_path / "set"), "--labels", str(csv_path),
+            "--workers", "1", "--quiet", "--degrade-to", "1531"]
+    assert main(args) == 0
+    store = project.store("labelled")
+    before = sorted(p.name for p in store.path.rglob("*"))
+    csv_path.write_text("path,label\n" + "".join(
+        f"set/{p.name},{label}\n" for p, label in zip(paths, ("emission", "double-peak", "other"),
+                                                  strict=True)))
+    capsys.readouterr()
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "another label in the CSV" in err and "(emission -> double-peak)" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in store.path.rglob("*")) == before
+    with pytest.raises(SpecscoutError, match="another label"):
+        ingest(store, [tmp_path / "set"], PreprocessConfig(), labels={
+            str(paths[1]): "other"}, workers=1, progress=False)
+    csv_path.write_text("path,label\n" + "".join(
+        f"set/{p.name},{label}\n" for p, label in zip(paths, ("emission", "emission", "other"),
+                                                  strict=True)))
+    assert main([a for a in args if a != "--quiet"]) == 0
+    assert "1 files stored before without a label have one now" in capsys.readouterr().err

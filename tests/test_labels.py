@@ -71,7 +71,8 @@ def _store(tmp_path):
 def test_csv_import_and_export(labels, tmp_path):
     store = _store(tmp_path)
     (tmp_path / "in.csv").write_text("id,label\nspec-1,emission\nspec-3,other\n")
-    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES, annotator="me") == 2
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES, annotator="me") == {
+        "added": 2, "unchanged": 0}
     assert labels.current() == {1: "emission", 3: "other"}
     (tmp_path / "obs.csv").write_text("obsid,label,comment\n104,double-peak,nice disc\n")
     import_csv(labels, tmp_path / "obs.csv", store, CLASSES)
@@ -85,8 +86,28 @@ def test_csv_import_by_designation_with_a_line_repeated(labels, tmp_path):
     (tmp_path / "in.csv").write_text("designation,label\nJ000200.00+000000.0,emission\n"
                                      "LAMOST J000200.00+000000.0,emission\n"
                                      "lamost j000300.00+000000.0,other\n")
-    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES) == 3
+    # a spectrum named twice with one label is one label
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES) == {"added": 2,
+                                                                        "unchanged": 0}
     assert labels.current() == {2: "emission", 3: "other"}
+
+
+def test_a_csv_imported_twice_adds_nothing_the_second_time(labels, tmp_path):
+    store = _store(tmp_path)
+    (tmp_path / "in.csv").write_text("id,label\nspec-1,emission\nspec-3,other\n")
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES)["added"] == 2
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES) == {"added": 0,
+                                                                        "unchanged": 2}
+    (tmp_path / "in.csv").write_text("id,label\nspec-1,other\nspec-3,other\n")  # one changed
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES) == {"added": 1,
+                                                                        "unchanged": 1}
+    assert len(labels.history()) == 3 and labels.current() == {1: "other", 3: "other"}
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_imports(labels, tmp_path):
+    store = _store(tmp_path)
+    (tmp_path / "in.csv").write_bytes("\ufeffid,label\r\nspec-2,emission\r\n".encode())
+    assert import_csv(labels, tmp_path / "in.csv", store, CLASSES)["added"] == 1
 
 
 def test_label_store_is_shared_and_follows_a_project_made_again(tmp_path):
@@ -110,7 +131,9 @@ def test_label_store_is_shared_and_follows_a_project_made_again(tmp_path):
     ("id,label\nspec-0,other\nspec-1,unicorn\n", "is not one of"),
     ("id,label\nspec-0,other\nspec-99,other\n", "matches 0 pooled spectra"),
     ("name,label\nx,other\n", "needs a 'label' column"),
-    ("row,label\n1.5,other\n", "is not a number"),
+    ("row,label\n1.5,other\n", "is not a row"),
+    ("row,label\n-1,other\n", "is not a row"),
+    ("id,label\nspec-0,other\nspec-0,emission\n", "lines 2 and 3 label spec-0"),
     ("obsid,label\n99999999999999999999999,other\n", "matches 0 pooled spectra"),
 ])
 def test_bad_csv_imports_nothing(labels, tmp_path, content, message):
@@ -119,6 +142,14 @@ def test_bad_csv_imports_nothing(labels, tmp_path, content, message):
     with pytest.raises(SpecscoutError, match=message):
         import_csv(labels, tmp_path / "bad.csv", store, CLASSES)
     assert labels.history() == []  # the good first line was not imported either
+
+
+def test_a_csv_that_is_not_utf8_is_named(labels, tmp_path):
+    store = _store(tmp_path)
+    (tmp_path / "latin.csv").write_bytes("id,label,comment\nspec-0,other,tr\xe8s\n".encode(
+        "latin-1"))
+    with pytest.raises(SpecscoutError, match=r"latin\.csv: not UTF-8 text"):
+        import_csv(labels, tmp_path / "latin.csv", store, CLASSES)
 
 
 def test_queue(labels):
@@ -147,3 +178,18 @@ def test_sqlite_on_a_network_filesystem_is_warned_about(tmp_path, monkeypatch, c
     assert main(["query", str(project.path)]) == 2  # no iteration yet; warned first
     err = capsys.readouterr().err
     assert "SQLite on a network filesystem (nfs4)" in err and "PostgreSQL" in err
+
+
+def test_a_project_and_its_label_database_are_private(tmp_path):
+    from specscout.archive.project import Project, ProjectConfig
+    from specscout.labels import label_store
+
+    project = Project.init(tmp_path / "p", ProjectConfig())
+    label_store(project)
+    assert (project.path.stat().st_mode & 0o777) == 0o700
+    assert ((project.path / "labels.db").stat().st_mode & 0o777) == 0o600
+    # a group's project (chmod g+rwX,g+s): the database is the group's too
+    shared = Project.init(tmp_path / "q", ProjectConfig())
+    shared.path.chmod(0o2770)
+    label_store(shared)
+    assert ((shared.path / "labels.db").stat().st_mode & 0o777) == 0o660

@@ -12,8 +12,8 @@ import specscout
 PACKAGE = Path(specscout.__file__).parent
 #: The folders in the order data flows through them; a module may import from its own folder
 #: and from the folders before it, never from one after it.
-FLOW = ("errors", "spectra", "archive", "simulate", "labels", "learn", "catalogue", "web",
-        "demo", "cli")
+FLOW = ("errors", "progress", "spectra", "archive", "simulate", "labels", "learn", "catalogue",
+        "web", "demo", "cli")
 
 
 def _layer(module: str) -> int | None:

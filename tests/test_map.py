@@ -154,3 +154,13 @@ def test_the_map_page_in_chromium(project, browser):  # noqa: F811
         expect(page.locator("#neighbours")).to_contain_text("Nearest labelled spectra")
         expect(page.locator(".thumb").first).to_contain_text("row 0")
     assert not problems, problems
+
+
+def test_the_map_command_says_each_stage_unless_quiet(project, capsys):
+    project, _ = project
+    assert main(["map", str(project.path), "--points", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "the network's features of 100 spectra" in out and "UMAP layout" in out
+    assert main(["map", str(project.path), "--points", "100", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["map", str(project.path), "--points", "300", "--quiet"]) == 0  # as it was

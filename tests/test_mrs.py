@@ -39,8 +39,8 @@ def test_mrs_project_from_files_to_a_query(mrs, capsys):
     assert reals.num_rows == 10 + 6 + 5 + 8  # the real files' coadds and exposures
     assert pool.files == 64  # files, not spectra
     again = capsys.readouterr()
-    assert main(["ingest", str(project.path), str(tmp / "survey"), str(real), "--workers", "1",
-                 "--quiet"]) == 0
+    assert main(["ingest", str(project.path), str(tmp / "survey"), str(real),
+                 "--workers", "1"]) == 0
     assert "skipped 64 already in the store" in capsys.readouterr().out
     assert len(project.store()) == len(pool)
     assert main(["ingest", str(project.path), str(tmp / "ond"), "--labels",

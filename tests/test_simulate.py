@@ -178,7 +178,7 @@ def test_labelled_set_goes_through_resolution_matching_into_a_project(tmp_path):
 
 def test_simulate_command(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "s"), "--n", "30", "--emission", "0.2",
-                 "--layout", "dr9", "--quiet"]) == 0
+                 "--layout", "dr9"]) == 0
     assert "wrote 30 spectra" in capsys.readouterr().out
     assert len(list((tmp_path / "s").rglob("*.fits.gz"))) == 30
 

@@ -189,8 +189,8 @@ def test_lookups_and_cone_through_the_indexes(tmp_path):
     from astropy.coordinates import SkyCoord
 
     coords = SkyCoord(ra * u.deg, dec * u.deg)
-    for k in range(20):
-        c, radius = coords[k * 97], rng.uniform(1, 4000)
+    for k in range(26):  # the last, of degrees, through coarser index levels
+        c, radius = coords[k * 97], rng.uniform(1, 4000) if k < 20 else 3600 * 2 ** (k - 20)
         truth = np.nonzero(coords.separation(c).arcsec <= radius)[0]
         found = store.cone(float(c.ra.deg), float(c.dec.deg), radius)
         assert sorted(r for r, _ in found) == sorted(truth.tolist()), k

@@ -203,6 +203,10 @@ def test_search(client):
     assert rows("00:40:00 +20:00:00") == [0, 1]  # sexagesimal
     assert rows("nothing-like-this") == []
     assert client.get("/api/search", params={"q": ""}).status_code == 422
+    # a cone of at most a degree (one of 1.2 days of arcseconds stalled the server)
+    assert rows("10.0 20.0 3600")[:2] == [0, 1]  # a degree, the largest cone
+    wide = client.get("/api/search", params={"q": "10 10 99999999"})
+    assert wide.status_code == 422 and "at most 3600 arcsec" in wide.json()["detail"]
 
 
 def test_candidates_progress_and_original(project, tmp_path):

@@ -400,3 +400,43 @@ def test_urls_for_vo_tools_are_signed_for_one_item_and_expire(project, monkeypat
     expires = int(url.split("/samp/")[1].split("/")[0])
     monkeypatch.setattr(samp.time, "time", lambda: expires + 1)
     assert tool.get(url).status_code == 404  # expired
+
+
+def test_crafted_input_is_a_422_that_echoes_nothing(project):
+    client = log_in(TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                               base_url=BASE))
+    before = stored(project)
+    raw = {"Content-Type": "application/json"}
+    for body, what in ((b'{"row": true, "label": "other"}', "a row that is a boolean"),
+                       (b'{"row": "1", "label": "other"}', "a row that is a string"),
+                       (b'{"row": NaN, "label": "other"}', "a row that is NaN"),
+                       (b'{"row": 0, "label": "other", "extra": 1}', "an unknown field"),
+                       (b'{"row": 0, "label": "other", "comment": "a\\u202eb"}',
+                        "a bidirectional override in a comment"),
+                       (b'{"row": 0, "label": "other", "comment": "a\\u0000b"}', "a NUL"),
+                       (b'{"row": 0, "label": "other", "comment": "\\ud800"}',
+                        "an unpaired surrogate")):
+        r = client.post("/api/labels", content=body, headers=raw)
+        assert r.status_code == 422, (what, r.status_code, r.text)
+        assert "\\ud800" not in r.text and "\u202e" not in r.text, what  # named, not echoed
+        assert r.headers.get("x-content-type-options") == "nosniff", what
+    r = TestClient(client.app, base_url=BASE).post(
+        "/api/login", content=b'{"name": "\\ud800", "token": "x"}', headers=raw)
+    assert r.status_code == 422, r.text
+    assert stored(project) == before
+    # a comment with a line break is a person's text
+    ok = client.post("/api/labels", json={"row": 0, "label": "other", "comment": "two\nlines"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_an_export_runs_no_formula_in_a_spreadsheet(project, tmp_path):
+    import csv
+
+    from specscout.labels.files import export_csv
+
+    labels = label_store(project)
+    labels.add_many([{"spectrum": "s", "row": 0, "label": "other", "annotator": "ana",
+                      "comment": '=HYPERLINK("http://evil.example","x")'}])
+    export_csv(labels, tmp_path / "out.csv")
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert rows[-1]["comment"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"

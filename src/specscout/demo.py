@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,17 @@ from specscout.archive.project import Project, ProjectConfig
 @dataclass(frozen=True)
 class DemoConfig:
     survey: int = 20000
-    labelled: int = 1000
+    labelled: int = 500
     iterations: int = 4
     batch: int = 100
     strategy: str = "rare"
     model: str = "paper-cnn"
     max_epochs: int = 30
-    patience: int = 5
+    patience: int = 3  # the curve: what comes after three worse epochs is noise here
+    # A warm start (100 labels more): the start itself is validated first, and its best
+    # epoch comes early or never (docs/benchmarks.md)
+    warm_patience: int = 1
+    warm_epochs: int = 4
     audit_positives: int = 60
     audit_negatives: int = 240
     repeats: float = 0.05
@@ -44,9 +48,21 @@ class DemoConfig:
     seed: int = 0
     layout: str = "dr2"  # the survey's files; "mrs": LAMOST MRS, matched down to LRS
     # Training in the survey's domain (docs/training.md), at a size for a laptop's minutes
-    injected: int = 500
-    negatives: int = 2000
-    artefacts: int = 200
+    injected: int = 300
+    negatives: int = 1000
+    artefacts: int = 100
+
+
+#: What the stages take on 2 cores (a 2-core AMD EPYC, docs/benchmarks.md), for the
+#: expectations the demo announces.
+SIMULATED_PER_S = 650.0
+INGESTED_PER_S = 1500.0
+FIRST_TRAINING_S = 80.0
+WARM_TRAINING_S = 20.0
+
+
+def _about(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _say(log: Callable[[str], None] | None, text: str) -> None:
@@ -88,6 +104,7 @@ def oracle_labels(project: Project, y: np.ndarray, iteration: int) -> int:
 
 def run(out: str | Path, config: DemoConfig = DemoConfig(),
         log: Callable[[str], None] | None = print) -> dict:
+    from specscout.archive.cluster import dask_client
     from specscout.archive.ingest import ingest, load_labels
     from specscout.catalogue import audit
     from specscout.catalogue.candidates import build
@@ -113,53 +130,70 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
         times[name] = round(now - t, 1)
         t = now
 
-    _say(log, f"[1/6] simulating {config.labelled} labelled spectra and a survey of "
-              f"{config.survey} ...")
-    simulate_labelled(out / "data" / "ondrejov", SurveyConfig(
-        n=config.labelled, seed=config.seed + 1, fractions=PAPER_MIX), workers=config.workers)
-    truth = simulate_survey(out / "data" / "survey", SurveyConfig(
-        n=config.survey, seed=config.seed + 2, repeats=config.repeats), layout=config.layout,
-        workers=config.workers)
-    known = reference_catalogue(truth, out / "data" / "known-emission-stars.csv",
-                                config.known_fraction, config.seed + 3)
-    lap("simulate")
+    spectra = config.labelled + config.survey * (4 if config.layout == "mrs" else 1)
+    # one local cluster for the bulk work of the first two stages: its workers start once
+    with dask_client(config.workers, None) as client:
+        scheduler = client.scheduler.address
+        _say(log, f"[1/6] simulating a labelled set of {config.labelled} spectra "
+                  f"(Ondrejov-like, R 13000) and a LAMOST-like survey of {config.survey} with "
+                  f"known truth (about {_about(spectra / SIMULATED_PER_S)} on 2 cores) ...")
+        simulate_labelled(out / "data" / "ondrejov", SurveyConfig(
+            n=config.labelled, seed=config.seed + 1, fractions=PAPER_MIX),
+            scheduler=scheduler)
+        truth = simulate_survey(out / "data" / "survey", SurveyConfig(
+            n=config.survey, seed=config.seed + 2, repeats=config.repeats),
+            layout=config.layout, scheduler=scheduler)
+        known = reference_catalogue(truth, out / "data" / "known-emission-stars.csv",
+                                    config.known_fraction, config.seed + 3)
+        lap("simulate")
 
-    _say(log, "[2/6] ingesting both into a project (labelled set matched to R 1531) ...")
-    # MRS files (a coadd and exposures each) go into an LRS-like project: one model for both
-    preset = "lamost-mrs-as-lrs" if config.layout == "mrs" else "lamost-lrs"
-    project = Project.init(out / "project", ProjectConfig.preset(
-        preset, injected=config.injected, negatives=config.negatives,
-        artefacts=config.artefacts))
-    pooled = ingest(project.store("pool"), [out / "data" / "survey"],
-                    project.config.preprocess(), workers=config.workers, progress=False)
-    labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)
-    ingest(project.store("labelled"), [out / "data" / "ondrejov"],
-           project.config.preprocess(None, project.config.resolution or 1531.0),
-           workers=config.workers, labels=labels,
-           progress=False)
-    lap("ingest")
+        _say(log, f"[2/6] ingesting both into a project: read, matched to R 1531, "
+                  f"resampled, stored (about {_about(spectra / INGESTED_PER_S)}) ...")
+        # MRS files (a coadd and exposures each) go into an LRS-like project: one model
+        preset = "lamost-mrs-as-lrs" if config.layout == "mrs" else "lamost-lrs"
+        project = Project.init(out / "project", ProjectConfig.preset(
+            preset, injected=config.injected, negatives=config.negatives,
+            artefacts=config.artefacts))
+        pooled = ingest(project.store("pool"), [out / "data" / "survey"],
+                        project.config.preprocess(), scheduler=scheduler, progress=False)
+        labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)
+        ingest(project.store("labelled"), [out / "data" / "ondrejov"],
+               project.config.preprocess(None, project.config.resolution or 1531.0),
+               scheduler=scheduler, labels=labels, progress=False)
+        lap("ingest")
     y = truth_classes(project, truth)
 
     train = TrainConfig(model=config.model, max_epochs=config.max_epochs,
                         patience=config.patience, seed=config.seed)
-    _say(log, f"[3/6] {config.iterations} iterations: train {config.model}, score "
-              f"{len(project.store('pool'))} spectra, query {config.batch} by "
-              f"{config.strategy}, the truth labels them ...")
+    warm = replace(train, patience=config.warm_patience,
+                   max_epochs=min(config.warm_epochs, config.max_epochs))
+    _say(log, f"[3/6] active learning, {config.iterations} rounds: train {config.model} (two "
+              f"networks, on the labelled set and lines injected into the survey's own "
+              f"spectra), score the {len(project.store('pool'))} spectra, query "
+              f"{config.batch} by {config.strategy}, the truth labels them as you would; "
+              f"then the final training (about "
+              f"{_about(FIRST_TRAINING_S + config.iterations * WARM_TRAINING_S)}; the first "
+              f"training is the longest, the others start from the last) ...")
     found = {c: 0 for c in project.config.classes}
-    for _ in range(config.iterations):
-        number = train_step(project, train)
+    for k in range(config.iterations):
+        began = time.perf_counter()
+        # after the first, each training starts from the last one's networks: 100 more
+        # labels need a few epochs, not a training from scratch
+        number = train_step(project, train if k == 0 else warm, warm_start=k > 0)
         score_step(project, number)
         batch = query_step(project, config.strategy, config.batch, number, seed=config.seed)
         oracle_labels(project, y, number)
         for b in batch:
             found[project.config.classes[y[b["row"]]]] += 1
-        _say(log, f"      iteration {number}: queried {len(batch)}; pool labels so far "
+        _say(log, f"      round {number} ({time.perf_counter() - began:.0f} s): queried "
+                  f"{len(batch)}; pool labels so far "
                   + ", ".join(f"{k} {v}" for k, v in found.items()))
-    number = train_step(project, train)  # the final model, on every label
+    number = train_step(project, warm, warm_start=True)  # the final model, on every label
     score_step(project, number)
     lap("iterate")
 
-    _say(log, "[4/6] audit: random samples of predicted positives and negatives ...")
+    _say(log, "[4/6] audit: random samples of the predicted positives and negatives, "
+              "labelled, give precision and recall with their intervals ...")
     audit.draw(project, positives=config.audit_positives, negatives=config.audit_negatives,
                seed=config.seed)
     audit.label_from_truth(project, truth)
@@ -173,7 +207,8 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
                               tuple(project.config.classes))
     lap("audit")
 
-    _say(log, "[5/6] candidate catalogue, cross-matched with the reference list ...")
+    _say(log, "[5/6] the candidate catalogue: grouped into objects, each line measured and "
+              "given its kind, cross-matched with a reference list ...")
     ref = out / "data" / "known-emission-stars.csv"
     cat = build(project, references=(ref,))
     write_table(cat.objects, out / "candidates.xml")
@@ -181,7 +216,7 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
     write_table(cat.objects, out / "candidates.csv")
     lap("candidates")
 
-    _say(log, "[6/6] report ...")
+    _say(log, "[6/6] the report ...")
     report = write_report(project, references=(ref,))
     lap("report")
     wall = time.perf_counter() - start
@@ -233,11 +268,13 @@ def _describe(s: dict) -> str:
     lines += [f"candidates: {c['spectra']} spectra of {c['objects']} objects, {c['known']} "
               f"known in the reference list, {c['objects'] - c['known']} new; by kind: "
               f"{kinds}" + (f"; set aside by their measured kind: {aside}" if aside else ""),
-              f"catalogue: {s['catalogue']} (VOTable; also .csv; to TOPCAT with "
+              "",
+              "Open:",
+              f"  1. the report     {s['report']}",
+              f"  2. the catalogue  {s['catalogue']} (VOTable, also .csv; to TOPCAT with "
               f"'specscout candidates {s['project']} --samp')",
-              f"report:    {s['report']}",
-              f"project:   {s['project']}  ('specscout status {s['project']}')",
-              f"label:     the next query batch ({s['queue_waiting']} spectra) waits for you: "
-              f"run 'specscout serve {s['project']}' and open the link it prints "
-              f"(keys 1-{len(s['truth_in_pool'])} label, u skip, z undo, n/p move)"]
+              f"  3. the app        'specscout serve {s['project']}', then the link it "
+              f"prints: the next query batch ({s['queue_waiting']} spectra) waits for you "
+              f"(keys 1-{len(s['truth_in_pool'])} label, u skip, z undo, n/p move)",
+              f"The project: {s['project']} ('specscout status {s['project']}')."]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     worker deaths a task may cause before the scheduler gives up on it (Dask's default: 3);
     an existing cluster keeps its own setting."""
     import os
+    import warnings
 
     import dask
     from distributed import Client, LocalCluster
@@ -38,12 +39,16 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
                 dask.config.get("distributed.nanny.environ", {}))
             saved = {k: os.environ.get(k) for k in keys}
             try:
-                # silence_logs: workers otherwise log heartbeat errors while the cluster
-                # closes.
-                cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
-                                       threads_per_worker=1, processes=True,
-                                       dashboard_address=None, host="127.0.0.1",
-                                       silence_logs=logging.CRITICAL)
+                with warnings.catch_warnings():
+                    # The dashboard moves to a free port when 8787 is taken (another cluster,
+                    # a notebook): nothing a user must act on, so no warning. silence_logs:
+                    # workers otherwise log heartbeat errors while the cluster closes.
+                    warnings.filterwarnings("ignore", message="Port .* is already in use",
+                                            category=UserWarning)
+                    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                                           threads_per_worker=1, processes=True,
+                                           dashboard_address=None, host="127.0.0.1",
+                                           silence_logs=logging.CRITICAL)
             finally:
                 for k, v in saved.items():
                     if v is None:

@@ -130,13 +130,41 @@ def sky_entries(rows: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> np.ndarray
     return out
 
 
-def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> np.ndarray:
-    """The pixels that a cone touches."""
+#: A cone is looked up in at most about this many pixels: a large one at a coarser level.
+CONE_PIXELS = 64
+
+
+def cone_ranges(ra: float, dec: float, radius_arcsec: float) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi) ranges of index pixels that cover a cone: its pixels at the finest level
+    where it touches about :data:`CONE_PIXELS` of them (nested ids: a coarse pixel p holds
+    the fine ones p * f ... (p + 1) * f - 1), so that a cone of degrees costs what one of
+    arcseconds does."""
     from astropy import units as u
     from astropy_healpix import HEALPix
 
-    return np.asarray(HEALPix(NSIDE, order="nested").cone_search_lonlat(
+    share = (1 - np.cos(np.radians(min(radius_arcsec / 3600, 180.0)))) / 2  # of the sky
+    nside = NSIDE
+    while nside > 1 and 12 * nside * nside * share > CONE_PIXELS:
+        nside //= 2
+    coarse = np.asarray(HEALPix(nside, order="nested").cone_search_lonlat(
         ra * u.deg, dec * u.deg, radius_arcsec * u.arcsec), dtype=np.int64)
+    f = (NSIDE // nside) ** 2
+    return coarse * f, (coarse + 1) * f
+
+
+def find_ranges(entries: np.ndarray, field: str, lo: np.ndarray, hi: np.ndarray
+                ) -> np.ndarray:
+    """The ``entries`` (sorted by ``field``) whose ``field`` lies in one of [lo, hi)."""
+    if not len(entries) or not len(lo):
+        return entries[:0]
+    column = entries[field]
+    a = np.searchsorted(column, lo, side="left")
+    b = np.searchsorted(column, hi, side="left")
+    keep = b > a
+    if not keep.any():
+        return entries[:0]
+    return np.concatenate([np.asarray(entries[i:j]) for i, j in
+                           zip(a[keep], b[keep], strict=True)])
 
 
 def _sorted(keys: np.ndarray, rows: np.ndarray, dtype: np.dtype, field: str) -> np.ndarray:

@@ -27,6 +27,7 @@ from specscout.archive.cluster import dask_client, map_batches
 from specscout.archive.index import HashSet, contains, path_hash
 from specscout.archive.store import Store
 from specscout.errors import PartError, ReadError, SpecscoutError
+from specscout.progress import progress_bar
 from specscout.spectra.preprocess import PreprocessConfig, describe, prepare
 from specscout.spectra.readers import read_all
 
@@ -78,6 +79,21 @@ def iter_paths(sources: Iterable[str | Path]) -> Iterator[str]:
             yield os.path.abspath(source)
 
 
+def check_sources(sources: Iterable[str | Path]) -> None:
+    """Refuse, naming it, a source that names nothing: a path that does not exist, a glob
+    pattern that matches nothing, a folder without a FITS file (a typo must not be stored as a
+    failed file, nor an empty match pass for an ingest)."""
+    for source in map(str, sources):
+        if glob.has_magic(source):
+            if next(glob.iglob(source, recursive=True), None) is None:
+                raise SpecscoutError(f"{source}: matches no file")
+        elif not os.path.exists(source):
+            raise SpecscoutError(f"{source}: no such file or folder")
+        elif os.path.isdir(source) and next(_walk(os.path.abspath(source)), None) is None:
+            raise SpecscoutError(f"{source}: a folder without FITS files "
+                                 f"({', '.join(FITS_SUFFIXES)})")
+
+
 # --- labels of a labelled set --------------------------------------------------------------
 
 
@@ -88,14 +104,25 @@ def load_labels(csv_path: str | Path, classes: Sequence[str],
     label maps to ``""`` are left out. Returns {absolute path or id: class}."""
     csv_path = Path(csv_path)
     out: dict[str, str] = {}
-    with csv_path.open(newline="") as fh:
+    try:
+        return _read_labels(csv_path, classes, label_map, out)
+    except UnicodeDecodeError as exc:
+        raise SpecscoutError(f"{csv_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                             f"CSV") from None
+    except OSError as exc:
+        raise SpecscoutError(f"{csv_path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_labels(csv_path: Path, classes: Sequence[str], label_map: dict[str, str] | None,
+                 out: dict[str, str]) -> dict[str, str]:
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM too
         reader = csv.DictReader(fh)
         fields = set(reader.fieldnames or ())
         if "label" not in fields or not fields & {"path", "id"}:
             raise SpecscoutError(f"{csv_path}: needs a 'label' column and a 'path' or 'id' "
                                  f"column, has {sorted(fields)}")
         for line, row in enumerate(reader, start=2):
-            label = row["label"].strip()
+            label = (row.get("label") or "").strip()
             if label_map is not None:
                 label = label_map.get(label, label)
             if label == "":
@@ -106,11 +133,40 @@ def load_labels(csv_path: str | Path, classes: Sequence[str],
             if row.get("path"):
                 key = os.path.abspath(csv_path.parent / row["path"].strip())
             else:
-                key = row["id"].strip()
+                key = (row.get("id") or "").strip()
+            if not key:
+                raise SpecscoutError(f"{csv_path}:{line}: a label without a path or an id")
             if out.get(key, label) != label:
                 raise SpecscoutError(f"{csv_path}:{line}: {key} has two labels")
             out[key] = label
     return out
+
+
+def check_labels(store: Store, labels: dict[str, str]) -> int:
+    """Refuse a labelled set's CSV that gives a spectrum already in ``store`` another label
+    than the one it was stored with (ingest skips a file it has seen, so the change would be
+    lost without a word). Returns how many files stored without a label have one now
+    (``--retry-failed`` takes them in)."""
+    held = store.meta(columns=["path", "id", "label", "reason"], status=None).to_pydict()
+    changed, newly, taken = [], set(), set()
+    for path, sid, stored, reason in zip(held["path"], held["id"], held["label"],
+                                         held["reason"], strict=True):
+        now = labels.get(path, labels.get(sid) if sid else None)
+        if reason == "no-label":
+            if now is not None:
+                newly.add(path)
+        else:
+            taken.add(path)  # a retry stored it since
+            if stored and now is not None and now != stored:
+                changed.append(f"{sid or path} ({stored} -> {now})")
+    if changed:
+        raise SpecscoutError(
+            f"{len(changed)} spectra of the labelled set have another label in the CSV than "
+            f"the one they were ingested with: {', '.join(changed[:5])}"
+            + (" ..." if len(changed) > 5 else "")
+            + f"; a stored label is not changed by ingesting again: remove {store.path} and "
+              f"ingest the set anew (it is made from the files and the CSV alone)")
+    return len(newly - taken)
 
 
 # --- the work of one batch (runs on a worker) ----------------------------------------------
@@ -292,6 +348,10 @@ def ingest(
     again the files that failed before (a transient I/O error, a worker that died). compact:
     merge the run's small parts at the end (:meth:`Writer.compact`).
     """
+    sources = list(sources)
+    check_sources(sources)
+    if labels is not None:
+        check_labels(store, labels)
     start = time.perf_counter()
     summary = IngestSummary()
     bar = None
@@ -309,11 +369,9 @@ def ingest(
                 stored = set(zip(held["path"].to_pylist(), held["id"].to_pylist(),
                                  strict=True))
         seen = _Seen(store.seen(), retry)
-        if progress:  # a cheap first pass over the names, for the progress bar's ETA
-            from tqdm import tqdm
-
-            bar = tqdm(total=sum(1 for _ in iter_paths(sources)), unit="files",
-                       file=sys.stderr, smoothing=0.05, dynamic_ncols=True)
+        if progress and sys.stderr.isatty():  # a first pass over the names, for the ETA
+            bar = progress_bar(sum(1 for _ in iter_paths(sources)), "files",
+                               smoothing=0.05, dynamic_ncols=True)
         batch_size = max(1, min(batch_size, part_rows))  # a part is at least a batch
         batches = _batches(iter_paths(sources), seen, batch_size, summary,
                            bar.update if bar is not None else (lambda n: None))

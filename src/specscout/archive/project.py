@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from specscout.spectra.grid import Grid
 from specscout.spectra.preprocess import PreprocessConfig
 
 CONFIG_NAME = "specscout.toml"
+#: The file a command that writes iterations holds (:meth:`Project.lock`).
+LOCK_NAME = ".lock"
 #: What a kind of emission can be to a project (``[targets]``).
 SETTINGS = ("target", "flag", "other")
 DEFAULT_CLASSES = ("other", "emission", "double-peak")
@@ -111,14 +116,18 @@ class ProjectConfig:
             raise SpecscoutError(f"store dtype must be float32 or float16, not {self.dtype!r}")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise SpecscoutError(f"classes must be two or more distinct names: {self.classes}")
-        if self.part_rows < 1:
-            raise SpecscoutError("part_rows must be positive")
         for kind in ("nebular", "core"):
             if getattr(self, kind) not in SETTINGS:
                 raise SpecscoutError(f"targets.{kind} must be one of {', '.join(SETTINGS)}, "
                                      f"not {getattr(self, kind)!r}")
-        if self.artefacts < 0:
-            raise SpecscoutError("train.artefacts must be 0 or more")
+        if self.resolution is not None and not 100 <= self.resolution <= 1e6:
+            raise SpecscoutError(f"preprocess.resolution must be 0 (keep each file's) or "
+                                 f"100-1000000, not {self.resolution:g}")
+        for name, low, high in BOUNDS:
+            number = getattr(self, name)
+            if not (math.isfinite(number) and low <= number <= high):
+                raise SpecscoutError(f"{SECTION_OF[name]}.{name} must be {low:g}-{high:g}, "
+                                     f"not {number!r}")
 
     @property
     def targets(self) -> dict[str, str]:
@@ -155,14 +164,11 @@ class ProjectConfig:
     def from_toml(cls, text: str, source: str = "config") -> ProjectConfig:
         try:
             raw = tomllib.loads(text)
+            _check_keys(raw)
             grid, pre = raw.get("grid", {}), raw.get("preprocess", {})
             store, labels = raw.get("store", {}), raw.get("labels", {})
             train, score = raw.get("train", {}), raw.get("score", {})
             targets = raw.get("targets", {})
-            unknown = set(targets) - {"nebular", "core"}
-            if unknown:
-                raise ValueError(f"unknown key targets.{sorted(unknown)[0]}: the kinds that "
-                                 f"can be set are nebular and core")
             default = cls()
             return cls(
                 classes=tuple(raw.get("classes", default.classes)),
@@ -189,8 +195,43 @@ class ProjectConfig:
                 prior_shift=_flag(score.get("prior_shift", default.prior_shift),
                                   "score.prior_shift"),
             )
-        except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+        except (tomllib.TOMLDecodeError, ValueError, TypeError, SpecscoutError) as exc:
             raise SpecscoutError(f"{source}: {exc}") from None
+
+
+#: The keys of specscout.toml, by section ("" for the top level).
+KEYS = {"": {"classes", "grid", "preprocess", "store", "labels", "train", "score", "targets"},
+        "grid": {"start", "stop", "points"},
+        "preprocess": {"normalisation", "max_masked_fraction", "min_snr", "resolution"},
+        "store": {"dtype", "part_rows"}, "labels": {"url"},
+        "train": {"domain", "injected", "negatives", "labelled_set", "networks", "artefacts"},
+        "score": {"prior_shift"}, "targets": {"nebular", "core"}}
+#: Numbers of the config and their bounds (the command line's own).
+BOUNDS = (("max_masked_fraction", 0, 1), ("min_snr", 0, 1e4), ("part_rows", 1, 1 << 24),
+          ("injected", 1, 10_000_000), ("negatives", 1, 10_000_000), ("networks", 1, 16),
+          ("artefacts", 0, 10_000_000))
+SECTION_OF = {"max_masked_fraction": "preprocess", "min_snr": "preprocess",
+              "part_rows": "store", "injected": "train", "negatives": "train",
+              "networks": "train", "artefacts": "train"}
+
+
+def _check_keys(raw: dict) -> None:
+    """Refuse a key specscout does not know (a misspelt one would be ignored silently),
+    naming the nearest it knows."""
+    from difflib import get_close_matches
+
+    for section, known in KEYS.items():
+        table = raw if not section else raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"[{section}] must be a table of keys")
+        for key in table:
+            if key in known or (not section and key in KEYS):
+                continue
+            near = get_close_matches(key, sorted(known), n=1)
+            where = f"{section}.{key}" if section else key
+            hint = (f": did you mean {near[0]}?" if near
+                    else f" (known: {', '.join(sorted(known))})")
+            raise ValueError(f"unknown key {where}{hint}")
 
 
 def _flag(value, name: str) -> bool:
@@ -230,9 +271,40 @@ class Project:
         path = Path(path)
         if (path / CONFIG_NAME).exists():
             raise SpecscoutError(f"{path} is already a specscout project")
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.mkdir(parents=True)
+            # private: labels, sessions and scores are the team's (a group that shares a
+            # project opens it with chmod -R g+rwX,g+s; docs/labelling.md)
+            path.chmod(0o700)
         (path / CONFIG_NAME).write_text((config or ProjectConfig()).to_toml())
         return cls(path)
+
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold this project for ``command`` (one that writes iterations: train, score, query,
+        iterate, map): another such command meanwhile is refused, told who holds it. The
+        lock is the operating system's (``flock``), so a killed holder never leaves one
+        behind."""
+        import fcntl
+        import os
+        import socket
+        import time
+
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                raise SpecscoutError(f"{self.path} is busy: {holder or 'another command'} "
+                                     f"holds it; run this once it has ended") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"'specscout {command}' (process {os.getpid()} on "
+                          f"{socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
 
     @property
     def pool_path(self) -> Path:

@@ -358,8 +358,8 @@ class Store:
              limit: int | None = None) -> list[tuple[int, float]]:
         """(row, separation in arcsec) of the pooled spectra within ``radius_arcsec`` of
         (``ra``, ``dec``) in degrees, nearest first; through the HEALPix index."""
-        wanted = index.cone_pixels(ra, dec, radius_arcsec)
-        near = np.concatenate([index.find(self.index(p, "sky"), "pixel", wanted)
+        lo, hi = index.cone_ranges(ra, dec, radius_arcsec)
+        near = np.concatenate([index.find_ranges(self.index(p, "sky"), "pixel", lo, hi)
                                for p in self.parts] or [np.empty(0, index.SKY_DTYPE)])
         ra0, dec0, rr, dd = map(np.radians, (ra, dec, near["ra"], near["dec"]))
         hav = (np.sin((dd - dec0) / 2) ** 2

@@ -3,6 +3,7 @@ hats-import, with a margin cache, then matched fast by :mod:`.references`."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from specscout.catalogue.references import (
@@ -17,12 +18,14 @@ from specscout.errors import SpecscoutError
 
 
 def import_hats(file: str | Path, out: str | Path, *, margin_arcsec: float = 60.0,
-                workers: int | None = None, scheduler: str | None = None) -> dict:
+                workers: int | None = None, scheduler: str | None = None,
+                progress: bool = False) -> dict:
     """Write the catalogue ``file`` (CSV, VOTable or FITS with RA/Dec) as a HATS catalogue
     collection at ``out`` with a margin cache of ``margin_arcsec`` (hats-import on Dask: a
     local cluster of ``workers``, or the one at ``scheduler``), so that a large list is
     converted once and matched fast afterwards. A CSV with RA/Dec in degrees is read in
-    chunks; other files (and sexagesimal positions) are read whole with astropy first."""
+    chunks; other files (and sexagesimal positions) are read whole with astropy first.
+    ``progress``: hats-import's progress bars."""
     import time
 
     try:
@@ -33,6 +36,7 @@ def import_hats(file: str | Path, out: str | Path, *, margin_arcsec: float = 60.
                              "(pip install 'specscout[hats]')") from None
     from specscout.archive.cluster import dask_client
 
+    quiet_hats()
     path, out = Path(file).resolve(), Path(out).resolve()
     if out.exists():
         raise SpecscoutError(f"{out} exists already: name a new directory")
@@ -66,7 +70,7 @@ def import_hats(file: str | Path, out: str | Path, *, margin_arcsec: float = 60.
     try:
         with dask_client(workers, scheduler) as client:
             args = (CollectionArguments(output_artifact_name=out.name, output_path=out.parent,
-                                        progress_bar=False, resume=False)
+                                        progress_bar=progress and sys.stderr.isatty(), resume=False)
                     .catalog(input_file_list=inputs, file_reader=reader, ra_column=ra_name,
                              dec_column=dec_name)
                     .add_margin(margin_threshold=margin_arcsec, is_default=True))
@@ -77,7 +81,6 @@ def import_hats(file: str | Path, out: str | Path, *, margin_arcsec: float = 60.
         staged.unlink(missing_ok=True)
     import hats
 
-    quiet_hats()
     catalog = hats.read_hats(out).main_catalog
     return {"path": out, "rows": int(catalog.catalog_info.total_rows or 0),
             "partitions": len(catalog.get_healpix_pixels()),

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from specscout.archive.atomic import write_with
 from specscout.archive.project import Project
 from specscout.errors import ReadError
+from specscout.progress import progress_bar
 from specscout.spectra.kinds import classify
 from specscout.spectra.measure import VERSION, empty_row, measure
 
@@ -158,13 +159,7 @@ def _on_dask(records: list[dict], workers: int | None, scheduler: str | None,
 
     records = sorted(records, key=lambda r: r["path"])  # a file's spectra in one task
     batches = [records[i : i + TASK] for i in range(0, len(records), TASK)]
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(records), unit="spectra", desc="measuring lines", file=sys.stderr)
+    bar = progress_bar(len(records), "spectra", "measuring lines") if progress else None
     out: list[dict] = []
     try:
         with dask_client(workers, scheduler) as client:

@@ -355,10 +355,18 @@ def _hats_pairs(ref: Reference, ra, dec, mjd, radius, columns) -> _Pairs:
     left = lsdb.from_dataframe(
         pd.DataFrame({"q_": np.arange(len(ra)), "ra_": ra % 360, "dec_": dec}),
         ra_column="ra_", dec_column="dec_", catalog_name="specscout", margin_threshold=None)
-    xm = left.crossmatch(catalog, radius_arcsec=reach, n_neighbors=k,
-                         suffixes=("", "_ref"), suffix_method="overlapping_columns")
-    # on the Dask client of this process if there is one (see crossmatch), else threads
-    found = xm.compute(progress_bar=False)
+    try:
+        xm = left.crossmatch(catalog, radius_arcsec=reach, n_neighbors=k,
+                             suffixes=("", "_ref"), suffix_method="overlapping_columns")
+        # on the Dask client of this process if there is one (see crossmatch), else threads
+        found = xm.compute(progress_bar=False)
+    except RuntimeError as exc:
+        # LSDB refuses to align catalogues whose sky coverages are disjoint: no pairs
+        if "do not overlap" not in str(exc):
+            raise
+        return _Pairs(np.empty(0, np.int64), *(np.empty(0) for _ in range(5)),
+                      np.empty(0, object), {c: np.empty(0) for c in wanted}, rows, has_pm,
+                      remark + "; it does not cover the sky of these objects")
     out = {c: found[c + "_ref"] if c + "_ref" in found.columns else found[c] for c in load}
     query = found["q_"].to_numpy(np.int64)
     nan = np.full(len(query), np.nan)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import click
 
 from specscout.cli.common import (
+    ARCSEC,
+    SEED,
+    THRESHOLD,
+    WORKERS,
+    Finite,
     counts,
     iteration_option,
     open_project,
     options,
     project_argument,
+    quiet_option,
     scheduler_option,
 )
 
@@ -21,10 +27,10 @@ catalogue_option = options(
     click.option("--columns", default="", metavar="A,B,...",
                  help="catalogue columns to bring over (as CATALOGUE_COLUMN), where a "
                       "catalogue has them"),
-    click.option("--workers", type=int, default=None,
+    click.option("--workers", type=WORKERS, default=None,
                  help="local Dask workers for HATS catalogues (default: one per core)"),
     scheduler_option)
-threshold_option = click.option("--threshold", type=float, default=0.5, show_default=True,
+threshold_option = click.option("--threshold", type=THRESHOLD, default=0.5, show_default=True,
                                 help="least probability of a target class")
 kind_options = options(
     click.option("--kind", default="", metavar="K,...",
@@ -42,7 +48,7 @@ kind_options = options(
 @click.command()
 @project_argument
 @threshold_option
-@click.option("--radius", type=float, default=3.0, show_default=True,
+@click.option("--radius", type=ARCSEC, default=3.0, show_default=True,
               help="arcsec: spectra this close are one object; cross-match radius")
 @catalogue_option
 @click.option("--classes", default=None, metavar="A,B,...",
@@ -54,8 +60,9 @@ kind_options = options(
 @click.option("--samp", is_flag=True,
               help="send the objects table to TOPCAT etc. through the running SAMP hub")
 @kind_options
+@quiet_option
 def candidates(project, threshold, radius, catalogue, columns, workers, scheduler, classes,
-               iteration, out, samp, kind, flagged, lines) -> int:
+               iteration, out, samp, kind, flagged, lines, quiet) -> int:
     """The candidate catalogue: objects of the target classes, their H-alpha measured and
     their kind of emission told, cross-matched against reference catalogues."""
     from pathlib import Path
@@ -67,32 +74,36 @@ def candidates(project, threshold, radius, catalogue, columns, workers, schedule
                 iteration=iteration,
                 classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
                 columns=_names(columns), workers=workers, scheduler=scheduler,
-                kinds=_names(kind) or None, flagged=flagged, lines=lines, progress=True)
+                kinds=_names(kind) or None, flagged=flagged, lines=lines, progress=not quiet)
     objects, spectra = cat.objects, cat.spectra
-    print(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
-          f"spectra of {len(objects)} objects")
+    say = (lambda *_: None) if quiet else print
+    by_label = int(sum(s == "label" for s in spectra["source"])) if len(spectra) else 0
+    # 'status' counts what the model proposes; here the labelled ones come first
+    say(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
+          f"spectra of {len(objects)} objects ({by_label} by a label, "
+          f"{len(spectra) - by_label} proposed by the model and listed)")
     for cls in dict.fromkeys(objects["class"]):
         o = objects[objects["class"] == cls]
         known = int(sum(o["known"]))
-        print(f"  {cls:<14} {int(sum(o['n_spectra']))} spectra of {len(o)} objects: "
+        say(f"  {cls:<14} {int(sum(o['n_spectra']))} spectra of {len(o)} objects: "
               f"{len(o) - known} new, {known} known")
     if len(spectra):
         import numpy as np
 
-        print("  by kind (spectra): " + counts(
+        say("  by kind (spectra): " + counts(
             {k + (" (flagged)" if p.config.targets.get(k) == "flag" else ""): int(n)
              for k, n in zip(*np.unique(np.asarray(spectra["kind"]), return_counts=True),
                              strict=True)}))
     if cat.set_aside:
-        print(f"  set aside (the model's, not listed by their measured kind; --kind all "
+        say(f"  set aside (the model's, not listed by their measured kind; --kind all "
               f"lists them): {counts(cat.set_aside)}")
     for note in objects.meta.get("catalogues", []):
-        print(f"  matched {note}")
+        say(f"  matched {note}")
     for name in out:
         path = write(objects, name)
         stem = path.with_name(path.stem + "-spectra" + path.suffix)
         write(spectra, stem)
-        print(f"wrote {path} (objects) and {stem} (spectra)")
+        say(f"wrote {path} (objects) and {stem} (spectra)")
     if samp:
         from specscout.catalogue.samp import send_table
 
@@ -100,26 +111,27 @@ def candidates(project, threshold, radius, catalogue, columns, workers, schedule
         if votable is None:
             votable = write(objects, p.path / "candidates.xml")
         sent = send_table(votable, name=f"specscout candidates ({p.path.name})")
-        print(f"sent {votable} by SAMP to: {', '.join(sent) or 'no client that loads tables'}")
+        say(f"sent {votable} by SAMP to: {', '.join(sent) or 'no client that loads tables'}")
     return 0
 
 
 @click.command()
 @project_argument
 @click.option("--draw", is_flag=True, help="draw a new audit sample")
-@click.option("--positives", type=int, default=50, show_default=True,
+@click.option("--positives", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
               help="per candidate class")
-@click.option("--negatives", type=int, default=150, show_default=True,
+@click.option("--negatives", type=click.IntRange(1, 1_000_000), default=150, show_default=True,
               help="over the other strata")
 @threshold_option
 @iteration_option
 @click.option("--truth", default=None,
               help="simulations: label the sample from this truth table")
-@click.option("--level", type=float, default=0.95, show_default=True)
-@click.option("--coverage", type=int, default=0, metavar="N",
+@click.option("--level", type=Finite(0.5, 0.9999), default=0.95, show_default=True,
+              help="confidence level of the intervals")
+@click.option("--coverage", type=click.IntRange(0, 100_000), default=0, metavar="N",
               help="simulations: repeat N audits labelled from --truth and report how often "
                    "the intervals hold the true values")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="of the random draw")
 def audit(project, draw, positives, negatives, threshold, iteration, truth, level, coverage,
           seed) -> int:
     """Estimate precision and recall from random audit samples."""
@@ -171,7 +183,8 @@ def audit(project, draw, positives, negatives, threshold, iteration, truth, leve
 @project_argument
 @click.option("--out", default=None, help="directory (default PROJECT/report)")
 @threshold_option
-@click.option("--radius", type=float, default=3.0, show_default=True)
+@click.option("--radius", type=ARCSEC, default=3.0, show_default=True,
+              help="arcsec: spectra this close are one object; cross-match radius")
 @catalogue_option
 @kind_options
 def report(project, out, threshold, radius, catalogue, columns, workers, scheduler, kind,
@@ -199,20 +212,23 @@ def catalogue() -> None:
 @catalogue.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path())
-@click.option("--margin", type=float, default=60.0, show_default=True,
+@click.option("--margin", type=ARCSEC, default=60.0, show_default=True,
               help="arcsec: the margin cache kept beside each partition (the largest "
                    "cross-match radius it serves exactly)")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=WORKERS, default=None,
               help="local Dask workers (default: one per core)")
 @scheduler_option
-def import_(file, out, margin, workers, scheduler) -> int:
+@quiet_option
+def import_(file, out, margin, workers, scheduler, quiet) -> int:
     """Turn a catalogue FILE (CSV, VOTable, FITS with RA/Dec) into a HATS catalogue OUT
     (with its margin cache), for fast matching: --catalogue OUT."""
     from specscout.catalogue.convert import import_hats
 
-    info = import_hats(file, out, margin_arcsec=margin, workers=workers, scheduler=scheduler)
-    print(f"wrote {info['path']}: {info['rows']:,} rows in {info['partitions']} partitions, "
-          f"margin {margin:g} arcsec ({info['seconds']:.1f} s)")
+    info = import_hats(file, out, margin_arcsec=margin, workers=workers, scheduler=scheduler,
+                       progress=not quiet)
+    if not quiet:
+        print(f"wrote {out}: {info['rows']:,} rows in {info['partitions']} partitions, "
+              f"margin {margin:g} arcsec ({info['seconds']:.1f} s)")
     return 0
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import click
 
 from specscout.spectra.grid import Grid
+
+#: The projects a command opened: where its error log goes.
+OPENED: list = []
 
 
 class Named(click.ParamType):
@@ -28,6 +32,60 @@ class Named(click.ParamType):
         return value
 
 
+class Finite(click.FloatRange):
+    """A number within a range, and finite: click's ``FloatRange`` lets NaN through every
+    bound (NaN compares false with all of them) and infinity through an open one."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class Device(click.ParamType):
+    """Where a network runs: ``auto`` (a CUDA GPU if this machine has one, else the CPU),
+    ``cpu``, ``cuda`` or ``cuda:N``; a GPU this machine does not have is refused here, not
+    after an hour's work."""
+
+    name = "device"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value, param, ctx) -> str:
+        value = str(value).strip().lower()
+        if value in ("auto", "cpu"):
+            return value
+        index = value.removeprefix("cuda").removeprefix(":") if value.startswith("cuda") \
+            else None
+        if index is None or not (index == "" or index.isdigit()):
+            self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            self.fail(f"this machine has no CUDA GPU for torch {torch.__version__}: use "
+                      f"--device cpu (or auto)", param, ctx)
+        if index and int(index) >= count:
+            self.fail(f"{value!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                      f"cuda:{count - 1}", param, ctx)
+        return value
+
+
+#: Types of the options that several commands share, bounded where they enter.
+WORKERS = click.IntRange(1, 1024)
+SEED = click.IntRange(0, 2**32 - 1)
+PORT = click.IntRange(1, 65535)
+ITERATION = click.IntRange(1, 10**6)
+PROBABILITY = Finite(0.0, 1.0)
+THRESHOLD = Finite(0.0, 1.0, min_open=True)
+ARCSEC = Finite(0.0, 3600.0, min_open=True)  # a match or grouping radius, up to a degree
+RESOLVING_POWER = Finite(100.0, 1e6)
+WAVELENGTH = Finite(1000.0, 100_000.0)  # Angstrom
+POINTS = click.IntRange(8, 100_000)
+
+
 def model_names() -> Iterable[str]:
     from specscout.learn.model import MODELS
 
@@ -43,11 +101,20 @@ def strategy_names() -> Iterable[str]:
 def grid_options(func):
     """--window START STOP and --points: the wavelength grid."""
     default = Grid()
-    func = click.option("--points", type=int, default=default.points, show_default=True,
+    func = click.option("--points", type=POINTS, default=default.points, show_default=True,
                         help="points of the grid")(func)
-    return click.option("--window", nargs=2, type=float, metavar="START STOP",
+    return click.option("--window", nargs=2, type=WAVELENGTH, metavar="START STOP",
                         default=(default.start, default.stop), show_default=True,
+                        callback=check_window,
                         help="vacuum wavelength window in Angstrom")(func)
+
+
+def check_window(ctx, param, value):
+    """A window whose start lies below its stop (None passes)."""
+    if value is not None and not value[0] < value[1]:
+        raise click.BadParameter(f"the start ({value[0]:g}) must lie below the stop "
+                                 f"({value[1]:g})", ctx, param)
+    return value
 
 
 def grid(window: tuple[float, float], points: int) -> Grid:
@@ -55,10 +122,10 @@ def grid(window: tuple[float, float], points: int) -> Grid:
 
 
 project_argument = click.argument("project")
-iteration_option = click.option("--iteration", type=int, default=None,
+iteration_option = click.option("--iteration", type=ITERATION, default=None,
                                 help="default: the latest")
-quiet_option = click.option("--quiet", is_flag=True, help="no progress bar")
-workers_option = click.option("--workers", type=int, default=None,
+quiet_option = click.option("--quiet", is_flag=True, help="print nothing but errors")
+workers_option = click.option("--workers", type=WORKERS, default=None,
                               help="local Dask worker processes (default: one per core)")
 scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
                                 help="an existing dask.distributed scheduler, e.g. "
@@ -71,6 +138,7 @@ def open_project(path: str, shared: bool = False):
     from specscout.archive.project import Project
 
     project = Project(path)
+    OPENED.append(project.path)
     if shared:
         from specscout.labels.schema import resolve_url, sqlite_warning
 

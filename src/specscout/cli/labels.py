@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from specscout.cli.common import project_argument
+from specscout.cli.common import ARCSEC, open_project, project_argument
 
 
 def _labels(path: str):
-    from specscout.archive.project import Project
     from specscout.labels import label_store
 
-    project = Project(path)
+    project = open_project(path)
     return project, label_store(project)
 
 
@@ -23,7 +22,8 @@ def labels() -> None:
 @labels.command("import")
 @project_argument
 @click.argument("csv")
-@click.option("--annotator", default="csv", show_default=True)
+@click.option("--annotator", default="csv", show_default=True,
+              help="who the labels are by (kept with each label)")
 @click.option("--audit", is_flag=True, help="audit labels (kept apart from training)")
 def import_(project, csv, annotator, audit) -> int:
     """Labels from CSV: a label column and one of row, id, obsid, designation."""
@@ -32,7 +32,9 @@ def import_(project, csv, annotator, audit) -> int:
     p, store = _labels(project)
     n = import_csv(store, csv, p.store("pool"), p.config.classes, annotator=annotator,
                    audit=audit)
-    print(f"imported {n} labels from {csv}")
+    print(f"imported {n['added']} labels from {csv}"
+          + (f" ({n['unchanged']} already given as they are: not added again)"
+             if n["unchanged"] else ""))
     return 0
 
 
@@ -40,7 +42,7 @@ def import_(project, csv, annotator, audit) -> int:
 @project_argument
 @click.argument("catalogue")
 @click.option("--class", "cls", required=True, help="the class its objects are")
-@click.option("--radius", type=float, default=3.0, show_default=True, help="arcsec")
+@click.option("--radius", type=ARCSEC, default=3.0, show_default=True, help="arcsec")
 @click.option("--name", default=None, help="the catalogue's name (default: the file's)")
 def from_catalogue(project, catalogue, cls, radius, name) -> int:
     """Label the pool spectra of a reference catalogue's objects (CSV, VOTable, FITS)."""

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from specscout.cli.common import grid, grid_options
+from specscout.cli.common import RESOLVING_POWER, Finite, grid, grid_options
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @grid_options
-@click.option("--normalisation", type=click.Choice(["minmax", "continuum"]), default="minmax")
-@click.option("--degrade-to", type=float, default=None, metavar="R",
+@click.option("--normalisation", type=click.Choice(["minmax", "continuum"]), default="minmax",
+              show_default=True, help="to [-1, 1] (the paper's) or by a fitted continuum")
+@click.option("--degrade-to", type=RESOLVING_POWER, default=None, metavar="R",
               help="degrade to this resolving power before resampling")
 def inspect(files, window, points, normalisation, degrade_to) -> int:
     """Read spectrum files and show what specscout sees."""
@@ -59,7 +60,7 @@ def _show(value: float, error: float, unit: str = "", digits: int = 2) -> str:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--resolving-power", type=click.FloatRange(min=100, max=1e6), default=None,
+@click.option("--resolving-power", type=RESOLVING_POWER, default=None,
               metavar="R", help="the lines' resolving power (default: the instrument's "
                                 "effective one, else the file's)")
 @click.option("--out", default=None, metavar="TABLE",
@@ -121,9 +122,10 @@ def measure(files, resolving_power, out) -> int:
 @click.command()
 @click.argument("pairs")
 @grid_options
-@click.option("--r-source", type=float, default=None,
+@click.option("--r-source", type=RESOLVING_POWER, default=None,
               help="resolving power of the source spectra (default: the reader's)")
-@click.option("--fixed-blur", type=float, default=7.0, metavar="PIXELS", show_default=True,
+@click.option("--fixed-blur", type=Finite(0.0, 100.0, min_open=True), default=7.0,
+              metavar="PIXELS", show_default=True,
               help="the fixed blur to compare with (the paper's)")
 def calibrate(pairs, window, points, r_source, fixed_blur) -> int:
     """Fit the survey's resolving power from pairs of spectra of one star.

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from specscout.cli.common import open_project, project_argument
+from specscout.cli.common import (
+    ITERATION,
+    PORT,
+    SEED,
+    open_project,
+    project_argument,
+    quiet_option,
+)
 
 
 @click.command()
@@ -12,7 +19,7 @@ from specscout.cli.common import open_project, project_argument
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind (any other than loopback requires every annotator to "
                    "log in, and TLS)")
-@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--port", type=PORT, default=8765, show_default=True, help="port to serve on")
 @click.option("--annotator", default=None,
               help="name written with labels of the one-time link's session (default: your "
                    "login)")
@@ -25,7 +32,8 @@ from specscout.cli.common import open_project, project_argument
 @click.option("--insecure-http", is_flag=True,
               help="allow a non-loopback bind without TLS")
 @click.option("--no-samp", is_flag=True, help="no SAMP link from the server to VO tools")
-@click.option("--samp-web-port", type=int, default=21012, show_default=True,
+@click.option("--samp-web-port", type=click.IntRange(0, 65535), default=21012,
+              show_default=True,
               help="the port of the annotator's SAMP hub (Web Profile) the page talks to; "
                    "0: none")
 @click.option("--catalogue", multiple=True, metavar="PATH[@ARCSEC]",
@@ -45,16 +53,24 @@ def serve(project, host, port, annotator, require_login, no_auth, certfile, keyf
 
 @click.command("map")
 @project_argument
-@click.option("--iteration", type=int, default=None, help="default: the latest scored")
-@click.option("--points", type=int, default=100_000, show_default=True,
+@click.option("--iteration", type=ITERATION, default=None, help="default: the latest scored")
+@click.option("--points", type=click.IntRange(100, 10_000_000), default=100_000,
+              show_default=True,
               help="at most: labelled spectra and candidates (a quarter each at most) and a "
                    "random sample of the pool")
-@click.option("--seed", type=int, default=0)
-def pool_map(project, iteration, points, seed) -> int:
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="of the sample and of UMAP")
+@quiet_option
+def pool_map(project, iteration, points, seed, quiet) -> int:
     """The 2-D map of the pool in the network's features (UMAP), for the app's Map page."""
     from specscout.learn.map import compute_map
 
-    info = compute_map(open_project(project, shared=True), iteration, points, seed=seed)
+    p = open_project(project, shared=True)
+    with p.lock("map"):
+        info = compute_map(p, iteration, points, seed=seed,
+                           say=None if quiet else lambda s: print(f"  {s}", flush=True))
+    if quiet:
+        return 0
     print(f"map of iteration {info['iteration']}: {info['points']} spectra in "
           f"{info['seconds']:.0f} s (the app's Map page shows it)")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -140,6 +141,8 @@ def sqlite_warning(url: str) -> str | None:
 def connect(url: str) -> sa.Engine:
     """An engine on the label database at ``url``, its tables created or upgraded."""
     engine = sa.create_engine(url, future=True)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        _private(Path(engine.url.database))
     if engine.dialect.name == "sqlite":
         @sa.event.listens_for(engine, "connect")
         def _pragmas(conn, _record) -> None:  # WAL: readers never block the writer
@@ -153,6 +156,18 @@ def connect(url: str) -> sa.Engine:
     metadata.create_all(engine)
     _upgrade(engine)
     return engine
+
+
+def _private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its -wal and -shm
+    files the same mode), or by the group too where the folder is the group's."""
+    if path.exists() or not path.parent.is_dir():
+        return
+    mode = 0o660 if path.parent.stat().st_mode & 0o070 == 0o070 else 0o600
+    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)  # whatever the umask
+        os.close(fd)
 
 
 def _upgrade(engine: sa.Engine) -> None:

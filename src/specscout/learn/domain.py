@@ -21,6 +21,7 @@ trained on.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -403,11 +404,29 @@ def _from_files(project: Project, pool, hosts: np.ndarray, targets: list[int],
                      lines), vetted, dict(failures))
 
 
+#: What each pool spectrum showed, by (file, id, the file's size and time): a process that
+#: trains again (the demo, an experiment) measures a host once. Cleared when this full.
+VETTED_MAX = 200_000
+_VETTED: dict[tuple, tuple[str, float]] = {}
+
+
 def _vet(spectrum, failures: dict[str, int]) -> tuple[str, float]:
     """(the kind of emission a pool spectrum shows, "" for none; its net EW): one that cannot
     be measured counts as none (and is counted)."""
     try:
-        return emission_kind(spectrum)
+        stat = os.stat(spectrum.meta.path)
+        key = (spectrum.meta.path, spectrum.meta.id, stat.st_size, stat.st_mtime_ns)
+    except (OSError, TypeError):
+        key = None
+    if key is not None and key in _VETTED:
+        return _VETTED[key]
+    try:
+        found = emission_kind(spectrum)
     except Exception as exc:  # one odd spectrum must not stop a training
         failures[f"vetting-error:{type(exc).__name__}"] += 1
         return "", float("nan")
+    if key is not None:
+        if len(_VETTED) >= VETTED_MAX:
+            _VETTED.clear()
+        _VETTED[key] = found
+    return found

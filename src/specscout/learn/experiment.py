@@ -64,12 +64,18 @@ class ExperimentConfig:
 def truth_classes(project: Project, truth: str | Path, store: str = "pool") -> np.ndarray:
     """Class index of every row of ``store`` from a truth table (Parquet or CSV with columns
     ``id`` and ``class``, as ``specscout simulate`` writes it). Every row must be found."""
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     truth = Path(truth)
-    table = (pq.read_table(truth, columns=["id", "class"]) if truth.suffix == ".parquet"
-             else pacsv.read_csv(truth).select(["id", "class"]))
+    try:
+        table = (pq.read_table(truth, columns=["id", "class"]) if truth.suffix == ".parquet"
+                 else pacsv.read_csv(truth).select(["id", "class"]))
+    except (OSError, KeyError, pa.ArrowException) as exc:
+        raise SpecscoutError(f"{truth}: not a truth table (Parquet or CSV with columns id and "
+                             f"class, as 'specscout simulate' writes one): "
+                             f"{str(exc).splitlines()[0]}") from None
     cls_of = dict(zip(table["id"].to_pylist(), table["class"].to_pylist(), strict=True))
     classes = list(project.config.classes)
     meta = project.store(store).meta(columns=["row", "id"]).sort_by("row").to_pydict()
@@ -284,7 +290,6 @@ def run_project(project: Project, truth: str | Path, out: str | Path,
     ``curves.csv``, ``curves.png`` and ``summary.json`` under ``out``, and each run's
     project under ``out/runs``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     classes = tuple(project.config.classes)
     pool = project.store("pool")
     if not len(pool):
@@ -295,6 +300,7 @@ def run_project(project: Project, truth: str | Path, out: str | Path,
     labelled = len(project.store("labelled")) if use else 0
     if not labelled and config.initial == 0:
         raise SpecscoutError("no labelled set in the project: give --initial N random labels")
+    out.mkdir(parents=True, exist_ok=True)  # once everything it needs is there
     start = time.perf_counter()
     results = run(project, y, config, out / "runs", log)
     info = {"config": asdict(config), "pool": len(pool), "pool_classes": {

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import asdict, replace
@@ -139,7 +140,8 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     ``labelled_set`` (default: the project's setting): train on the labelled store too.
     ``networks`` (default: the project's setting): networks per fold, of other seeds on the
     same examples, whose probabilities are averaged. ``exclude``: pool rows held out (never
-    drawn as negatives or hosts)."""
+    drawn as negatives or hosts). ``log``: called after every epoch with its losses, the
+    fold and the network's number within the fold."""
     c = project.config
     domain = c.domain if domain is None else domain
     labelled_set = c.labelled_set if labelled_set is None else labelled_set
@@ -169,7 +171,9 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
             start = same[k % len(same)] if same else None
             fitted = fit(examples.x, examples.y, c.classes,
                          replace(config, seed=config.seed + 7919 * k),
-                         warm_start=start.model.state_dict() if start else None, log=log,
+                         warm_start=start.model.state_dict() if start else None,
+                         log=(lambda h, f=fold, k=k: log({**h, "fold": f, "network": k}))
+                         if log else None,
                          keys=examples.key, weight=examples.weight)
             fitted.fold, fitted.fold_seed, fitted.fold_nside = fold, config.seed, FOLD_NSIDE
             trained[(k, fold)] = fitted
@@ -182,20 +186,23 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
             counts = counts_f
     fits = [trained[key] for key in sorted(trained, key=lambda kf: (kf[0], kf[1] or 0))]
     path = iteration_path(project, number)
-    tmp = iterations_dir(project) / f".tmp-{number:04d}-{uuid.uuid4().hex}"
+    # who writes it: clean_unfinished leaves a living training's folder alone
+    tmp = iterations_dir(project) / (f".tmp-{number:04d}-{socket.gethostname()}-{os.getpid()}"
+                                     f"-{uuid.uuid4().hex}")
     tmp.mkdir(parents=True)
     for i, fitted in enumerate(fits):
         fitted.save(tmp / ("model.pt" if i == 0 else f"model-{i}.pt"))
     _write_examples(tmp / "training.parquet", sets, c.classes)
-    best = [f.history[f.best_epoch - 1] for f in fits]
+    best = [next(h for h in f.history if h["epoch"] == f.best_epoch) for f in fits]
+    trained = [b["train_loss"] for b in best if b["train_loss"] is not None]
     record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
            train={"config": asdict(config), "warm_start": bool(previous), "domain": domain,
                   "targets": c.targets, "fold_nside": FOLD_NSIDE if domain else None,
                   "networks": len(fits), **counts,
                   "validation": len(fits[0].val_rows),
-                  "epochs": len(fits[0].history), "best_epoch": fits[0].best_epoch,
+                  "epochs": fits[0].history[-1]["epoch"], "best_epoch": fits[0].best_epoch,
                   "val_loss": float(np.mean([b["val_loss"] for b in best])),
-                  "train_loss": float(np.mean([b["train_loss"] for b in best])),
+                  "train_loss": float(np.mean(trained)) if trained else None,  # None: the start
                   "temperature": fits[0].temperature, "priors": list(fits[0].priors),
                   "seconds": round(sum(f.seconds for f in fits), 2)})
     if path.exists() and not (path / "model.pt").exists():  # a killed run's, incomplete
@@ -204,6 +211,33 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     os.rename(tmp, path)  # the iteration appears whole
     fsync_dir(path.parent)
     return number
+
+
+def clean_unfinished(project: Project) -> list[str]:
+    """Remove what trainings that were killed left (``iterations/.tmp-*``), while holding the
+    project's lock (:meth:`~specscout.archive.project.Project.lock`): the folders of this
+    host's processes that are gone (a training from Python holds no lock; one of another
+    host is left to that host). Returns their names."""
+    folder = iterations_dir(project)
+    gone = []
+    for path in sorted(folder.glob(".tmp-*")) if folder.is_dir() else []:
+        owner = path.name.split("-", 2)[-1].rsplit("-", 2)  # host, pid, a random id
+        if len(owner) == 3 and (owner[0] != socket.gethostname() or not owner[1].isdigit()
+                                or _alive(int(owner[1]))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        gone.append(path.name)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 #: EM's sample of the pool's scores, at most.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,16 +95,20 @@ def layout(features: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def compute_map(project: Project, number: int | None = None, max_points: int = MAX_POINTS,
-                threshold: float = 0.5, seed: int = 0) -> dict:
-    """Compute and keep the map of iteration ``number`` (default: the latest scored)."""
+                threshold: float = 0.5, seed: int = 0,
+                say: Callable[[str], None] | None = None) -> dict:
+    """Compute and keep the map of iteration ``number`` (default: the latest scored);
+    ``say`` is told of each stage as it starts."""
     from specscout.learn.iterate import members_of
 
+    say = say or (lambda _: None)
     start = time.perf_counter()
     scored = scored_iterations(project)
     if not scored:
         raise SpecscoutError(f"{project.path} has no scored iteration: run 'specscout iterate'")
     number = number or scored[-1]
     _, probs = load_scores(project, number)
+    say(f"choosing the spectra of the map among the {len(probs):,} of the pool")
     labels = label_store(project)
     candidates = np.concatenate([first + np.nonzero(model_candidates(p, threshold)[1])[0]
                                  for first, p in chunks(probs)] or [np.empty(0, np.int64)])
@@ -114,7 +119,10 @@ def compute_map(project: Project, number: int | None = None, max_points: int = M
                           np.random.default_rng(seed))
     pool = project.store("pool")
     fitted = members_of(iteration_path(project, number))[0]
-    xy = layout(embed(fitted, pool.flux, rows), seed)
+    say(f"the network's features of {len(rows):,} spectra")
+    features = embed(fitted, pool.flux, rows)
+    say("their UMAP layout")
+    xy = layout(features, seed)
     p = np.asarray(probs[rows], np.float32)
     info = {"iteration": number, "points": len(rows), "seconds":
             round(time.perf_counter() - start, 1)}

@@ -22,6 +22,7 @@ from specscout.learn.domain import fold_of, sky_cells
 from specscout.learn.fastcnn import FastPaperCNN, supports
 from specscout.learn.strategies import entropy
 from specscout.learn.train import Fitted, device_for
+from specscout.progress import progress_bar
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -152,13 +153,7 @@ def score_store(fitted: Fitted | Sequence[Fitted], store: Store, *, batch: int =
     n = len(store)
     probs = np.empty((n, len(fitted.classes)), dtype=np.float16)
     bald = np.empty(n, dtype=np.float16) if mc_passes else None
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="spectra", file=sys.stderr)
+    bar = progress_bar(n, "spectra") if progress else None
 
     def take(first: int, p: np.ndarray, b: np.ndarray | None) -> None:
         probs[first : first + len(p)] = p

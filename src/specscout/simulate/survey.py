@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from specscout.progress import progress_bar
 from specscout.simulate.profiles import CLASSES, draw_profile, line_profile, log_uniform
 from specscout.spectra.lines import C_KMS, HALPHA_AIR, HALPHA_VACUUM, continuum
 from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum, match_resolution, resample
@@ -337,13 +338,7 @@ def _run(batch_func, n: int, args: tuple, workers: int | None, scheduler: str | 
     from specscout.archive.cluster import dask_client, map_batches
 
     rows: list[dict] = []
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="spectra", file=sys.stderr)
+    bar = progress_bar(n, "spectra") if progress else None
     try:
         if n <= 200 or workers == 0:  # not worth a cluster
             for batch in _chunks(n, 100):

@@ -25,6 +25,7 @@ import re
 import threading
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -155,6 +156,13 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     @app.exception_handler(SpecscoutError)
     def specscout_error(request: Request, exc: SpecscoutError) -> JSONResponse:
         return JSONResponse({"detail": without_paths(str(exc))}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # where and why, never the input itself: it may not even be encodable
+        return JSONResponse({"detail": [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))} for e in exc.errors()]}, status_code=422)
 
     return app
 

@@ -14,6 +14,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response
+from pydantic import BaseModel, ConfigDict
 
 from specscout.web.state import State
 
@@ -92,3 +93,26 @@ def new_session(request: Request, response: Response, state: State, name: str) -
 #: The dependencies as endpoint parameters: ``who: Who`` (reads), ``who: Writer`` (writes).
 Who = Annotated[str, Depends(annotator)]
 Writer = Annotated[str, Depends(writer)]
+
+
+class Strict(BaseModel):
+    """A request body: every field of its own type (a row is a number, not true nor "1"),
+    no field the endpoint does not know."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+#: Characters a comment may not hold: controls but tab and newline, bidirectional
+#: overrides and isolates (which make a comment read otherwise than it is stored).
+UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
+          "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)),
+          *map(chr, range(0x2066, 0x206A))} - {"\t", "\n"}
+
+
+def clean_text(value: str) -> str:
+    """``value`` if it is text a person would write; a ValueError naming the first character
+    that is not (a control or bidirectional character, an unpaired surrogate)."""
+    for k, c in enumerate(value):
+        if c in UNSAFE or 0xD800 <= ord(c) <= 0xDFFF:
+            raise ValueError(f"character {k + 1} (U+{ord(c):04X}) is not allowed")
+    return value

@@ -29,6 +29,9 @@ SEARCH_LIMIT = 50
 #: Spectra this close to one another are epochs of one object.
 EPOCH_RADIUS_ARCSEC = 3.0
 DEFAULT_RADIUS_ARCSEC = 5.0
+#: A search by position looks at most this far (1 degree): the app answers every request
+#: quickly, and a search wider than this is a job for a catalogue tool.
+MAX_RADIUS_ARCSEC = 3600.0
 _NUMBER = r"[-+]?\d+(?:\.\d*)?"
 _DEGREES = re.compile(rf"\s*({_NUMBER})[\s,]+({_NUMBER})(?:[\s,]+({_NUMBER}))?\s*")
 
@@ -168,6 +171,9 @@ class PoolView:
             add(pool.lookup(key, [text], limit=SEARCH_LIMIT)["row"].to_pylist(), key)
         if not hits:
             position = _position(text)
+            if position is not None and position[2] > MAX_RADIUS_ARCSEC:
+                raise SpecscoutError(f"a search radius is at most {MAX_RADIUS_ARCSEC:g} "
+                                     f"arcsec (1 degree), not {position[2]:g}")
             if position is not None:
                 found = self.cone(*position)
                 add([r for r, _ in found], "position", dict(found))

@@ -48,8 +48,10 @@ def read_or_raise(path: str, error: ReadError) -> Spectrum:
     try:
         spec = cls.read(path)
     except Exception as exc:  # specutils raises many kinds; all mean "cannot read"
+        # its first line says why; the rest is its table of every format it knows
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ReadError(path, error.reason,
-                        f"{error.detail}; specutils could not read it either: {exc}") from None
+                        f"{error.detail}; specutils could not read it either: {why}") from None
     flux = np.asarray(spec.flux.value, dtype=np.float32)
     if flux.ndim != 1:
         raise ReadError(path, "unknown-layout", f"specutils gives a flux of shape {flux.shape}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from specscout.catalogue.candidates import listed_kinds
+from specscout.errors import SpecscoutError
 from specscout.labels.store import agreed
 from specscout.web.deps import StateDep, Who
 from specscout.web.state import DEFAULT_THRESHOLD
@@ -33,7 +34,7 @@ def candidates(who: Who, state: StateDep,
         it["kind"] = m["kind"] if m else "unmeasured"
         it["lines_status"] = m["status"] if m else "not measured yet"
         it["flagged"] = targets.get(it["kind"]) == "flag"
-        it["thumb"] = thumb(f)
+        it["thumb"] = thumb(state.pool.wavelength, f)
     return {"iteration": iteration, "threshold": live.threshold,
             "measured": sum(r in found for r in rows),
             "listed_kinds": sorted(listed_kinds(state.project) | {"unmeasured"}), **page}
@@ -52,10 +53,15 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def thumb(flux: np.ndarray, points: int = 70) -> list[int]:
-    """A window drawn small: ``points`` values 0-100 (min to max), for the list's plots."""
-    f = np.asarray(flux, np.float64)
-    f = np.interp(np.linspace(0, len(f) - 1, points), np.arange(len(f)), f)
+#: The part of the window a candidate's small plot shows (vacuum A): H-alpha and [N II].
+THUMB = (6530.0, 6600.0)
+
+
+def thumb(wave: np.ndarray, flux: np.ndarray, points: int = 70) -> list[int]:
+    """A candidate's line drawn small: the window's flux over :data:`THUMB` (all of it where
+    the window is another), as ``points`` values 0-100 (min to max)."""
+    lo, hi = THUMB if wave[0] <= THUMB[0] and wave[-1] >= THUMB[1] else (wave[0], wave[-1])
+    f = np.interp(np.linspace(lo, hi, points), wave, np.asarray(flux, np.float64))
     lo, hi = float(f.min()), float(f.max())
     return np.round(100 * (f - lo) / (hi - lo or 1)).astype(int).tolist()
 
@@ -63,4 +69,7 @@ def thumb(flux: np.ndarray, points: int = 70) -> list[int]:
 @router.get("/api/search")
 def search(who: Who, state: StateDep,
            q: str = Query(..., min_length=1, max_length=200)) -> dict:
-    return {"query": q, "items": state.pool.search(q)}
+    try:
+        return {"query": q, "items": state.pool.search(q)}
+    except SpecscoutError as exc:
+        raise HTTPException(422, str(exc)) from None

@@ -6,22 +6,25 @@ import json
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field, field_validator
 
 from specscout.labels.store import agreed
-from specscout.web.deps import StateDep, Who, Writer
+from specscout.web.deps import StateDep, Strict, Who, Writer, clean_text
 from specscout.web.routes.spectra import spectrum_payload
 from specscout.web.state import State
 
 router = APIRouter()
 
 
-class LabelIn(BaseModel):
+class LabelIn(Strict):
     row: int = Field(ge=0, description="pool row of the spectrum")
     label: str | None = Field(description="a class of the project, or null (unsure / undo)")
     comment: str = Field("", max_length=2000)
     audit: bool = False
     spectrum: str | None = Field(None, description="the spectrum's id, checked against the row")
+
+    _clean = field_validator("label", "comment", "spectrum")(
+        lambda v: v if v is None else clean_text(v))
 
 
 def with_labels(state: State, items: list[dict], who: str, audit: bool) -> list[dict]:

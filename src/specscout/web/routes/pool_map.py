@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from specscout.labels.store import agreed
-from specscout.web.deps import StateDep, Who, Writer
+from specscout.web.deps import StateDep, Strict, Who, Writer
 
 router = APIRouter()
 
@@ -17,7 +17,7 @@ router = APIRouter()
 MAX_SELECTION = 5000
 
 
-class SelectionIn(BaseModel):
+class SelectionIn(Strict):
     rows: list[int] = Field(max_length=MAX_SELECTION)
 
 

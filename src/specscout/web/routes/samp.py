@@ -18,12 +18,12 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Table
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from specscout.catalogue.samp import HIGHLIGHT, POINT, SPECTRUM, TABLE
 from specscout.errors import SpecscoutError
 from specscout.labels.store import agreed
-from specscout.web.deps import StateDep, Who, Writer
+from specscout.web.deps import StateDep, Strict, Who, Writer
 from specscout.web.pool import DEFAULT_RADIUS_ARCSEC
 from specscout.web.state import DEFAULT_THRESHOLD, State
 
@@ -35,7 +35,7 @@ URL_HOURS = 24
 MAX_TABLE_ROWS = 100_000
 
 
-class SampIn(BaseModel):
+class SampIn(Strict):
     action: str = Field(pattern="^(queue|candidates|spectrum|point)$")
     row: int | None = Field(None, ge=0)
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0, le=1)
@@ -129,7 +129,7 @@ def samp_message(body: SampIn, request: Request, who: Writer, state: StateDep) -
     return {"mtype": mtype, "params": params}
 
 
-class ReceivedIn(BaseModel):
+class ReceivedIn(Strict):
     mtype: str = Field(max_length=100)
     params: dict
 

@@ -6,9 +6,18 @@ from importlib import resources
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import Field, field_validator
 
-from specscout.web.deps import StateDep, annotator, check_csrf, cookie_name, new_session, session_of
+from specscout.web.deps import (
+    StateDep,
+    Strict,
+    annotator,
+    check_csrf,
+    clean_text,
+    cookie_name,
+    new_session,
+    session_of,
+)
 from specscout.web.pool import LINES
 
 STATIC = resources.files("specscout.web") / "static"
@@ -16,9 +25,11 @@ STATIC = resources.files("specscout.web") / "static"
 router = APIRouter()
 
 
-class LoginIn(BaseModel):
+class LoginIn(Strict):
     name: str = Field(max_length=64)
     token: str = Field(max_length=200)
+
+    _clean = field_validator("name", "token")(lambda v: clean_text(v))
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
