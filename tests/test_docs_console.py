@@ -145,7 +145,8 @@ def _folder(root: Path) -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip(f"real data not found at {SHARED_DATA} (set SPECSCOUT_SHARED_DATA)")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "shared").symlink_to(SHARED_DATA.parent)
+    (root / "shared").mkdir()
+    (root / "shared" / "data").symlink_to(SHARED_DATA)
     (root / "work").mkdir()
     return root / "work"
 

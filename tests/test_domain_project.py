@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -208,6 +209,13 @@ def test_churn_in_status_and_a_reliability_diagram_in_the_report(project, capsys
     line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("2 "))
     assert (f"the model proposes {c2.sum()} (+{(c2 & ~c1).sum()} "
             f"-{(c1 & ~c2).sum()})") in line
+    assert main(["candidates", str(project.path)]) == 0  # the same count, and where it went
+    out = capsys.readouterr().out
+    assert f"  the model proposes {c2.sum()} ('status' counts these): " in out
+    listed, aside, by_people = map(int, re.search(
+        r"\): (\d+) listed, (\d+) set aside by their measured kind, (-?\d+) labelled", out
+    ).groups())
+    assert by_people >= 0 and listed + aside + by_people == c2.sum()
 
     assert main(["audit", str(project.path), "--draw", "--positives", "5", "--negatives", "40",
                  "--truth", str(tmp / "sim" / "truth.parquet")]) == 0

@@ -131,3 +131,7 @@ def test_a_network_saved_before_averaging_loads_as_not_averaged(tmp_path):
     torch.save(d, tmp_path / "old.pt")
     assert Fitted.load(tmp_path / "old.pt").config.average_epochs == 0.0
     assert Fitted.load(tmp_path / "m.pt").config.average_epochs == 1.0
+    # settings that today's bounds refuse, as an older version saved them: still loads
+    d["config"].update(patience=0, threads=0, device="mps")
+    torch.save(d, tmp_path / "older.pt")
+    assert Fitted.load(tmp_path / "older.pt").config.patience == 0

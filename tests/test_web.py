@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -223,7 +225,13 @@ def test_candidates_progress_and_original(project, tmp_path):
     assert p["disagreements"] == 1
     assert p["disagreeing"] == [{"row": 5, "labels": {"ana": "double-peak", "bea": "emission"}}]
     o = client.get("/api/spectrum/0/original").json()
-    assert o["file"] == "f0.fits" and "f0.fits" in o["error"] and "path" not in o
+    assert o["file"] == "f0.fits" and "cannot be read" in o["error"] and "path" not in o
+    # whatever the path holds now, its bytes are not echoed
+    path = project.store().records([0], ["path"]).to_pylist()[0]["path"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("SIMPLE  = T  secret: the server's private notes")
+    o = client.get("/api/spectrum/0/original").json()
+    assert "cannot be read" in o["error"] and "secret" not in json.dumps(o)
 
 
 def test_the_app_prepares_its_first_pages_when_it_starts(project, caplog):

@@ -440,3 +440,21 @@ def test_an_export_runs_no_formula_in_a_spreadsheet(project, tmp_path):
     export_csv(labels, tmp_path / "out.csv")
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert rows[-1]["comment"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+
+
+def test_every_answer_has_the_headers_a_500_and_the_api_uncached(project):
+    client = log_in(TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                               base_url=BASE))
+    state = client.app.state.specscout
+
+    def broken(text):
+        raise RuntimeError("a bug")
+
+    state.pool.search = broken
+    r = client.get("/api/search", params={"q": "x"})
+    assert r.status_code == 500 and "a bug" not in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["cache-control"] == "no-store"
+    assert client.get("/api/queue").headers["cache-control"] == "no-store"
+    assert "strict-transport-security" not in client.get("/api/queue").headers  # plain HTTP

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -132,17 +133,21 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
 
     spectra = config.labelled + config.survey * (4 if config.layout == "mrs" else 1)
     # one local cluster for the bulk work of the first two stages: its workers start once
-    with dask_client(config.workers, None) as client:
-        scheduler = client.scheduler.address
+    # (workers 0: everything in this process); a file that kills a worker fails at once,
+    # as ingest's own cluster has it
+    shared = (dask_client(config.workers, None, allowed_failures=0) if config.workers != 0
+              else nullcontext(None))
+    with shared as client:
+        scheduler = client.scheduler.address if client is not None else None
         _say(log, f"[1/6] simulating a labelled set of {config.labelled} spectra "
                   f"(Ondrejov-like, R 13000) and a LAMOST-like survey of {config.survey} with "
                   f"known truth (about {_about(spectra / SIMULATED_PER_S)} on 2 cores) ...")
         simulate_labelled(out / "data" / "ondrejov", SurveyConfig(
             n=config.labelled, seed=config.seed + 1, fractions=PAPER_MIX),
-            scheduler=scheduler)
+            workers=config.workers, scheduler=scheduler)
         truth = simulate_survey(out / "data" / "survey", SurveyConfig(
             n=config.survey, seed=config.seed + 2, repeats=config.repeats),
-            layout=config.layout, scheduler=scheduler)
+            layout=config.layout, workers=config.workers, scheduler=scheduler)
         known = reference_catalogue(truth, out / "data" / "known-emission-stars.csv",
                                     config.known_fraction, config.seed + 3)
         lap("simulate")
@@ -155,11 +160,12 @@ def run(out: str | Path, config: DemoConfig = DemoConfig(),
             preset, injected=config.injected, negatives=config.negatives,
             artefacts=config.artefacts))
         pooled = ingest(project.store("pool"), [out / "data" / "survey"],
-                        project.config.preprocess(), scheduler=scheduler, progress=False)
+                        project.config.preprocess(), workers=config.workers,
+                        scheduler=scheduler, progress=False)
         labels = load_labels(out / "data" / "ondrejov" / "labels.csv", project.config.classes)
         ingest(project.store("labelled"), [out / "data" / "ondrejov"],
                project.config.preprocess(None, project.config.resolution or 1531.0),
-               scheduler=scheduler, labels=labels, progress=False)
+               workers=config.workers, scheduler=scheduler, labels=labels, progress=False)
         lap("ingest")
     y = truth_classes(project, truth)
 

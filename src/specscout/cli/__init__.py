@@ -69,19 +69,19 @@ def _log(exc: Exception, argv: list[str]) -> str:
     import time
     import traceback
 
-    # no project: the user's own cache folder (never a shared /tmp, where a planted link
-    # would redirect the write)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "specscout"
-    folder = OPENED[-1] / "logs" if OPENED else cache
-    path = folder / "errors.log"
     text = (f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} specscout {__version__}: "
             f"{' '.join(map(str, argv))}\n" + "".join(traceback.format_exception(exc)))
     try:
+        # no project: the user's own cache folder (never a shared /tmp, where a planted
+        # link would redirect the write)
+        folder = OPENED[-1] / "logs" if OPENED else Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "specscout"
+        path = folder / "errors.log"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
                              0o600)
         with os.fdopen(descriptor, "a") as fh:
             fh.write(text)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
         return "nowhere: the log could not be written; SPECSCOUT_DEBUG=1 prints the details"
     return str(path)

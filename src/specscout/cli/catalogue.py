@@ -45,6 +45,15 @@ kind_options = options(
 
 
 
+def _proposed(project, iteration: int, threshold: float) -> int:
+    """How many pool spectra the model of ``iteration`` proposes as candidates."""
+    from specscout.learn.iterations import load_scores
+    from specscout.learn.predictions import chunks, model_candidates
+
+    _, probabilities = load_scores(project, iteration)
+    return sum(int(model_candidates(p, threshold)[1].sum()) for _, p in chunks(probabilities))
+
+
 @click.command()
 @project_argument
 @threshold_option
@@ -78,10 +87,16 @@ def candidates(project, threshold, radius, catalogue, columns, workers, schedule
     objects, spectra = cat.objects, cat.spectra
     say = (lambda *_: None) if quiet else print
     by_label = int(sum(s == "label" for s in spectra["source"])) if len(spectra) else 0
-    # 'status' counts what the model proposes; here the labelled ones come first
     say(f"iteration {cat.iteration}, threshold {cat.threshold}: {len(spectra)} candidate "
-          f"spectra of {len(objects)} objects ({by_label} by a label, "
-          f"{len(spectra) - by_label} proposed by the model and listed)")
+        f"spectra of {len(objects)} objects ({by_label} by a label, "
+        f"{len(spectra) - by_label} proposed by the model and listed)")
+    if not classes and not kind:  # the model's proposals as 'status' counts them
+        proposed = _proposed(p, cat.iteration, cat.threshold)
+        aside = sum(cat.set_aside.values())
+        listed = len(spectra) - by_label
+        say(f"  the model proposes {proposed} ('status' counts these): {listed} listed, "
+            f"{aside} set aside by their measured kind, {proposed - listed - aside} "
+            f"labelled by people (a label wins)")
     for cls in dict.fromkeys(objects["class"]):
         o = objects[objects["class"] == cls]
         known = int(sum(o["known"]))

@@ -51,16 +51,23 @@ class Device(click.ParamType):
     name = "device"
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "[auto|cpu|cuda|cuda:N]"
+        return "[auto|cpu|cuda|cuda:N|mps]"
 
     def convert(self, value, param, ctx) -> str:
         value = str(value).strip().lower()
         if value in ("auto", "cpu"):
             return value
+        if value == "mps":  # Apple silicon
+            import torch
+
+            if not torch.backends.mps.is_available():
+                self.fail("this machine has no Apple GPU (mps) for torch "
+                          f"{torch.__version__}: use --device cpu (or auto)", param, ctx)
+            return value
         index = value.removeprefix("cuda").removeprefix(":") if value.startswith("cuda") \
             else None
         if index is None or not (index == "" or index.isdigit()):
-            self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
+            self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps", param, ctx)
         import torch
 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import stat
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -163,7 +164,9 @@ def _private(path: Path) -> None:
     files the same mode), or by the group too where the folder is the group's."""
     if path.exists() or not path.parent.is_dir():
         return
-    mode = 0o660 if path.parent.stat().st_mode & 0o070 == 0o070 else 0o600
+    folder = path.parent.stat().st_mode
+    group = folder & stat.S_ISGID and folder & 0o070 == 0o070 and not folder & 0o002
+    mode = 0o660 if group else 0o600
     with contextlib.suppress(FileExistsError):  # another process made it meanwhile
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         os.fchmod(fd, mode)  # whatever the umask

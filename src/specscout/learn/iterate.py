@@ -193,8 +193,10 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     for i, fitted in enumerate(fits):
         fitted.save(tmp / ("model.pt" if i == 0 else f"model-{i}.pt"))
     _write_examples(tmp / "training.parquet", sets, c.classes)
-    best = [next(h for h in f.history if h["epoch"] == f.best_epoch) for f in fits]
-    trained = [b["train_loss"] for b in best if b["train_loss"] is not None]
+    # the kept epoch's losses (no epoch improved, a loss of NaN: the last one's)
+    best = [next((h for h in f.history if h["epoch"] == f.best_epoch), f.history[-1])
+            for f in fits]
+    losses = [b["train_loss"] for b in best if b["train_loss"] is not None]
     record(tmp, iteration=number, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
            train={"config": asdict(config), "warm_start": bool(previous), "domain": domain,
                   "targets": c.targets, "fold_nside": FOLD_NSIDE if domain else None,
@@ -202,7 +204,7 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
                   "validation": len(fits[0].val_rows),
                   "epochs": fits[0].history[-1]["epoch"], "best_epoch": fits[0].best_epoch,
                   "val_loss": float(np.mean([b["val_loss"] for b in best])),
-                  "train_loss": float(np.mean(trained)) if trained else None,  # None: the start
+                  "train_loss": float(np.mean(losses)) if losses else None,  # None: the start
                   "temperature": fits[0].temperature, "priors": list(fits[0].priors),
                   "seconds": round(sum(f.seconds for f in fits), 2)})
     if path.exists() and not (path / "model.pt").exists():  # a killed run's, incomplete

@@ -13,7 +13,7 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -56,8 +56,18 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, not {self.learning_rate!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be 1 or more, not {self.threads!r}")
-        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if not (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not "
+                             f"{self.device!r}")
+
+    @classmethod
+    def saved(cls, values: dict) -> TrainConfig:
+        """The config a network was trained with, as saved: read as it is, not checked
+        against today's bounds (an older version's network must still load)."""
+        config = object.__new__(cls)
+        for f in fields(cls):
+            object.__setattr__(config, f.name, values.get(f.name, f.default))
+        return config
 
 
 def device_for(name: str) -> torch.device:
@@ -107,7 +117,7 @@ class Fitted:
         priors = tuple(d.get("priors") or ()) or None
         return cls(model, d["model_name"], tuple(d["classes"]), d["points"], d["temperature"],
                    # a network saved before averaging existed kept its last step's weights
-                   TrainConfig(**{"average_epochs": 0.0, **d["config"]}), d["history"],
+                   TrainConfig.saved({"average_epochs": 0.0, **d["config"]}), d["history"],
                    d["best_epoch"], d["seconds"],
                    priors=priors, fold=d.get("fold"), fold_seed=d.get("fold_seed", 0),
                    fold_nside=d.get("fold_nside", 256))

@@ -143,10 +143,19 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug: logged here, and the answer keeps the headers below
+            log.exception("%s %s failed", request.method, request.url.path)
+            response = JSONResponse({"detail": "internal error (logged by the server)"},
+                                    status_code=500)
         response.headers["Content-Security-Policy"] = policy
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path.startswith("/api/"):  # labels and sessions: never cached
+            response.headers["Cache-Control"] = "no-store"
+        if request.url.scheme == "https":
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
     for module in (session, labels, spectra, candidates, pool_map, samp):

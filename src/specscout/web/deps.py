@@ -105,7 +105,7 @@ class Strict(BaseModel):
 #: Characters a comment may not hold: controls but tab and newline, bidirectional
 #: overrides and isolates (which make a comment read otherwise than it is stored).
 UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
-          "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)),
+          *map(chr, range(0x202A, 0x202F)),
           *map(chr, range(0x2066, 0x206A))} - {"\t", "\n"}
 
 

@@ -18,7 +18,7 @@ from astropy.coordinates import SkyCoord
 
 from specscout.archive.project import Project
 from specscout.archive.store import Store
-from specscout.errors import SpecscoutError
+from specscout.errors import ReadError, SpecscoutError
 from specscout.learn.iterations import iteration_numbers, iteration_path
 
 #: Lines marked on the plots (vacuum Angstrom).
@@ -94,8 +94,12 @@ class PoolView:
         path = record["path"]
         try:
             found = read_all(path)
-        except (OSError, SpecscoutError, ValueError) as exc:
-            return {"path": path, "error": str(exc)}
+        except ReadError as exc:  # its reason only: a detail may quote the file's bytes
+            return {"path": path, "error": f"the file cannot be read ({exc.reason})"}
+        except OSError as exc:
+            return {"path": path, "error": f"the file cannot be read ({exc.strerror or 'io'})"}
+        except (SpecscoutError, ValueError):
+            return {"path": path, "error": "the file cannot be read"}
         spec = next((s for s in found if s.meta.id == record["id"]), None)
         if spec is None:
             return {"path": path, "error": f"{record['id']} is no longer in the file"}
@@ -172,7 +176,7 @@ class PoolView:
         if not hits:
             position = _position(text)
             if position is not None and position[2] > MAX_RADIUS_ARCSEC:
-                raise SpecscoutError(f"a search radius is at most {MAX_RADIUS_ARCSEC:g} "
+                raise TooWide(f"a search radius is at most {MAX_RADIUS_ARCSEC:g} "
                                      f"arcsec (1 degree), not {position[2]:g}")
             if position is not None:
                 found = self.cone(*position)
@@ -181,6 +185,10 @@ class PoolView:
         records = {r["row"]: r for r in pool.records(list(hits), shown).to_pylist()}
         return [{**h, **{k: _finite(records[row][k]) for k in shown}}
                 for row, h in hits.items()]
+
+
+class TooWide(SpecscoutError):
+    """A search by position wider than :data:`MAX_RADIUS_ARCSEC`."""
 
 
 def _finite(value):

@@ -8,9 +8,9 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 
 from specscout.catalogue.candidates import listed_kinds
-from specscout.errors import SpecscoutError
 from specscout.labels.store import agreed
 from specscout.web.deps import StateDep, Who
+from specscout.web.pool import TooWide
 from specscout.web.state import DEFAULT_THRESHOLD
 
 router = APIRouter()
@@ -71,5 +71,5 @@ def search(who: Who, state: StateDep,
            q: str = Query(..., min_length=1, max_length=200)) -> dict:
     try:
         return {"query": q, "items": state.pool.search(q)}
-    except SpecscoutError as exc:
+    except TooWide as exc:
         raise HTTPException(422, str(exc)) from None
