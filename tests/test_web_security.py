@@ -458,3 +458,23 @@ def test_every_answer_has_the_headers_a_500_and_the_api_uncached(project):
     assert r.headers["cache-control"] == "no-store"
     assert client.get("/api/queue").headers["cache-control"] == "no-store"
     assert "strict-transport-security" not in client.get("/api/queue").headers  # plain HTTP
+
+
+def test_logins_are_rate_limited_and_logout_deletes_the_cookie_as_it_was_set(project):
+    client = client_for(project)
+    token = label_store(project).users.add("bea")
+    for _ in range(10):
+        assert client.post("/api/login", json={"name": "bea", "token": "guess"}).status_code \
+            == 401
+    # the right token too, while the window is full: guessing at speed gets nowhere
+    r = client.post("/api/login", json={"name": "bea", "token": token})
+    assert r.status_code == 429 and "too many failed logins" in r.text
+    client.app.state.specscout.logins.window = 0.0  # the minute has passed
+    r = client.post("/api/login", json={"name": "bea", "token": token})
+    assert r.status_code == 200
+    client.headers["X-CSRF-Token"] = r.json()["csrf"]  # the new session's
+    out = client.post("/api/logout", json={})
+    assert out.status_code == 200, out.text
+    deletion = out.headers["set-cookie"]
+    assert "Max-Age=0" in deletion or "expires=" in deletion.lower()
+    assert "HttpOnly" in deletion and "SameSite=strict" in deletion

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -87,6 +88,28 @@ class Bounded(OrderedDict):
             self.popitem(last=False)
 
 
+class Logins:
+    """Failed logins per client address: after ``most`` in ``window`` seconds, more are
+    refused until the oldest falls out of the window (a token cannot be guessed at speed)."""
+
+    def __init__(self, most: int = 10, window: float = 60.0) -> None:
+        self.most, self.window = most, window
+        self._failed: Bounded = Bounded(10_000)  # address -> times of its failures
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        return [t for t in self._failed.get(address, ()) if now - t < self.window]
+
+    def allow(self, address: str) -> bool:
+        with self._lock:
+            return len(self._recent(address, time.monotonic())) < self.most
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._failed[address] = [*self._recent(address, now), now]
+
+
 class State:
     """Everything the endpoints share."""
 
@@ -96,6 +119,7 @@ class State:
         self.classes = list(project.config.classes)
         self.labels: LabelStore = label_store(project)
         self.pool = PoolView(project)
+        self.logins = Logins()
         # CSRF tokens are HMACs of sessions under a secret of the project's (0600), so that
         # the pages open at a restart keep working
         self.secret = _secret(project)

@@ -64,7 +64,10 @@ def session(request: Request, state: StateDep) -> dict:
 @router.post("/api/login")
 def login(body: LoginIn, request: Request, response: Response, state: StateDep) -> dict:
     check_csrf(request, state)
+    if not state.logins.allow(request.client.host if request.client else ""):
+        raise HTTPException(429, "too many failed logins: wait a minute")
     if state.labels.users.authenticate(body.token) != body.name:
+        state.logins.failed(request.client.host if request.client else "")
         raise HTTPException(401, "wrong name or token")
     if old := session_of(request, state):  # a login replaces the session it came with
         state.labels.users.end_session(old)
@@ -77,5 +80,8 @@ def logout(request: Request, response: Response, state: StateDep) -> dict:
     session = session_of(request, state)
     if session:
         state.labels.users.end_session(session)  # the cookie is worthless from now on
-    response.delete_cookie(cookie_name(request, state))
+    # with the attributes it was set with: a browser keeps a __Host- cookie under TLS that a
+    # deletion without Secure does not name
+    response.delete_cookie(cookie_name(request, state), httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
     return {"annotator": None}
