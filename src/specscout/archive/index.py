@@ -158,13 +158,17 @@ def find_ranges(entries: np.ndarray, field: str, lo: np.ndarray, hi: np.ndarray
     if not len(entries) or not len(lo):
         return entries[:0]
     column = entries[field]
-    a = np.searchsorted(column, lo, side="left")
-    b = np.searchsorted(column, hi, side="left")
-    keep = b > a
+    return _slices(entries, np.searchsorted(column, lo, side="left"),
+                   np.searchsorted(column, hi, side="left"))
+
+
+def _slices(entries: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``entries[start:end]`` of each pair, joined (the empty ones left out)."""
+    keep = ends > starts
     if not keep.any():
         return entries[:0]
     return np.concatenate([np.asarray(entries[i:j]) for i, j in
-                           zip(a[keep], b[keep], strict=True)])
+                           zip(starts[keep], ends[keep], strict=True)])
 
 
 def _sorted(keys: np.ndarray, rows: np.ndarray, dtype: np.dtype, field: str) -> np.ndarray:
@@ -180,13 +184,8 @@ def find(entries: np.ndarray, field: str, wanted: np.ndarray) -> np.ndarray:
     if not len(entries) or not len(wanted):
         return entries[:0]
     column = entries[field]
-    lo = np.searchsorted(column, wanted, side="left")
-    hi = np.searchsorted(column, wanted, side="right")
-    hits = hi > lo
-    if not hits.any():
-        return entries[:0]
-    return np.concatenate([np.asarray(entries[a:b]) for a, b in
-                           zip(lo[hits], hi[hits], strict=True)])
+    return _slices(entries, np.searchsorted(column, wanted, side="left"),
+                   np.searchsorted(column, wanted, side="right"))
 
 
 def contains(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:

@@ -405,8 +405,9 @@ def _from_files(project: Project, pool, hosts: np.ndarray, targets: list[int],
 
 
 #: What each pool spectrum showed, by (file, id, the file's size and time): a process that
-#: trains again (the demo, an experiment) measures a host once. Cleared when this full.
-VETTED_MAX = 200_000
+#: trains again (the demo, an experiment) measures a host once. Cleared when this full
+#: (~500 bytes an entry: 25 MB at most).
+VETTED_MAX = 50_000
 _VETTED: dict[tuple, tuple[str, float]] = {}
 
 
