@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from specscout.spectra.preprocess import air_to_vacuum
+
 #: H-alpha in vacuum and in air (Angstrom).
 HALPHA_VACUUM = 6564.614
 HALPHA_AIR = 6562.801
 #: The speed of light (km/s), for Doppler shifts.
 C_KMS = 299792.458
+#: The neighbours of H-alpha, at their vacuum wavelengths (air values from NIST).
+NEIGHBOURS = {name: float(air_to_vacuum(np.array(air)))
+              for name, air in (("nii_6548", 6548.050), ("nii_6583", 6583.454),
+                                ("hei_6678", 6678.151), ("sii_6716", 6716.440),
+                                ("sii_6731", 6730.816))}
 
 
 def _sidebands(wave: np.ndarray, centre: float) -> np.ndarray:

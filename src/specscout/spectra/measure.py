@@ -31,14 +31,14 @@ and ``status`` or ``notes`` says why; no number is made up.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from specscout.spectra.lines import C_KMS, HALPHA_VACUUM
-from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum, match_resolution
+from specscout.spectra.lines import C_KMS, HALPHA_VACUUM, NEIGHBOURS
+from specscout.spectra.photosphere import PROFILE_REACH, photosphere, sidebands
+from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum
 from specscout.spectra.spectrum import Spectrum
 
 #: The resolving power of a line as the survey's pixels record it. LAMOST LRS: the effective
@@ -46,11 +46,6 @@ from specscout.spectra.spectrum import Spectrum
 #: below the nominal 1800 of its files; other instruments: their files' nominal R.
 EFFECTIVE_R = {"LAMOST LRS": 1531.0}
 
-#: The neighbours of H-alpha, at their vacuum wavelengths (air values from NIST).
-NEIGHBOURS = {name: float(air_to_vacuum(np.array(air)))
-              for name, air in (("nii_6548", 6548.050), ("nii_6583", 6583.454),
-                                ("hei_6678", 6678.151), ("sii_6716", 6716.440),
-                                ("sii_6731", 6730.816))}
 #: Night-sky lines near H-alpha (OH, air wavelengths of Osterbrock et al. 1996, in vacuum),
 #: where sky subtraction leaves residuals: bumps, dips, or both side by side where the
 #: sky's wavelengths and the star's differ a little.
@@ -59,11 +54,8 @@ SKY = tuple(float(v) for v in air_to_vacuum(np.array([6533.04, 6553.62, 6568.78,
 
 REGION = (6470.0, 6790.0)  # what is measured (vacuum, rest)
 HALF_WIDTH = 15.0  # the H-alpha window, +-A
-CONTINUUM_GAP, CONTINUUM_REACH = 25.0, 60.0  # the continuum's sidebands, from H-alpha (A)
-PROFILE_REACH = 40.0  # the absorption profile is fitted within this of H-alpha (A)
 PEAK_REACH = 12.0  # peaks of H-alpha are looked for within this (A)
 VELOCITY_MAX = 300.0  # the emission's centre is looked for within this (km/s)
-SHIFTS = np.arange(-150.0, 151.0, 25.0)  # velocities of the photospheres tried (km/s)
 DETECTION = 3.0  # sigma
 SPIKE = 5.0  # sigma of a feature whose width is judged
 MAX_SPIKES = 3  # spikes left out of a spectrum at most: more are no cosmic rays
@@ -295,7 +287,7 @@ def _measure(px: _Pixels, row: dict) -> None:
     rel_sigma, step, win = px.rel_sigma, px.step, px.win
 
     # the noise: the file's, raised where the photosphere's residuals scatter more
-    profile, _, _, _ = _photosphere(w, px.filled, rel_sigma, px.good, r, fwhm)
+    profile, _, _, _ = photosphere(w, px.filled, rel_sigma, px.good, r, fwhm)
     row["noise_scale"] = px.rescale(_scatter(w, px.filled - profile, rel_sigma, px.good, fwhm))
     rel_sigma = px.rel_sigma
 
@@ -327,7 +319,7 @@ def _measure(px: _Pixels, row: dict) -> None:
     smooth, smooth_sigma = px.smoothed(filled)
     region = None
     for _ in range(2):
-        profile, name, velocity, spread = _photosphere(w, filled, rel_sigma, good, r, fwhm,
+        profile, name, velocity, spread = photosphere(w, filled, rel_sigma, good, r, fwhm,
                                                        region, win)
         excess = filled - profile
         smooth_excess = gaussian_filter1d(excess, px.smooth_px, mode="nearest")
@@ -413,18 +405,12 @@ def _longest_run(mask: np.ndarray) -> tuple[int, int]:
     return int(starts[k]), int(ends[k] - 1)
 
 
-def _sidebands(w: np.ndarray) -> np.ndarray:
-    """The continuum's pixels: 25-60 A either side of H-alpha."""
-    dist = np.abs(w - HALPHA_VACUUM)
-    return (dist > CONTINUUM_GAP) & (dist < CONTINUUM_REACH)
-
-
 def _continuum(w, f, sigma, good) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(continuum, covariance of its coefficients, the design matrix) of a straight line
     through the sidebands of H-alpha, weighted by the noise ``sigma``, clipped at 3 sigma.
     The covariance is the noise's: the truth the measurement errs from is the same
     spectrum without noise, whose sidebands hold the same stellar lines."""
-    use = good & _sidebands(w)
+    use = good & sidebands(w)
     if (use & (w < HALPHA_VACUUM)).sum() < 6 or (use & (w > HALPHA_VACUUM)).sum() < 6:
         raise _Fail("no-continuum")
     x = (w - HALPHA_VACUUM) / 100.0
@@ -485,118 +471,6 @@ def _fill(w: np.ndarray, values: np.ndarray, good: np.ndarray) -> np.ndarray:
     if good.all():
         return values
     return np.interp(w, w[good], values[good])
-
-
-@lru_cache(maxsize=8)
-def _photospheres(resolving: float) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(vacuum wavelengths, relative flux, names) of the emission-free MILES photospheres at
-    resolving power ``resolving`` (kept at MILES's 2.5 A where the instrument is sharper),
-    each divided by its continuum fitted as :func:`_continuum` fits a spectrum's."""
-    from specscout.spectra.templates import load_templates
-
-    t = load_templates()
-    keep = t.usable
-    w = air_to_vacuum(t.wavelength_air)
-    flux = t.flux[keep]
-    r_miles = HALPHA_VACUUM / t.fwhm
-    if resolving < r_miles:
-        flux = np.stack([match_resolution(w, f, r_miles, resolving)[0] for f in flux])
-    use = _sidebands(w)
-    x = (w - HALPHA_VACUUM) / 100.0
-    design = np.stack([np.ones_like(x), x], axis=1)
-    coef, *_ = np.linalg.lstsq(design[use], flux[:, use].T, rcond=None)
-    rel = flux / (design @ coef).T
-    names = tuple(f"{n} ({s})" for n, s in zip(t.name[keep], t.spt[keep], strict=True))
-    return w, rel.astype(np.float64), names
-
-
-#: At most this many pixels of the flanks take part in choosing the photosphere (a sharper
-#: instrument's pixels are thinned): the choice needs the profile's shape, not every pixel.
-FIT_PIXELS = 160
-#: The photospheres' depth may be scaled by this much (rotation, metallicity), and the
-#: profile is the mean of this many best fits (one star's own features averaged out).
-DEPTH_SCALE = (0.85, 1.15)
-BEST = 5
-
-
-@lru_cache(maxsize=8)
-def _depths(resolving: float, wave: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(depth 1 - T, its square) of every photosphere at every velocity of :data:`SHIFTS`
-    on the pixels ``wave`` (float64 bytes), as (templates x shifts, pixels): computed once
-    per pixel grid, which survey files share."""
-    tw, trel, _ = _photospheres(resolving)
-    w = np.frombuffer(wave)
-    depth = 1 - _shifted(tw, trel, w[None, :] / (1 + SHIFTS[:, None] / C_KMS))
-    # 2-D, float32: one BLAS call a product, at half the memory traffic
-    depth = np.ascontiguousarray(depth.reshape(-1, w.size), dtype=np.float32)
-    square = depth**2
-    depth.flags.writeable = square.flags.writeable = False
-    return depth, square
-
-
-def _shifted(tw: np.ndarray, trel: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The photospheres ``trel`` (on ``tw``) interpolated at the wavelengths ``at``."""
-    pos = np.interp(at, tw, np.arange(tw.size))
-    i0 = np.clip(pos.astype(np.int64), 0, tw.size - 2)
-    frac = pos - i0
-    return trel[:, i0] * (1 - frac) + trel[:, i0 + 1] * frac
-
-
-def _photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=None
-                 ) -> tuple[np.ndarray, str, float, float]:
-    """The absorption profile under H-alpha (relative flux on the pixels ``w``): the mean of
-    the :data:`BEST` MILES photospheres, velocity shifts and depth scales
-    (1 - s (1 - T), s in :data:`DEPTH_SCALE`) that fit the flanks best; the core (+-1 FWHM, at
-    least 3 A), the pixels ``emission`` and what rises 3 sigma above a first fit left out.
-    Returns the profile, the best star's name, the mean velocity of the fits and the
-    standard deviation of their equivalent widths within ``window`` (A; 0 without one)."""
-    resolving = round(resolving, 1)
-    dist = np.abs(w - HALPHA_VACUUM)
-    reach = np.nonzero(dist < PROFILE_REACH)[0]
-    at = reach[:: max(1, -(-reach.size // FIT_PIXELS))]
-    use = good[at] & (dist[at] > max(fwhm, 3.0))
-    if emission is not None:
-        use &= ~emission[at]
-    for rest in NEIGHBOURS.values():
-        use &= np.abs(w[at] - rest) > 1.5 * fwhm
-    if use.sum() < 8:
-        return np.ones_like(w), "", math.nan, 0.0
-    depth, depth2 = _depths(resolving, w[at].tobytes())
-    target = 1 - rel[at]
-    inv = np.where(use, 1 / rel_sigma[at] ** 2, 0.0)
-    for _ in range(2):
-        wt = np.where(use, inv, 0.0)
-        num = (depth @ (wt * target).astype(np.float32)).reshape(-1, SHIFTS.size)
-        den = (depth2 @ wt.astype(np.float32)).reshape(-1, SHIFTS.size)
-        num, den = num.astype(np.float64), den.astype(np.float64)  # (templates, shifts)
-        scale = np.clip(num / np.where(den > 0, den, 1), *DEPTH_SCALE)
-        # chi2 = sum wt (target - s d)^2, expanded: no (templates, shifts, pixels) temporary
-        chi2 = float(wt @ target**2) - 2 * scale * num + scale**2 * den
-        t, s = np.unravel_index(int(np.argmin(chi2)), chi2.shape)
-        # emission in the flanks (a broad line) would pull the profile up: left out, refitted
-        model = scale[t, s] * depth[t * SHIFTS.size + s].astype(np.float64)
-        rises = (target - model) * np.sqrt(inv) < -3
-        if not (use & rises).any() or (use & ~rises).sum() < 8:
-            break
-        use &= ~rises
-    tw, trel, names = _photospheres(resolving)
-    near = dist < PROFILE_REACH + 5
-    profile = np.ones_like(w)
-    best = np.argpartition(chi2, BEST, axis=None)[:BEST]
-    fits = []
-    velocity = 0.0
-    for k in best:
-        tk, sk = np.unravel_index(int(k), chi2.shape)
-        shifted = w[near] / (1 + SHIFTS[sk] / C_KMS)
-        fits.append(1 - scale[tk, sk] * (1 - _shifted(tw, trel[tk : tk + 1], shifted)[0]))
-        velocity += SHIFTS[sk] / len(best)
-    profile[near] = np.mean(fits, axis=0)
-    spread = 0.0
-    if window is not None:
-        step = np.gradient(w)
-        inside = window[near]
-        spread = float(np.std([np.sum((1 - f[inside]) * step[near][inside]) for f in fits]))
-    return profile, names[t], float(velocity), spread
 
 
 def _gauss(w: np.ndarray, centre: float, sigma: float) -> np.ndarray:
