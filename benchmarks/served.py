@@ -25,22 +25,26 @@ def serve(project, port: int, *options: str) -> tuple[subprocess.Popen, str]:
 
     threading.Thread(target=drain, daemon=True).start()
     while line := lines.get(timeout=120):
-        if m := re.search(r"(https?://\S+/\?token=\S+)", line):
+        if m := re.search(r"labelling .* at (https?://\S+)", line):
             return proc, m.group(1)
     raise RuntimeError(f"specscout serve printed no link (exit {proc.wait()})")
 
 
 def open_session(client, link: str, attempts: int = 600) -> dict[str, str]:
-    """Open the link's session in ``client`` (an httpx client) once the server answers;
-    returns the headers a write needs."""
+    """Open the link's session in ``client`` (an httpx client) once the server answers, as
+    the page does: the session's secret goes in the client's headers, for every request
+    (and is returned)."""
     import httpx2 as httpx
 
     for _ in range(attempts):
         try:
-            client.get(link, follow_redirects=True).raise_for_status()
+            csrf = client.get("/api/session").raise_for_status().json()["csrf"]
             break
         except httpx.TransportError:
             time.sleep(0.1)
     else:
         raise RuntimeError(f"no answer at {link}")
-    return {"X-CSRF-Token": client.get("/api/session").json()["csrf"]}
+    r = client.post("/api/launch", json={"token": link.rsplit("token=", 1)[1]},
+                    headers={"X-CSRF-Token": csrf}).raise_for_status()
+    client.headers["X-Session-Secret"] = r.json()["secret"]
+    return {"X-Session-Secret": r.json()["secret"]}

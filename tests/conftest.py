@@ -115,11 +115,13 @@ def printed(proc, pattern: str, timeout: float = 60):
 
 
 def log_in(client):
-    """A TestClient of the app with a session opened by the app's one-time launch link, and
-    the session's CSRF token in its headers."""
-    token = client.app.state.specscout.launch_token
-    assert client.get(f"/?token={token}").status_code == 200  # after the redirect
+    """A TestClient of the app with a session opened by the app's one-time launch link, as
+    the page opens it: the login token and the session's secret in its headers."""
     client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
+    token = client.app.state.specscout.launch_token
+    r = client.post("/api/launch", json={"token": token})
+    assert r.status_code == 200, r.text
+    client.headers["X-Session-Secret"] = r.json()["secret"]
     return client
 
 

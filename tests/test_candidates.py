@@ -191,8 +191,8 @@ def test_the_live_list_follows_labels_as_a_rebuild_does(tmp_path):
         project.path / "iterations" / "0001" / "scores.npy", mmap_mode="r"),
         labels.current(), names=names, threshold=0.4, targets=[1, 2], references=refs)
     assert read_file(refs[0]).tree is not None
-    for step in range(12):
-        for r in rng.choice(n, 15, replace=False):  # and after
+    for step in range(6):
+        for r in rng.choice(n, 30, replace=False):  # and after
             labels.add(f"s{r}", int(r), rng.choice([*names, None]), rng.choice(["ana", "bo"]))
         page = live.page(labels.current(), limit=50)
         cat = build(project, threshold=0.4, references=refs)
@@ -223,8 +223,8 @@ def test_hidden_rows_never_come_onto_the_live_list_whatever_their_labels(tmp_pat
         project.path / "iterations" / "0001" / "scores.npy", mmap_mode="r"),
         labels.current(), names=names, threshold=0.4, targets=[1, 2], hidden=hidden)
     assert not set(hidden.tolist()) & set(live.rows.tolist())
-    for step in range(8):
-        for r in np.r_[rng.choice(hidden, 5), rng.choice(n, 10)]:  # some on hidden rows
+    for step in range(4):
+        for r in np.r_[rng.choice(hidden, 10), rng.choice(n, 20)]:  # some on hidden rows
             labels.add(f"s{r}", int(r), rng.choice([*names, None]), "ana")
         page = live.page(labels.current(), limit=50)
         s = build(project, threshold=0.4).spectra

@@ -328,3 +328,28 @@ def test_a_kind_set_to_other_is_taught_as_other_where_it_shows_as_itself(project
     # the artefacts taught as "other" show no emission
     artefacts = [i for i, o in enumerate(examples.origin) if o == "artefact"]
     assert len(artefacts) == 10 and all(examples.y[i] == 0 for i in artefacts)
+
+
+def test_the_folds_made_in_parallel_processes_are_those_made_one_after_the_other(
+        project, monkeypatch):
+    from specscout.learn import domain
+    from specscout.learn.iterate import training_sets
+
+    project, _ = project
+    config = domain.DomainConfig(40, 80, 10, 0)
+    monkeypatch.setattr(domain, "PARALLEL_FROM", 10**9)
+    alone = training_sets(project, config, (0, 1))
+    monkeypatch.setattr(domain, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(domain, "_cores", lambda: 2)
+    made = []
+    real = domain.ProcessPoolExecutor
+    monkeypatch.setattr(domain, "ProcessPoolExecutor",
+                        lambda *a, **k: made.append(1) or real(*a, **k))
+    together = training_sets(project, config, (0, 1))
+    assert made  # another process made fold 1
+    for (a, ca), (b, cb) in zip(alone, together, strict=True):
+        assert ca == cb and a.origin == b.origin and a.key == b.key and a.line == b.line
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+        np.testing.assert_array_equal(a.weight, b.weight)
+    assert alone[0][0].key != alone[1][0].key

@@ -224,8 +224,9 @@ def test_the_candidate_table_sorts_and_filters_by_kind_in_a_browser(project):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(server.launch_url)
-        page.goto(f"{server.url}/#/candidates")
         expect = sync_api.expect
+        expect(page.locator("#who")).to_contain_text("labelling as")  # the link traded
+        page.goto(f"{server.url}/#/candidates")
         rows = page.locator("#candidates tr.link")
         expect(rows).to_have_count(3)  # as the catalogue lists them: no spike, no quiet star
         expect(page.locator("#candidates canvas")).to_have_count(3)

@@ -53,12 +53,18 @@ def test_labels_queue_audit_and_users(store):
                                   [3, 900])
     assert [s["row"] for s in store.audit_samples.sample(draw)] == [5, 6]
     token = store.users.add("cy")
-    assert store.users.authenticate(token) == "cy" and store.users.names() == ["cy"]
+    assert store.users.authenticate(token).name == "cy" and store.users.names() == ["cy"]
+    store.users.set_role("cy", "auditor")
+    assert store.users.roles() == {"cy": "auditor"}
     # sessions, and the serials that tell the app's caches a batch changed
-    session = store.users.open_session("cy", 1)
-    assert store.users.session(session) == "cy" and store.users.session("guess") is None
-    store.users.end_session(session)
-    assert store.users.session(session) is None
+    session, secret = store.users.open_session("cy", 1)
+    assert store.users.session(session, secret) == ("cy", "auditor")
+    assert store.users.session(session, "guess") is None
+    assert store.users.session("guess", secret) is None
+    [listed] = store.users.sessions()
+    assert listed["annotator"] == "cy" and listed["opened_by"] == "login"
+    assert store.users.revoke((listed["id"],)) == 1
+    assert store.users.session(session, secret) is None
     before = store.serial("queue")
     assert store.queue.extend(1, [9, 7], ["z", "x"]) == 1  # 7 is in the batch already
     store.queue.put(1, [8, 6], ["y", "w"], [0.8, 0.4], "rare")  # the hand-picked 9 stays

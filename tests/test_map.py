@@ -120,6 +120,7 @@ def test_the_map_page_in_chromium(project, browser):  # noqa: F811
         page.on("pageerror", lambda e: problems.append(f"{e} {e.stack}"))
         page.goto(server.launch_url)
         expect = sync_api.expect
+        expect(page.locator("#who")).to_contain_text("labelling as")  # the link traded
         expect(page.locator("h2")).to_be_visible()  # the first page, loaded
         page.goto(f"{server.url}/#/map")
         expect(page.locator("h2")).to_contain_text("Map of the pool (iteration 1")

@@ -135,3 +135,28 @@ def test_a_network_saved_before_averaging_loads_as_not_averaged(tmp_path):
     d["config"].update(patience=0, threads=0, device="mps")
     torch.save(d, tmp_path / "older.pt")
     assert Fitted.load(tmp_path / "older.pt").config.patience == 0
+
+
+def test_the_product_form_of_the_convolutions_is_the_same_function_and_gradient():
+    from specscout.learn.model import as_products, build
+
+    torch.manual_seed(3)
+    model = build("paper-cnn", 140, 3)
+    x = torch.randn(16, 140)
+    grads = []
+    for form in (lambda: model.features(x.unsqueeze(1)), lambda: as_products(model.features, x)):
+        model.zero_grad()
+        out = form()
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        grads.append([p.grad.clone() for p in model.features.parameters()])
+        grads[-1].append(out.detach())
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # training mode uses it on the CPU; evaluation is the module's own
+    model.train()
+    torch.manual_seed(0)
+    trained = model(x)
+    model.eval()
+    assert trained.shape == model(x).shape == (16, 3)
+    with pytest.raises(TypeError, match="no product form"):
+        as_products(torch.nn.Sequential(torch.nn.Conv1d(1, 4, 5)), x)

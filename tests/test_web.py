@@ -116,8 +116,8 @@ def test_bad_requests_are_refused_with_a_reason(client, project):
 
 def test_cross_site_writes_are_refused(client, project):
     body = {"row": 0, "label": "other"}
-    r = client.post("/api/labels", json=body, headers={"X-CSRF-Token": "guess"})
-    assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+    r = client.post("/api/labels", json=body, headers={"X-Session-Secret": "guess"})
+    assert r.status_code == 401 and "log in again" in r.json()["detail"]
     r = client.post("/api/labels", json=body, headers={"Origin": "http://evil.example"})
     assert r.status_code == 403 and "cross-site" in r.json()["detail"]
     assert client.post("/api/labels", json=body, headers={"Origin": BASE}).status_code == 200
@@ -146,10 +146,10 @@ def test_login_tokens_and_attribution(project):
     assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
     assert "samesite=strict" in r.headers["set-cookie"].lower()
     assert token not in r.headers["set-cookie"]  # the cookie holds a session, not the token
-    client.headers["X-CSRF-Token"] = r.json()["csrf"]  # bound to the session
+    client.headers["X-Session-Secret"] = r.json()["secret"]  # the page keeps it in its tab
     assert client.post("/api/labels", json={"row": 0, "label": "other"}).status_code == 200
     assert labels.history(0)[-1]["annotator"] == "bea"
-    # A script with the token as a bearer header needs no CSRF token.
+    # A script with the token as a bearer header needs no session.
     script = TestClient(client.app, base_url=BASE)
     r = script.post("/api/labels", json={"row": 1, "label": "emission"},
                     headers={"Authorization": f"Bearer {token}"})
@@ -166,7 +166,7 @@ def test_login_required_needs_a_user(project):
 def test_user_names_and_tokens(project):
     labels = label_store(project)
     token = labels.users.add("cy.li@obs")
-    assert len(token) >= 40 and labels.users.authenticate(token) == "cy.li@obs"
+    assert len(token) >= 40 and labels.users.authenticate(token).name == "cy.li@obs"
     assert labels.users.authenticate(token + "x") is None
     with pytest.raises(SpecscoutError, match="exists"):
         labels.users.add("cy.li@obs")
@@ -268,9 +268,9 @@ def test_user_and_serve_commands(project, capsys):
 
     assert main(["user", "add", str(project.path), "dee"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    assert label_store(project).users.authenticate(token) == "dee"
+    assert label_store(project).users.authenticate(token).name == "dee"
     assert main(["user", "list", str(project.path)]) == 0
-    assert capsys.readouterr().out.strip() == "dee"
+    assert capsys.readouterr().out.strip() == "dee\tannotator"
     assert main(["user", "add", str(project.path)]) == 2  # no name
     assert main(["user", "remove", str(project.path), "dee"]) == 0
     assert label_store(project).users.authenticate(token) is None

@@ -53,7 +53,7 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
     # the API but the session's own, and the tools' signed URLs, says so
     from specscout.web.routes import candidates, labels, pool_map, samp, session, spectra
 
-    open_ = {"/api/session", "/api/login", "/api/logout"}
+    open_ = {"/api/session", "/api/login", "/api/logout", "/api/launch"}
     routes = [(m, r.path) for module in (candidates, labels, pool_map, samp, session, spectra)
               for r in module.router.routes
               if r.path.startswith("/api/") and r.path not in open_ for m in r.methods]
@@ -75,15 +75,27 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
     refuse(anon.post("/api/labels", json=body, headers={"Authorization": f"Bearer {token}"}),
            401, "unknown or revoked", "a revoked token")
     # a wrong launch link, and the right one used twice
-    refuse(anon.get("/?token=guess"), 401, "used already", "a wrong launch link")
+    launch_with = {"X-CSRF-Token": csrf}
+    refuse(anon.post("/api/launch", json={"token": "guess"}, headers=launch_with), 401,
+           "used already", "a wrong launch link")
+    refuse(anon.post("/api/launch", json={"token": "guess"}), 403, "CSRF",
+           "a launch link sent without the login token")
     launch = anon.app.state.specscout.launch_token
     client = log_in(TestClient(anon.app, base_url=BASE))
-    refuse(anon.get(f"/?token={launch}"), 401, "used already", "a launch link used twice")
-    # with a session: cross-site, a forged Host, CSRF of no session
+    refuse(anon.post("/api/launch", json={"token": launch}, headers=launch_with), 401,
+           "used already", "a launch link used twice")
+    # with a session: cross-site, a forged Host, the cookie without the page's secret
     refuse(client.post("/api/labels", json=body, headers={"Origin": "http://evil.example"}),
            403, "cross-site", "a cross-origin write")
-    refuse(client.post("/api/labels", json=body, headers={"X-CSRF-Token": csrf}), 403, "CSRF",
-           "the CSRF token of another session")
+    name = f"{COOKIE}_{anon.app.state.specscout.cookie_id}"
+    stolen = TestClient(anon.app, base_url=BASE, cookies={name: client.cookies.get(name)})
+    for method, path in routes:
+        url = path.replace("{row}", "0") + ("?q=spec-1" if path == "/api/search" else "")
+        r = stolen.request(method, url, json={} if method == "POST" else None,
+                           headers={"X-CSRF-Token": csrf})
+        refuse(r, 401, "log in again", f"{method} {path} with the cookie alone")
+    session = stolen.get("/api/session").json()
+    assert session["annotator"] is None and "classes" not in session
     refuse(client.get("/api/queue", headers={"Host": "evil.example"}), 400, "Invalid host",
            "a forged Host")
     # paths that try to leave the app's static folder for files that exist next to it
@@ -120,13 +132,12 @@ def test_hostile_requests_are_refused_with_a_reason_and_store_nothing(project):
            "no spectrum at row 99", "a label for a row that does not exist")
     refuse(client.post("/api/labels", json={"row": 0, "label": "quasar"}), 422,
            "unknown class", "a class the project does not have")
-    # replay after logout: the old cookie and CSRF token are worthless
-    name = f"{COOKIE}_{anon.app.state.specscout.cookie_id}"
+    # replay after logout: the old cookie and the page's secret are worthless
     cookie = client.cookies.get(name)
     assert cookie
     assert client.post("/api/logout", json={}).status_code == 200
     replay = TestClient(anon.app, base_url=BASE, cookies={name: cookie},
-                        headers={"X-CSRF-Token": client.headers["X-CSRF-Token"]})
+                        headers={"X-Session-Secret": client.headers["X-Session-Secret"]})
     refuse(replay.post("/api/labels", json=body), 401, "expired or ended", "replay after logout")
     assert stored(project) == before and len(refused) >= 35
 
@@ -262,10 +273,10 @@ def test_sessions_are_the_project_s_own_and_outlive_a_restart(project, tmp_path)
     # the other project's app does not take this one's session
     b.cookies.update(a.cookies)
     assert b.get("/api/queue").status_code == 401
-    # a restarted app (same project) honours the open page's session and CSRF token
+    # a restarted app (same project) honours the open page's session
     again = TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
                        base_url=BASE, cookies=a.cookies,
-                       headers={"X-CSRF-Token": a.headers["X-CSRF-Token"]})
+                       headers={"X-Session-Secret": a.headers["X-Session-Secret"]})
     assert again.post("/api/labels", json={"row": 1, "label": "other"}).status_code == 200
     secret = project.path / ".web-secret"
     assert secret.stat().st_mode & 0o777 == 0o600
@@ -275,17 +286,18 @@ def test_a_login_ends_the_session_it_came_with(project):
     client = client_for(project)
     state = client.app.state.specscout
     name = f"{COOKIE}_{state.cookie_id}"
-    first = client.cookies.get(name)
+    first, secret = client.cookies.get(name), client.headers["X-Session-Secret"]
+    assert label_store(project).users.session(first, secret) is not None
     token = label_store(project).users.add("bea")
     assert client.post("/api/login", json={"name": "bea", "token": token}).status_code == 200
     assert client.cookies.get(name) != first
-    assert label_store(project).users.session(first) is None
+    assert label_store(project).users.session(first, secret) is None
 
 
 def test_candidate_lists_are_few_and_thresholds_bounded(project):
     client = client_for(project)
     state = client.app.state.specscout
-    for t in (0.0, 0.5, 0.501, 0.5004, 0.7, 0.9, 0.95, 0.3):
+    for t in (0.0, 0.5, 0.501, 0.5004, 0.7, 0.9, 0.95, 0.3, 1.0):
         r = client.get("/api/candidates", params={"threshold": t})
         assert r.status_code == 200
     assert client.get("/api/candidates", params={"threshold": 0}).json()["threshold"] == 0.05
@@ -370,17 +382,21 @@ def test_served_over_tls(project, tmp_path):
         m = printed(proc, r"(https://127\.0\.0\.1:\d+/\?token=\S+)")
         trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
         with httpx.Client(verify=trusted, timeout=5) as client:
+            base = f"https://127.0.0.1:{port}"
             for _ in range(200):
                 try:
-                    r = client.get(m.group(1))
+                    csrf = client.get(f"{base}/api/session").json()["csrf"]
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+            r = client.post(f"{base}/api/launch", json={"token": m.group(1).split("token=")[1]},
+                            headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
             name, value = next(iter(r.cookies.items()))
             assert name.startswith(f"__Host-{COOKIE}_")  # over TLS: no subdomain may shadow it
             client.cookies.set(name, value)
-            assert client.get(f"https://127.0.0.1:{port}/api/queue").status_code == 200
+            client.headers["X-Session-Secret"] = r.json()["secret"]
+            assert client.get(f"{base}/api/queue").status_code == 200
         with pytest.raises(httpx.TransportError):  # plain HTTP is not spoken
             httpx.get(f"http://127.0.0.1:{port}/api/session", timeout=2)
     finally:
@@ -472,7 +488,7 @@ def test_logins_are_rate_limited_and_logout_deletes_the_cookie_as_it_was_set(pro
     client.app.state.specscout.logins.window = 0.0  # the minute has passed
     r = client.post("/api/login", json={"name": "bea", "token": token})
     assert r.status_code == 200
-    client.headers["X-CSRF-Token"] = r.json()["csrf"]  # the new session's
+    client.headers["X-Session-Secret"] = r.json()["secret"]  # the new session's
     out = client.post("/api/logout", json={})
     assert out.status_code == 200, out.text
     deletion = out.headers["set-cookie"]

@@ -77,9 +77,15 @@ def _start(project_path, port: int) -> tuple[subprocess.Popen, str]:
 
 
 def _logged_in(client, link: str) -> str:
-    """Open the session of the one-time link; its CSRF token."""
-    assert client.get(link, follow_redirects=True).status_code == 200
-    return client.get("/api/session").json()["csrf"]
+    """Open the session of the one-time link as the page does, its secret in the client's
+    headers; returns the login token (harmless on a request that has a session)."""
+    assert client.get(link).status_code == 200  # the page
+    csrf = client.get("/api/session").json()["csrf"]
+    r = client.post("/api/launch", json={"token": link.rsplit("token=", 1)[1]},
+                    headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    client.headers["X-Session-Secret"] = r.json()["secret"]
+    return csrf
 
 
 def test_killed_server_keeps_every_acknowledged_label(tmp_path):

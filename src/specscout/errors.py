@@ -27,6 +27,9 @@ class ReadError(SpecscoutError):
         text = f"{self.path}: {reason}"
         super().__init__(f"{text} ({detail})" if detail else text)
 
+    def __reduce__(self):  # whole again in the process it is sent to
+        return type(self), (self.path, self.reason, self.detail)
+
 
 class PartError(ReadError):
     """One spectrum of a file of several (an exposure, a fibre) that cannot be read, while
@@ -36,3 +39,6 @@ class PartError(ReadError):
         super().__init__(path, reason, f"{spectrum_id}: {detail}" if detail else spectrum_id)
         self.spectrum_id = spectrum_id
         self.part_detail = detail
+
+    def __reduce__(self):
+        return type(self), (self.path, self.spectrum_id, self.reason, self.part_detail)

@@ -47,8 +47,9 @@ class LiveCandidates:
             keep = ~np.isin(self.rows, np.fromiter(self.hidden, np.int64, len(self.hidden)))
             self.rows, self.classes, self.human = (self.rows[keep], self.classes[keep],
                                                    self.human[keep])
-        p = np.asarray(probabilities[self.rows], dtype=np.float32).reshape(len(self.rows), -1)
-        self.prob = p[np.arange(len(self.rows)), self.classes] if len(p) else np.empty(0)
+        p = np.asarray(probabilities[self.rows], dtype=np.float32).reshape(
+            len(self.rows), probabilities.shape[1])  # no candidate (a threshold of 1): 0 rows
+        self.prob = p[np.arange(len(self.rows)), self.classes]
         self.order = np.argsort(-self.prob, kind="stable")  # most probable first
         self.grouping = Grouping(self.rows, *pool.positions(self.rows), radius_arcsec)
         self._records: dict[int, dict] = {}

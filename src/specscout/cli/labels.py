@@ -1,4 +1,5 @@
-"""Commands on labels and annotators: labels import/export, user add/list/remove."""
+"""Commands on labels and annotators: labels import/export, user add/list/role/remove/
+sessions/revoke."""
 
 from __future__ import annotations
 
@@ -72,24 +73,43 @@ def export(project, csv) -> int:
 
 @click.group()
 def user() -> None:
-    """Annotators who may label through the web app."""
+    """Annotators who may label through the web app, their roles and sessions."""
+
+
+ROLE = click.Choice(["owner", "annotator", "auditor"])
+ROLES_HELP = ("annotator: labels the queue, candidates and audit; auditor: the audit only; "
+              "owner: also adds spectra to the queue")
 
 
 @user.command("add")
 @project_argument
 @click.argument("name")
-def add(project, name) -> int:
+@click.option("--role", type=ROLE, default="annotator", show_default=True, help=ROLES_HELP)
+def add(project, name, role) -> int:
     """Add an annotator and print their token (shown only now)."""
-    token = _labels(project)[1].users.add(name)
-    print(f"user {name} added; their token (shown only now, keep it secret):\n{token}")
+    token = _labels(project)[1].users.add(name, role)
+    print(f"user {name} ({role}) added; their token (shown only now, keep it secret):\n"
+          f"{token}")
     return 0
 
 
 @user.command("list")
 @project_argument
 def list_(project) -> int:
-    """The annotators."""
-    print("\n".join(_labels(project)[1].users.names()) or "no users")
+    """The annotators and their roles."""
+    roles = _labels(project)[1].users.roles()
+    print("\n".join(f"{n}\t{r}" for n, r in roles.items()) or "no users")
+    return 0
+
+
+@user.command("role")
+@project_argument
+@click.argument("name")
+@click.argument("role", type=ROLE)
+def role(project, name, role) -> int:
+    """Give an annotator another role (from their next request on)."""
+    _labels(project)[1].users.set_role(name, role)
+    print(f"user {name} is now an {role}")  # owner, annotator, auditor
     return 0
 
 
@@ -97,9 +117,39 @@ def list_(project) -> int:
 @project_argument
 @click.argument("name")
 def remove(project, name) -> int:
-    """Remove an annotator: their token no longer works."""
+    """Remove an annotator: their token and sessions no longer work."""
     _labels(project)[1].users.remove(name)
-    print(f"user {name} removed; their token no longer works")
+    print(f"user {name} removed; their token and sessions no longer work")
+    return 0
+
+
+@user.command("sessions")
+@project_argument
+def sessions(project) -> int:
+    """The app's open sessions, the one-time links' included."""
+    found = _labels(project)[1].users.sessions()
+    if not found:
+        print("no open sessions")
+        return 0
+    print(f"{'id':<12}  {'annotator':<20} {'opened by':<12} {'since (UTC)':<16}  until (UTC)")
+    for s in found:
+        print(f"{s['id']:<12}  {s['annotator']:<20} {s['opened_by']:<12} "
+              f"{s['created']:%Y-%m-%d %H:%M}  {s['expires']:%Y-%m-%d %H:%M}")
+    return 0
+
+
+@user.command("revoke")
+@project_argument
+@click.argument("ids", nargs=-1)
+@click.option("--user", "name", default=None, help="every session of this annotator")
+@click.option("--all", "every", is_flag=True, help="every session")
+def revoke(project, ids, name, every) -> int:
+    """End sessions at once, by the id 'specscout user sessions' shows (the start of it is
+    enough), by annotator, or all: their pages must log in again."""
+    if not (ids or name or every):
+        raise click.UsageError("name the sessions: IDS, --user NAME or --all")
+    n = _labels(project)[1].users.revoke(tuple(ids), name, every)
+    print(f"{n} session{'s' if n != 1 else ''} ended")
     return 0
 
 

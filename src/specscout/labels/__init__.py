@@ -6,10 +6,14 @@ audit samples, the annotators; CSV import and export.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
+import sqlalchemy as sa
+
 from specscout.archive.project import Project
+from specscout.errors import SpecscoutError
 from specscout.labels.schema import resolve_url
 from specscout.labels.store import LabelStore
 
@@ -23,18 +27,35 @@ _OPEN: dict[str, tuple[tuple | None, LabelStore]] = {}
 _LOCK = threading.Lock()
 
 
+#: In a project whose label database is an SQLite file: the file's path once it was made.
+#: A project that had one never gets a new, empty one silently.
+MADE = ".labels-made"
+
+
 def label_store(project: Project) -> LabelStore:
     """The label store of ``project`` (the ``[labels] url`` of its config), opened once per
     process: every caller shares its engine and connection pool. An SQLite file that was
-    replaced or removed since (a project made again at the same path) is opened anew."""
+    replaced or removed since (a project made again at the same path) is opened anew; one
+    that this project had and that has gone is refused (its labels would be lost)."""
     url = resolve_url(project.config.labels_url, project.path.resolve())
     with _LOCK:
         cached = _OPEN.get(url)
-        if cached is not None and cached[0] == _identity(url):
+        identity = _identity(url)
+        if cached is not None and cached[0] == identity:
             return cached[1]
         if cached is not None:
             cached[1].engine.dispose()
+        made = project.path / MADE
+        file = _file(url)
+        if identity == ("missing",) and made.is_file() and made.read_text().strip() == file:
+            raise SpecscoutError(
+                f"the label database {file} has gone, but this project had one: restore it "
+                f"from a backup; or remove {made} to start again with no labels (and then "
+                f"'specscout labels import' an export, if you have one)")
         store = LabelStore(url)
+        if file is not None and not (made.is_file() and made.read_text().strip() == file):
+            with contextlib.suppress(OSError):  # a read-only project: nothing to protect
+                made.write_text(file + "\n")
         _OPEN[url] = (_identity(url), store)
         return store
 
@@ -57,13 +78,22 @@ def close_label_stores() -> None:
         _OPEN.clear()
 
 
+def _file(url: str) -> str | None:
+    """The file of an SQLite URL (its query, e.g. ``?timeout=30``, left out); None for a
+    server or an in-memory database."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
 def _identity(url: str) -> tuple | None:
     """Which file an SQLite URL names now (device, inode); None for a server."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
+    file = _file(url)
+    if file is None:
         return None
     try:
-        st = os.stat(url[len(prefix):])
+        st = os.stat(file)
     except FileNotFoundError:
         return ("missing",)
     return st.st_dev, st.st_ino

@@ -66,16 +66,22 @@ users_table = sa.Table(
     sa.Column("name", sa.String, primary_key=True),
     sa.Column("token_hash", sa.String, nullable=False, unique=True),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    # what the user may do in the app (specscout.labels.users.ROLES)
+    sa.Column("role", sa.String, nullable=False, server_default="annotator"),
 )
 
-#: Web app sessions: the hash of a random session token, whose it is, until when. Distinct
-#: from the users' tokens: a session expires, and ends at logout.
+#: Web app sessions: the hashes of a random session token (the cookie) and of the secret of
+#: the page that opened it (sent in a header), whose it is, how it was opened ("launch": the
+#: one-time link, as the project's owner; "login": a user's token), until when. Distinct from
+#: the users' tokens: a session expires, ends at logout and can be revoked.
 sessions_table = sa.Table(
     "sessions", metadata,
     sa.Column("token_hash", sa.String, primary_key=True),
     sa.Column("annotator", sa.String, nullable=False, index=True),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("secret_hash", sa.String),  # none: a session of an earlier version, refused
+    sa.Column("kind", sa.String),
 )
 
 #: A serial per changing table (queue, audit_sample), raised in the transaction that changes
@@ -175,11 +181,21 @@ def _private(path: Path) -> None:
 
 def _upgrade(engine: sa.Engine) -> None:
     """Add the columns and rows that label stores made by earlier versions lack."""
-    columns = {c["name"] for c in sa.inspect(engine).get_columns("labels")}
-    if "audit" not in columns:
-        with engine.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE labels ADD COLUMN audit BOOLEAN NOT NULL "
-                                 "DEFAULT FALSE"))
+    added = {"labels": ("audit BOOLEAN NOT NULL DEFAULT FALSE",),
+             "users": ("role VARCHAR NOT NULL DEFAULT 'annotator'",),
+             "sessions": ("secret_hash VARCHAR", "kind VARCHAR")}
+    inspector = sa.inspect(engine)
+    for table, columns in added.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for column in columns:
+            if column.split()[0] not in have:
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+                except sa.exc.DBAPIError:  # another process upgrading at once added it
+                    if column.split()[0] not in {c["name"] for c in
+                                                 sa.inspect(engine).get_columns(table)}:
+                        raise
     for name in SERIALS:
         with contextlib.suppress(sa.exc.IntegrityError), engine.begin() as conn:
             if conn.execute(sa.select(serials_table.c.serial)

@@ -34,7 +34,7 @@ from specscout.learn.domain import (
     ORIGINS,
     DomainConfig,
     Examples,
-    domain_examples,
+    fold_examples,
     pool_key,
     sky_cells,
 )
@@ -62,6 +62,15 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
     spectra and pool negatives (:mod:`.domain`), of pool fold ``fold`` if given. ``cells``:
     the pool's sky cells (:func:`.domain.sky_cells`), which key the validation split.
     ``exclude``: pool rows held out (an experiment's test set), never a negative or a host."""
+    return training_sets(project, domain, (fold,), cells, labelled_set, exclude)[0]
+
+
+def training_sets(project: Project, domain: DomainConfig | None = None,
+                  folds: tuple[int | None, ...] = (None,), cells: np.ndarray | None = None,
+                  labelled_set: bool = True, exclude: np.ndarray | None = None
+                  ) -> list[tuple[Examples, dict]]:
+    """:func:`training_set` of each of ``folds``, the folds' domain examples made at once
+    (:func:`.domain.fold_examples`)."""
     classes = list(project.config.classes)
     points = project.config.grid.points
     parts = []
@@ -86,7 +95,7 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
                               np.array([classes.index(current[r]) for r in rows]),
                               ["catalogue" if c else "human" for c in by_catalogue],
                               pool_key(cells, rows), row=rows))
-    counts: dict = {}
+    made: list[tuple[Examples | None, dict]] = [(None, {}) for _ in folds]
     if domain is not None:
         # never a negative or a host: what anyone labelled, for training or the audit
         held = set(votes) | set(labels.votes(audit=True))
@@ -97,18 +106,21 @@ def training_set(project: Project, domain: DomainConfig | None = None, fold: int
         if scored:
             _, probs = load_scores(project, scored[-1])
             target = np.asarray(probs, np.float32)[:, 1:].sum(1)
-        injected, counts = domain_examples(project, domain, exclude, target, fold, cells)
-        parts.append(injected)
-    examples = Examples.join(parts, points)
-    if not len(examples):
-        raise SpecscoutError("no labels yet: ingest a labelled set (--labels) or import labels")
-    origins = np.array(examples.origin)
-    counts = {"labelled_set": int((origins == "labelled-set").sum()),
-              "pool_labels": int(np.isin(origins, ["human", "catalogue"]).sum()),
-              "origins": {o: int((origins == o).sum()) for o in ORIGINS if (origins == o).any()},
-              **counts,
-              "per_class": {c: int((examples.y == i).sum()) for i, c in enumerate(classes)}}
-    return examples, counts
+        made = fold_examples(project, domain, exclude, target, tuple(folds), cells)
+    sets = []
+    for injected, counts in made:
+        examples = Examples.join(parts if injected is None else [*parts, injected], points)
+        if not len(examples):
+            raise SpecscoutError("no labels yet: ingest a labelled set (--labels) or import "
+                                 "labels")
+        origins = np.array(examples.origin)
+        sets.append((examples, {
+            "labelled_set": int((origins == "labelled-set").sum()),
+            "pool_labels": int(np.isin(origins, ["human", "catalogue"]).sum()),
+            "origins": {o: int((origins == o).sum()) for o in ORIGINS if (origins == o).any()},
+            **counts,
+            "per_class": {c: int((examples.y == i).sum()) for i, c in enumerate(classes)}}))
+    return sets
 
 
 def _write_examples(path, sets: list[Examples], classes: tuple[str, ...]) -> None:
@@ -158,11 +170,10 @@ def train_step(project: Project, config: TrainConfig, warm_start: bool = False,
     cells = sky_cells(project.store("pool")) if domain else None
     sets, counts = [], {}
     trained: dict[tuple, Fitted] = {}
-    for fold in folds:
-        examples, counts_f = training_set(
-            project, DomainConfig(c.injected, c.negatives, c.artefacts, config.seed,
-                                  c.targets) if domain else None,
-            fold, cells, labelled_set, exclude)
+    made = training_sets(project, DomainConfig(c.injected, c.negatives, c.artefacts,
+                                               config.seed, c.targets) if domain else None,
+                         folds, cells, labelled_set, exclude)
+    for fold, (examples, counts_f) in zip(folds, made, strict=True):
         # the same fold's networks; for a fold, a whole-pool one does too (it was told
         # "other" of no pool row it did not have a label for)
         same = [m for m in previous if m.fold == fold] or [

@@ -10,6 +10,9 @@ from specscout.web.app import LOOPBACK_HOSTS, AppConfig, create_app, is_loopback
 
 __all__ = ["AppConfig", "create_app", "serve"]
 
+#: Seconds the requests in flight get to finish once the server is told to stop.
+GRACE_S = 5
+
 
 def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
           annotator: str | None = None, require_login: bool = False, samp: bool = True,
@@ -37,8 +40,10 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
                        allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp,
                        catalogues=tuple(catalogues), auth=auth, samp_web_port=samp_web_port)
     app = create_app(project, config)
+    # SIGTERM or Ctrl-C: requests in flight get a few seconds, then the server stops
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           ssl_certfile=certfile, ssl_keyfile=keyfile))
+                                           ssl_certfile=certfile, ssl_keyfile=keyfile,
+                                           timeout_graceful_shutdown=GRACE_S))
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown.strip('[]')}]" if ":" in shown else shown  # an IPv6 address
     url = f"{'https' if tls else 'http'}://{shown}:{port}/"

@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 
+import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -154,6 +155,8 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         response.headers["Referrer-Policy"] = "no-referrer"
         if request.url.path.startswith("/api/"):  # labels and sessions: never cached
             response.headers["Cache-Control"] = "no-store"
+        else:  # the page and its script: checked again after an upgrade
+            response.headers.setdefault("Cache-Control", "no-cache")
         if request.url.scheme == "https":
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
@@ -165,6 +168,16 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     @app.exception_handler(SpecscoutError)
     def specscout_error(request: Request, exc: SpecscoutError) -> JSONResponse:
         return JSONResponse({"detail": without_paths(str(exc))}, status_code=400)
+
+    @app.exception_handler(sa.exc.DBAPIError)
+    def database_down(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        # read-only, locked too long, damaged, a server gone: said, never acknowledged
+        log.error("the label database failed on %s %s: %s", request.method, request.url.path,
+                  exc.orig)
+        return JSONResponse({"detail": "the label database cannot be used now (the server's "
+                                       "log says why): this request was not acknowledged; "
+                                       "try again, or tell whoever runs 'specscout serve'"},
+                            status_code=503)
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,6 +21,7 @@ from specscout.catalogue.live import LiveCandidates
 from specscout.catalogue.samp import SampLink
 from specscout.errors import SpecscoutError
 from specscout.labels import LabelStore, label_store
+from specscout.labels import _identity as file_identity
 from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
@@ -118,6 +119,9 @@ class State:
         self.config = config
         self.classes = list(project.config.classes)
         self.labels: LabelStore = label_store(project)
+        self._label_file = _label_file(self.labels)
+        self._label_identity = file_identity(f"sqlite:///{self._label_file}") if (
+            self._label_file) else None
         self.pool = PoolView(project)
         self.logins = Logins()
         # CSRF tokens are HMACs of sessions under a secret of the project's (0600), so that
@@ -145,14 +149,29 @@ class State:
         self._saved: set[int] = set()
         self._lock = threading.Lock()
 
-    def use_launch_token(self, token: str) -> bool:
-        """Whether ``token`` is the one-time link's, which then works no more."""
+    def launch(self, token: str, open_session):
+        """``open_session()`` if ``token`` is the one-time link's, which then works no more
+        (if the session cannot be stored, the link still works); None for another token."""
         with self._lock:
-            ok = self.launch_token is not None and secrets.compare_digest(
-                token.encode(), self.launch_token.encode())
-            if ok:
-                self.launch_token = None
-            return ok
+            if self.launch_token is None or not secrets.compare_digest(
+                    token.encode(), self.launch_token.encode()):
+                return None
+            opened = open_session()
+            self.launch_token = None
+            return opened
+
+    def check_labels(self) -> None:
+        """503 when the label database file the app opened has gone or was replaced since:
+        a label acknowledged now would be lost."""
+        if self._label_file is None:
+            return
+        now = file_identity(f"sqlite:///{self._label_file}")
+        if now != self._label_identity:
+            what = "has gone" if now == ("missing",) else "was replaced"
+            log.error("the label database %s %s while serving", self._label_file, what)
+            raise HTTPException(503, f"the label database {what} while the app was serving: "
+                                     f"no label is stored until it is restored and 'specscout "
+                                     f"serve' is started again")
 
     def csrf(self, session: str | None) -> str:
         """The CSRF token of a session (cookie value; None before login)."""
@@ -336,6 +355,25 @@ class State:
     def _ids(self, rows: np.ndarray) -> list[str]:
         """The ids of pool ``rows``, in the order given."""
         return self.pool.pool.ids(rows)
+
+
+def _label_file(labels: LabelStore) -> str | None:
+    """The SQLite file of the label store, None for a database server; refused when the
+    app could not write labels to it."""
+    import os
+
+    url = labels.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = os.path.abspath(url.database)
+    folder = os.path.dirname(path)
+    # no write bit counts as read-only even where root could write it: it was meant so
+    if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+            and os.stat(path).st_mode & 0o222):
+        raise SpecscoutError(f"the label database {path} is read-only here (the file or its "
+                             f"folder): the app could not store a label; make both writable "
+                             f"(chmod u+w) or serve a copy of the project")
+    return path
 
 
 def _secret(project: Project) -> bytes:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from specscout.labels.store import agreed
-from specscout.web.deps import StateDep, Strict, Who, Writer
+from specscout.web.deps import QueueChanger, StateDep, Strict, Who
 
 router = APIRouter()
 
@@ -62,7 +62,7 @@ def neighbours(row: int, who: Who, state: StateDep, k: int = Query(5, ge=1, le=2
 
 
 @router.post("/api/queue/add")
-def add_to_queue(body: SelectionIn, who: Writer, state: StateDep) -> dict:
+def add_to_queue(body: SelectionIn, who: QueueChanger, state: StateDep) -> dict:
     """Append spectra chosen by hand (e.g. a lasso on the map) to the latest query batch, or
     start the batch of the latest scored iteration."""
     iteration, _ = state.items(False)

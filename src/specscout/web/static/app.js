@@ -18,10 +18,15 @@ const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
   (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const fmt = (v, d = 4) => (v === null || v === undefined ? "" : Number(v).toFixed(d));
 
+// The session's secret lives in this tab only: the cookie alone opens nothing.
+const SECRET = "specscout-secret";
+
 async function api(path, body) {
-  const options = body === undefined ? {} : {
+  const headers = { "X-Session-Secret": sessionStorage.getItem(SECRET) || "" };
+  const options = body === undefined ? { headers } : {
     method: "POST", keepalive: true,  // a label sent as the tab closes still arrives
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": S.session.csrf },
+    headers: { ...headers, "Content-Type": "application/json",
+               "X-CSRF-Token": S.session?.csrf || "" },
     body: JSON.stringify(body),
   };
   const response = await fetch(path, options);
@@ -295,6 +300,7 @@ async function mapPage(colour = "label") {
       `<span><i style="background:${col}"></i>${esc(c)}</span>`).join("")}</div>`;
   $("#map-colour").addEventListener("change", (e) => mapPage(e.target.value));
   $("#map-send").addEventListener("click", sendSelection);
+  $("#map-send").hidden = S.session.role !== "owner";  // only the owner changes the queue
   drawMap();
   mapEvents($("#map"));
 }
@@ -802,11 +808,15 @@ function loginPage() {
     <label>Name <input id="login-name" autocomplete="username"></label>
     <label>Token <input id="login-token" type="password" autocomplete="current-password"></label>
     <button>Log in</button>
-    <p class="muted">A token comes from <code>specscout user add PROJECT NAME</code>.</p></form>`;
+    <p class="muted">A token comes from <code>specscout user add PROJECT NAME</code>. A session
+    belongs to the tab that opened it: in a new tab, log in again, or restart
+    <code>specscout serve</code> for a new one-time link.</p></form>`;
   $("#login").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      await api("/api/login", { name: $("#login-name").value, token: $("#login-token").value });
+      const r = await api("/api/login",
+        { name: $("#login-name").value, token: $("#login-token").value });
+      sessionStorage.setItem(SECRET, r.secret);
       await start();
     } catch (err) { toast(err.message, true); }
   });
@@ -816,7 +826,8 @@ function loginPage() {
 
 async function route() {
   S.nav += 1;
-  const hash = location.hash || "#/queue";
+  // an auditor labels the audit sample only
+  const hash = location.hash || (S.session?.role === "auditor" ? "#/audit" : "#/queue");
   const [path, query] = hash.slice(1).split("?");
   const parts = path.split("/").filter(Boolean);
   document.querySelectorAll("nav a").forEach((a) =>
@@ -943,13 +954,23 @@ $("#samp-web").addEventListener("click", connectWebSamp);
 
 async function start() {
   S.session = await api("/api/session");
+  const launch = new URLSearchParams(location.search).get("token");
+  if (launch) {  // the one-time link: traded for a session, and gone from the address bar
+    history.replaceState(null, "", "/" + location.hash);
+    try {
+      sessionStorage.setItem(SECRET, (await api("/api/launch", { token: launch })).secret);
+    } catch (err) { toast(err.message, true); }
+    S.session = await api("/api/session");
+  }
   $("#project").textContent = S.session.annotator ?
     `· ${S.session.project} · ${S.session.pool} spectra` : "";
   $("#who").innerHTML = S.session.annotator ? `labelling as ${esc(S.session.annotator)}` +
+    (S.session.role && S.session.role !== "owner" ? ` (${esc(S.session.role)})` : "") +
     (S.session.login_required ? ` <a href="#" id="logout">log out</a>` : "") : "";
   $("#logout")?.addEventListener("click", async (e) => {
     e.preventDefault();
     await api("/api/logout", {});
+    sessionStorage.removeItem(SECRET);
     await start();
   });
   if (!S.session.annotator) { loginPage(); return; }
