@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_real import DATA, make_project
 
-from specscout.learn import domain as dom
+from specscout.learn import folds as dom
 from specscout.learn.domain import DomainConfig, sky_cells
 from specscout.learn.iterate import training_sets
 from specscout.learn.model import PaperCNN

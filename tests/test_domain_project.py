@@ -332,18 +332,18 @@ def test_a_kind_set_to_other_is_taught_as_other_where_it_shows_as_itself(project
 
 def test_the_folds_made_in_parallel_processes_are_those_made_one_after_the_other(
         project, monkeypatch):
-    from specscout.learn import domain
+    from specscout.learn import domain, folds
     from specscout.learn.iterate import training_sets
 
     project, _ = project
     config = domain.DomainConfig(40, 80, 10, 0)
-    monkeypatch.setattr(domain, "PARALLEL_FROM", 10**9)
+    monkeypatch.setattr(folds, "PARALLEL_FROM", 10**9)
     alone = training_sets(project, config, (0, 1))
-    monkeypatch.setattr(domain, "PARALLEL_FROM", 1)
-    monkeypatch.setattr(domain, "_cores", lambda: 2)
+    monkeypatch.setattr(folds, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(folds, "_cores", lambda: 2)
     made = []
-    real = domain.ProcessPoolExecutor
-    monkeypatch.setattr(domain, "ProcessPoolExecutor",
+    real = folds.ProcessPoolExecutor
+    monkeypatch.setattr(folds, "ProcessPoolExecutor",
                         lambda *a, **k: made.append(1) or real(*a, **k))
     together = training_sets(project, config, (0, 1))
     assert made  # another process made fold 1

@@ -34,10 +34,10 @@ from specscout.learn.domain import (
     ORIGINS,
     DomainConfig,
     Examples,
-    fold_examples,
     pool_key,
     sky_cells,
 )
+from specscout.learn.folds import fold_examples
 from specscout.learn.iterations import (
     iteration_numbers,
     iteration_path,
