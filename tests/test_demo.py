@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from specscout.archive.project import Project
 from specscout.cli import main
+from specscout.demo import DemoConfig, run
 from specscout.labels import label_store
 from specscout.learn.iterations import status
 from specscout.web import AppConfig, create_app
@@ -75,11 +76,13 @@ def test_demo(tmp_path, capsys):
         if e[m] is not None for lo, hi in [e[f"{m}_interval"]])
 
 
-def test_demo_on_an_mrs_survey(tmp_path, capsys):
+def test_demo_on_an_mrs_survey(tmp_path):
+    # the demo's own function, everything in this process and a small domain training (the
+    # command line and the local cluster are test_demo's): what differs is the MRS files
     out = tmp_path / "demo"
-    assert main(["demo", str(out), "--layout", "mrs", "--survey", "100", "--labelled", "160",
-                 "--iterations", "1", "--batch", "20", "--model", "small-cnn", "--epochs", "3",
-                 "--workers", "1"]) == 0
+    run(out, DemoConfig(layout="mrs", survey=100, labelled=160, iterations=1, batch=20,
+                        model="small-cnn", max_epochs=2, workers=0, injected=30,
+                        negatives=80, artefacts=10), log=None)
     summary = json.loads((out / "demo.json").read_text())
     assert summary["pooled"] == 100 * 4 and summary["failed"] == 0  # coadd + 3 exposures
     project = Project(out / "project")

@@ -114,6 +114,23 @@ def test_an_emission_core_inside_an_absorption_line_is_a_core():
     assert m["ha_emission_ew"] == pytest.approx(-2.5, rel=0.25)
 
 
+def test_the_star_velocity_has_an_error_and_a_core_is_on_the_line_within_it():
+    _, sharp = star(A_STAR, {"family": "core", "ew": -2.5, "sigma": 30.0}, snr=100, rv=50.0)
+    m = measure(sharp)
+    assert abs(m["photosphere_velocity"] - 50.0) <= 25.0
+    assert 12.5 <= m["photosphere_velocity_err"] <= 40.0
+    # a peak 150 km/s from the star's line: beside it when the star's velocity is known to
+    # 12.5 km/s, on it when the flanks leave that velocity uncertain by 100 km/s
+    row = {**classify(m), "ha_velocity": m["photosphere_velocity"] + 150.0}
+    assert classify({**row, "photosphere_velocity_err": 12.5})["kind_reason"] == \
+        "peak-beside-the-line"
+    assert classify({**row, "photosphere_velocity_err": 100.0})["kind"] == "core"
+    assert classify({**row, "photosphere_velocity_err": math.inf})["kind"] == "core"
+    # a measurement kept from before the error existed is classified as it was
+    old = {k: v for k, v in row.items() if k != "photosphere_velocity_err"}
+    assert classify(old)["kind_reason"] == "peak-beside-the-line"
+
+
 def test_a_filled_in_line_without_a_peak_is_not_emission():
     line = {"family": "single", "ew": -2.0, "sigma": 300.0}  # broad: fills, makes no peak
     _, noisy = star(A_STAR, line, snr=100)

@@ -21,7 +21,7 @@ def test_the_real_emission_line_stars_are_found(shared_data, tmp_path, capsys):
     assert main(["init", p]) == 0
     assert main(["simulate", str(tmp_path / "ond"), "--kind", "labelled", "--n", "300",
                  "--seed", "7", "--quiet", "--workers", "2"]) == 0
-    assert main(["simulate", str(tmp_path / "sim"), "--n", "3000", "--emission", "0.08",
+    assert main(["simulate", str(tmp_path / "sim"), "--n", "1500", "--emission", "0.08",
                  "--double-peak", "0.03", "--seed", "8", "--quiet", "--workers", "2"]) == 0
     assert main(["ingest", p, str(shared_data / "lamost"), str(shared_data / "pairs" / "lamost"),
                  str(tmp_path / "sim"), "--quiet", "--workers", "2"]) == 0

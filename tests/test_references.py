@@ -44,7 +44,17 @@ def _queries(ref: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
 
 
 @pytest.fixture(scope="module")
-def catalogues(tmp_path_factory):
+def scheduler():
+    """The address of one local cluster for the module's commands, as a user's running
+    cluster would be: its worker compiles HATS's numba kernels once, not once a command."""
+    from specscout.archive.cluster import dask_client
+
+    with dask_client(1) as client:
+        yield client.scheduler.address
+
+
+@pytest.fixture(scope="module")
+def catalogues(tmp_path_factory, scheduler):
     """The same reference list as a CSV file and as a HATS catalogue made by
     'specscout catalogue import'."""
     base = tmp_path_factory.mktemp("refs")
@@ -56,7 +66,7 @@ def catalogues(tmp_path_factory):
         for row in zip(*ref.values(), strict=True):
             fh.write(",".join(map(str, row)) + "\n")
     hats = base / "known_hats"
-    assert main(["catalogue", "import", str(csv), str(hats), "--workers", "1"]) == 0
+    assert main(["catalogue", "import", str(csv), str(hats), "--scheduler", scheduler]) == 0
     return ref, csv, hats
 
 
@@ -132,7 +142,7 @@ def test_proper_motion_moves_entries_to_the_epoch_of_the_spectra(tmp_path):
     assert not crossmatch(ra, dec, [listed], 1.0).known[0]
 
 
-def test_bad_catalogues_are_named(tmp_path):
+def test_bad_catalogues_are_named(tmp_path, scheduler):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(SpecscoutError, match="no such catalogue"):
         crossmatch([1.0], [1.0], [tmp_path / "empty_dir"], 3.0)
@@ -140,11 +150,12 @@ def test_bad_catalogues_are_named(tmp_path):
     with pytest.raises(SpecscoutError, match="no RA/Dec columns"):
         crossmatch([1.0], [1.0], [tmp_path / "nopos.csv"], 3.0)
     assert main(["catalogue", "import", str(tmp_path / "nopos.csv"), str(tmp_path / "h"),
-                 "--workers", "1"]) == 2
+                 "--scheduler", scheduler]) == 2
     assert not (tmp_path / "h").exists()
 
 
-def test_candidates_report_and_the_app_with_a_hats_catalogue(catalogues, tmp_path, capsys):
+def test_candidates_report_and_the_app_with_a_hats_catalogue(catalogues, tmp_path, capsys,
+                                                            scheduler):
     """The commands end to end: candidates (and the report's table) take the HATS catalogue (with a
     radius of its own and a column brought over), and the app's candidate page marks the
     same objects known."""
@@ -164,10 +175,10 @@ def test_candidates_report_and_the_app_with_a_hats_catalogue(catalogues, tmp_pat
     csv.write_text(f"ra,dec,otype,gmag\n{150 + 2 * ARCSEC / np.cos(np.radians(5))},-5.0,Be*,"
                    f"11.5\n{ref['ra'][5]},{ref['dec'][5]},YSO,14.0\n")
     hats = tmp_path / "stars_hats"
-    assert main(["catalogue", "import", str(csv), str(hats), "--workers", "1"]) == 0
+    assert main(["catalogue", "import", str(csv), str(hats), "--scheduler", scheduler]) == 0
     assert "2 rows" in capsys.readouterr().out
     assert main(["candidates", str(project.path), "--catalogue", f"{hats}@2.5", "--columns",
-                 "gmag", "--workers", "1", "--out", str(tmp_path / "c.xml")]) == 0
+                 "gmag", "--scheduler", scheduler, "--out", str(tmp_path / "c.xml")]) == 0
     out = capsys.readouterr().out
     assert "matched stars_hats: 2 rows" in out and "radius 2.5 arcsec" in out
     from astropy.table import Table
@@ -178,7 +189,7 @@ def test_candidates_report_and_the_app_with_a_hats_catalogue(catalogues, tmp_pat
     assert abs(star["separation"] - 2.0) < 0.01 and star["catalogue_type"] == "Be*"
     assert sum(objects["known"]) == 1
     assert main(["candidates", str(project.path), "--catalogue", f"{hats}@1.5",
-                 "--workers", "1"]) == 0
+                 "--scheduler", scheduler]) == 0
     assert "0 known" in capsys.readouterr().out.split("double-peak")[1].splitlines()[0]
     cat = build(project, references=(hats,))
     from specscout.catalogue.report import _catalogue_table  # the report's part of it
@@ -196,7 +207,7 @@ def test_candidates_report_and_the_app_with_a_hats_catalogue(catalogues, tmp_pat
     assert star["catalogue"] == "stars_hats" and star["catalogue_type"] == "Be*"
 
 
-def test_gaps_narrow_margins_and_names_alike(tmp_path):
+def test_gaps_narrow_margins_and_names_alike(tmp_path, scheduler):
     """A HATS catalogue with an empty type and proper motions, whose margin cache (5")
     is narrower than a moving entry's search: gaps read as empty, the search stops at the
     margin (said so), a radius beyond the margin is refused, and two catalogues of one name
@@ -208,7 +219,7 @@ def test_gaps_narrow_margins_and_names_alike(tmp_path):
                    "151.0,11.0,Be*,0.0,0.0,2016.0\n")
     hats = tmp_path / "moving_hats"
     assert main(["catalogue", "import", str(csv), str(hats), "--margin", "5",
-                 "--workers", "1"]) == 0
+                 "--scheduler", scheduler]) == 0
     ra, dec = np.array([150.0, 151.0]), np.array([10.0 + 2 * ARCSEC, 11.0])
     for path in (csv, hats):
         m = crossmatch(ra, dec, [path], 1.0, mjd=np.full(2, mjd_2026), threads=True)
@@ -223,13 +234,13 @@ def test_gaps_narrow_margins_and_names_alike(tmp_path):
         crossmatch(ra, dec, [csv, tmp_path / "other" / "moving.csv"], 1.0)
 
 
-def test_a_catalogue_of_another_part_of_the_sky_matches_nothing(tmp_path):
+def test_a_catalogue_of_another_part_of_the_sky_matches_nothing(tmp_path, scheduler):
     """Objects where a HATS catalogue has no partition: no matches and a note, not LSDB's
     "Catalogs do not overlap"."""
     csv = tmp_path / "north.csv"
     csv.write_text("ra,dec,otype,gmag\n10.0,80.0,Be*,9.0\n10.1,80.1,Em*,10.0\n")
     hats = tmp_path / "north_hats"
-    assert main(["catalogue", "import", str(csv), str(hats), "--workers", "1"]) == 0
+    assert main(["catalogue", "import", str(csv), str(hats), "--scheduler", scheduler]) == 0
     ra, dec = np.array([200.0, 201.0]), np.array([-60.0, -61.0])
     m = crossmatch(ra, dec, [hats], 3.0, columns=("gmag",), threads=True)
     assert m.known.tolist() == [False, False] and m.catalogue == ["", ""]

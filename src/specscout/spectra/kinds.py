@@ -25,10 +25,10 @@ measurement (:func:`specscout.spectra.measure.measure`). The rule, in order:
      a resolved line in net emission with [N II] too is stellar, flagged ``nebular``;
    - ``core`` otherwise (not in net emission; resolved or not, [N II] or not): a peak inside
      an absorption line (shell stars, weak Ae stars, chromospheres) at least 10 % deep at its
-     centre, at the line's own velocity (within half the instrument's FWHM, or 75 km/s, of
-     the absorption profile's); a peak elsewhere is ``none`` (``peak-without-absorption``,
-     ``peak-beside-the-line``): without net emission it is no line an observer would call
-     one.
+     centre, at the line's own velocity (within half the instrument's FWHM, 75 km/s, or
+     twice the error of the absorption profile's velocity, of that velocity); a peak
+     elsewhere is ``none`` (``peak-without-absorption``, ``peak-beside-the-line``):
+     without net emission it is no line an observer would call one.
 4. Not in emission: ``artefact`` if the pixels show a run of zeros or non-finite values, a
    spike narrower than the line spread, or residuals of 5 sigma at two night-sky lines or
    more; ``none`` otherwise (``nebular-lines-without-halpha`` where [N II] alone is seen).
@@ -119,11 +119,13 @@ def classify(row: dict) -> dict:
 
 def _on_the_line(row: dict) -> bool:
     """Whether the emission sits on the star's own line: within half the instrument's FWHM
-    of the velocity of the absorption profile (when both are known)."""
+    (or :data:`ON_THE_LINE`) of the velocity of the absorption profile, or within twice
+    that velocity's error (when both are known)."""
     v, star = row["ha_velocity"], row["photosphere_velocity"]
-    if not (math.isfinite(v) and math.isfinite(star)):
+    err = row.get("photosphere_velocity_err", 0.0)
+    if not (math.isfinite(v) and math.isfinite(star) and math.isfinite(err)):
         return True
-    return abs(v - star) <= max(0.5 * row["ha_fwhm_instrument"], ON_THE_LINE)
+    return abs(v - star) <= max(0.5 * row["ha_fwhm_instrument"], ON_THE_LINE, 2 * err)
 
 
 def profile(row: dict) -> str:

@@ -64,7 +64,7 @@ NOISE_WRONG = 1.5  # residuals this much wider than the file's noise say the noi
 MIN_NET_EW = 1.0  # A: net emission, as the training's positives
 
 #: The measurement's version: kept measurements of another version are made again.
-VERSION = 10
+VERSION = 11
 
 #: The columns of a measurement: (unit, UCD, description). EWs are negative for emission.
 COLUMNS: dict[str, tuple[str | None, str, str]] = {
@@ -80,6 +80,8 @@ COLUMNS: dict[str, tuple[str | None, str, str]] = {
     "photosphere": (None, "meta.id", "MILES star fitted as the absorption profile"),
     "photosphere_velocity": ("km/s", "spect.dopplerVeloc",
                              "its velocity (25 km/s steps, the mean of the best fits)"),
+    "photosphere_velocity_err": ("km/s", "stat.error",
+                                 "its 1-sigma error (inf: the flanks do not bound it)"),
     "photosphere_depth": (None, "spect.line.intensity",
                           "depth of its H-alpha absorption at the line's centre (0-1)"),
     "ha_ew": ("Angstrom", "spect.line.eqWidth", "H-alpha net equivalent width (+-15 A)"),
@@ -287,7 +289,7 @@ def _measure(px: _Pixels, row: dict) -> None:
     rel_sigma, step, win = px.rel_sigma, px.step, px.win
 
     # the noise: the file's, raised where the photosphere's residuals scatter more
-    profile, _, _, _ = photosphere(w, px.filled, rel_sigma, px.good, r, fwhm)
+    profile = photosphere(w, px.filled, rel_sigma, px.good, r, fwhm).profile
     row["noise_scale"] = px.rescale(_scatter(w, px.filled - profile, rel_sigma, px.good, fwhm))
     rel_sigma = px.rel_sigma
 
@@ -319,8 +321,8 @@ def _measure(px: _Pixels, row: dict) -> None:
     smooth, smooth_sigma = px.smoothed(filled)
     region = None
     for _ in range(2):
-        profile, name, velocity, spread = photosphere(w, filled, rel_sigma, good, r, fwhm,
-                                                       region, win)
+        fit = photosphere(w, filled, rel_sigma, good, r, fwhm, region, win)
+        profile, velocity = fit.profile, fit.velocity
         excess = filled - profile
         smooth_excess = gaussian_filter1d(excess, px.smooth_px, mode="nearest")
         centre, peak, snr = _matched(w, excess, rel_sigma, good, sigma_inst)
@@ -332,7 +334,8 @@ def _measure(px: _Pixels, row: dict) -> None:
         if region is not None and not (wider & ~region).any():
             break
         region = wider
-    row["photosphere"], row["photosphere_velocity"] = name, velocity
+    row["photosphere"], row["photosphere_velocity"] = fit.name, velocity
+    row["photosphere_velocity_err"] = fit.velocity_err
     line_centre = HALPHA_VACUUM * (1 + (velocity if math.isfinite(velocity) else 0) / C_KMS)
     row["photosphere_depth"] = float(1 - np.interp(line_centre, w, profile))
     row["ha_peak"], row["ha_peak_snr"] = peak, snr
@@ -359,7 +362,7 @@ def _measure(px: _Pixels, row: dict) -> None:
     row["ha_ew"], row["ha_ew_err"] = px.net(leak)
     row["ha_emission_ew"] = float(np.sum((leak - excess)[win] * step[win]))
     # the noise's error, and the spread of the best photospheres' own lines
-    row["ha_emission_ew_err"] = math.hypot(row["ha_ew_err"], spread)
+    row["ha_emission_ew_err"] = math.hypot(row["ha_ew_err"], fit.spread)
 
     # shape: peaks of the observed flux within the emission, its width and centroid
     if region is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,14 +79,25 @@ def _shifted(tw: np.ndarray, trel: np.ndarray, at: np.ndarray) -> np.ndarray:
     return trel[:, i0] * (1 - frac) + trel[:, i0 + 1] * frac
 
 
+class Photosphere(NamedTuple):
+    """The absorption profile fitted under H-alpha."""
+
+    profile: np.ndarray  # relative flux on the spectrum's pixels
+    name: str  # the best MILES star
+    velocity: float  # km/s: the mean of the best fits'
+    velocity_err: float  # km/s, 1 sigma; inf where the flanks do not bound it
+    spread: float  # A: the standard deviation of the best fits' EWs within the window
+
+
 def photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=None
-                 ) -> tuple[np.ndarray, str, float, float]:
+                 ) -> Photosphere:
     """The absorption profile under H-alpha (relative flux on the pixels ``w``): the mean of
     the :data:`BEST` MILES photospheres, velocity shifts and depth scales
     (1 - s (1 - T), s in :data:`DEPTH_SCALE`) that fit the flanks best; the core (+-1 FWHM, at
     least 3 A), the pixels ``emission`` and what rises 3 sigma above a first fit left out.
-    Returns the profile, the best star's name, the mean velocity of the fits and the
-    standard deviation of their equivalent widths within ``window`` (A; 0 without one)."""
+    The velocity's error is the wider of the best fits' scatter and the half width of the
+    best star's chi-square curve over velocity where it lies within 1 of its least (the
+    flanks alone may hardly bound it: the core is left out)."""
     resolving = round(resolving, 1)
     dist = np.abs(w - HALPHA_VACUUM)
     reach = np.nonzero(dist < PROFILE_REACH)[0]
@@ -96,7 +108,7 @@ def photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=
     for rest in NEIGHBOURS.values():
         use &= np.abs(w[at] - rest) > 1.5 * fwhm
     if use.sum() < 8:
-        return np.ones_like(w), "", math.nan, 0.0
+        return Photosphere(np.ones_like(w), "", math.nan, math.inf, 0.0)
     depth, depth2 = _depths(resolving, w[at].tobytes())
     target = 1 - rel[at]
     inv = np.where(use, 1 / rel_sigma[at] ** 2, 0.0)
@@ -119,17 +131,37 @@ def photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=
     near = dist < PROFILE_REACH + 5
     profile = np.ones_like(w)
     best = np.argpartition(chi2, BEST, axis=None)[:BEST]
-    fits = []
-    velocity = 0.0
+    fits, velocities = [], []
     for k in best:
         tk, sk = np.unravel_index(int(k), chi2.shape)
         shifted = w[near] / (1 + SHIFTS[sk] / C_KMS)
         fits.append(1 - scale[tk, sk] * (1 - _shifted(tw, trel[tk : tk + 1], shifted)[0]))
-        velocity += SHIFTS[sk] / len(best)
+        velocities.append(SHIFTS[sk])
     profile[near] = np.mean(fits, axis=0)
+    velocity_err = max(float(np.std(velocities)), _half_width(chi2[t]))
     spread = 0.0
     if window is not None:
         step = np.gradient(w)
         inside = window[near]
         spread = float(np.std([np.sum((1 - f[inside]) * step[near][inside]) for f in fits]))
-    return profile, names[t], float(velocity), spread
+    return Photosphere(profile, names[t], float(np.mean(velocities)), velocity_err, spread)
+
+
+def _half_width(chi2: np.ndarray) -> float:
+    """Half the width (km/s) of the velocities of :data:`SHIFTS` where ``chi2`` lies within
+    1 of its least (interpolated between the grid's steps; inf where it stays within 1 at
+    an end of the grid), at least half a step."""
+    level = float(chi2.min()) + 1.0
+    k = int(np.argmin(chi2))
+    ends = []
+    for direction in (-1, 1):
+        i = k
+        while 0 <= i + direction < chi2.size and chi2[i + direction] <= level:
+            i += direction
+        j = i + direction
+        if not 0 <= j < chi2.size:
+            return math.inf
+        t = (level - chi2[i]) / (chi2[j] - chi2[i])
+        ends.append(SHIFTS[i] + t * (SHIFTS[j] - SHIFTS[i]))
+    step = float(SHIFTS[1] - SHIFTS[0])
+    return float(max(0.5 * abs(ends[1] - ends[0]), 0.5 * step))
