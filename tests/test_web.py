@@ -284,3 +284,29 @@ def test_user_and_serve_commands(project, capsys):
     assert "specscout user add" in capsys.readouterr().err
     assert main(["serve", str(project.path), "--host", "0.0.0.0", "--no-auth"]) == 2
     assert "loopback only" in capsys.readouterr().err
+
+
+def test_the_spectra_kept_in_memory_are_those_of_the_store(client, project):
+    """The batch's records and windows are read ahead and kept; what the page gets is what
+    the store holds, and rows committed while serving are found."""
+    import numpy as np
+
+    state = client.app.state.specscout
+    store = project.store()
+    first = client.get("/api/next").json()
+    state.pool.keep([5, 0, 2])
+    for row in (5, 0, 2):
+        got = client.get(f"/api/spectrum/{row}").json()
+        assert got["record"]["id"] == store.record(row)["id"]
+        np.testing.assert_allclose(got["flux"], store.flux([row])[0], atol=1e-5)
+        with pytest.raises(ValueError):  # kept, so never written by a caller
+            state.pool.flux(row)[0] = 1.0
+    assert first["spectrum"]["record"]["id"] == store.record(first["item"]["row"])["id"]
+    n = len(store)
+    flux = np.random.default_rng(1).normal(size=(2, 140)).astype(np.float32)
+    store.commit(flux, [{"path": f"new{i}.fits", "id": f"new-{i}", "status": "ok", "flags": 0,
+                         "reason": "", "detail": ""} for i in range(2)])
+    got = client.get(f"/api/spectrum/{n + 1}").json()
+    assert got["record"]["id"] == "new-1"
+    np.testing.assert_allclose(got["flux"], flux[1], atol=1e-5)
+    assert client.get(f"/api/spectrum/{n + 2}").status_code == 404

@@ -215,6 +215,12 @@ def read_serial(engine: sa.Engine, name: str) -> int:
                                 .where(serials_table.c.name == name)).scalar() or 0)
 
 
+def read_serials(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {name: int(serial or 0) for name, serial in conn.execute(
+            sa.select(serials_table.c.name, serials_table.c.serial))}
+
+
 def largest(conn: sa.Connection, column: sa.Column) -> int | None:
     return conn.execute(sa.select(sa.func.max(column))).scalar()
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from specscout.labels.audit_samples import AuditSamples
 from specscout.labels.queue import Queue
-from specscout.labels.schema import connect, labels_table, now, read_serial
+from specscout.labels.schema import connect, labels_table, now, read_serial, read_serials
 from specscout.labels.users import Users
 
 
@@ -30,6 +30,10 @@ class LabelStore:
         self.queue = Queue(self.engine)
         self.audit_samples = AuditSamples(self.engine)
         self.users = Users(self.engine)
+
+    def serials(self) -> dict[str, int]:
+        """:meth:`serial` of every name, in one query."""
+        return read_serials(self.engine)
 
     def serial(self, name: str) -> int:
         """A number raised with every change of the query batches (``queue``) or the audit

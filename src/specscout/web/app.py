@@ -29,6 +29,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from specscout.archive.project import Project
@@ -82,6 +83,46 @@ class BodyLimit:
             return message
 
         return await self.app(scope, counted, send)
+
+
+class SecurityHeaders:
+    """The security headers on every answer, a 500 that a bug raised included (logged here);
+    ``no-store`` on the API. A plain ASGI middleware: Starlette's ``@app.middleware`` costs
+    a task and two streams a request."""
+
+    def __init__(self, app, policy: str) -> None:
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        api = scope["path"].startswith("/api/")
+        started = False
+
+        async def with_headers(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = self.policy
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                if api:  # labels and sessions: never cached
+                    headers["Cache-Control"] = "no-store"
+                else:  # the page and its script: checked again after an upgrade
+                    headers.setdefault("Cache-Control", "no-cache")
+                if scope.get("scheme") == "https":
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:  # a bug: logged here, and the answer keeps the headers above
+            log.exception("%s %s failed", scope.get("method"), scope["path"])
+            if started:
+                raise
+            await JSONResponse({"detail": "internal error (logged by the server)"},
+                               status_code=500)(scope, receive, with_headers)
 
 
 def warm(state: State) -> None:
@@ -142,24 +183,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     policy = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
               f"connect-src 'self'{hub}; frame-ancestors 'none'")
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        try:
-            response = await call_next(request)
-        except Exception:  # a bug: logged here, and the answer keeps the headers below
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = JSONResponse({"detail": "internal error (logged by the server)"},
-                                    status_code=500)
-        response.headers["Content-Security-Policy"] = policy
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if request.url.path.startswith("/api/"):  # labels and sessions: never cached
-            response.headers["Cache-Control"] = "no-store"
-        else:  # the page and its script: checked again after an upgrade
-            response.headers.setdefault("Cache-Control", "no-cache")
-        if request.url.scheme == "https":
-            response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        return response
+    app.add_middleware(SecurityHeaders, policy=policy)
 
     for module in (session, labels, spectra, candidates, pool_map, samp):
         app.include_router(module.router)

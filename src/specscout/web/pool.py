@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ DEFAULT_RADIUS_ARCSEC = 5.0
 #: A search by position looks at most this far (1 degree): the app answers every request
 #: quickly, and a search wider than this is a job for a catalogue tool.
 MAX_RADIUS_ARCSEC = 3600.0
+#: Rows whose record and window are kept in memory (about 2 kB each): a queue batch's
+#: spectrum is read by the page, then again when its label is saved.
+ROWS_KEPT = 4096
 _NUMBER = r"[-+]?\d+(?:\.\d*)?"
 _DEGREES = re.compile(rf"\s*({_NUMBER})[\s,]+({_NUMBER})(?:[\s,]+({_NUMBER}))?\s*")
 
@@ -45,6 +49,20 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_ino, st.st_mtime_ns
 
 
+class Bounded(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 class PoolView:
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -53,6 +71,8 @@ class PoolView:
         self._store: Store | None = None
         self._store_stamp = None
         self._scores: tuple | None = None  # (stamp, iteration, memory-mapped probabilities)
+        # (store stamp, row) -> (record, window): a commit (ingest, compaction) makes new keys
+        self._rows: dict[tuple, tuple[dict, np.ndarray]] = Bounded(ROWS_KEPT)
 
     # --- the pool --------------------------------------------------------------------------
 
@@ -77,12 +97,41 @@ class PoolView:
 
     def record(self, row: int) -> dict:
         """The metadata record of pool row ``row``."""
-        self.check_row(row)
-        return {k: _finite(v) for k, v in self.pool.record(row).items()}
+        return dict(self._row(row)[0])
 
     def flux(self, row: int) -> np.ndarray:
+        """The preprocessed window of pool row ``row`` (not to be changed: it is kept)."""
+        return self._row(row)[1]
+
+    def keep(self, rows) -> None:
+        """Read the records and windows of ``rows`` (a queue batch: at most :data:`ROWS_KEPT`)
+        into memory at once, a part at a time, before the page asks for them one by one."""
+        pool, stamp = self.pool, self._store_stamp
+        rows = [int(r) for r in rows if (stamp, int(r)) not in self._rows][:ROWS_KEPT]
+        rows = [r for r in rows if 0 <= r < len(pool)]
+        if not rows:
+            return
+        flux = pool.flux(rows).astype(np.float32)
+        flux.flags.writeable = False
+        records = {r["row"]: r for r in pool.records(rows).to_pylist()}
+        with self._lock:
+            for k, r in enumerate(rows):
+                self._rows[stamp, r] = ({c: _finite(v) for c, v in records[r].items()},
+                                        flux[k])
+
+    def _row(self, row: int) -> tuple[dict, np.ndarray]:
+        pool = self.pool
         self.check_row(row)
-        return self.pool.flux([row])[0].astype(np.float32)
+        key = (self._store_stamp, row)
+        kept = self._rows.get(key)
+        if kept is None:
+            record = {k: _finite(v) for k, v in pool.record(row).items()}
+            flux = pool.flux([row])[0].astype(np.float32)
+            flux.flags.writeable = False
+            kept = (record, flux)
+            with self._lock:
+                self._rows[key] = kept
+        return kept
 
     def original(self, row: int) -> dict:
         """The whole spectrum from its file (the one of this row, in a file of several), as

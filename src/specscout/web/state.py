@@ -10,7 +10,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +24,7 @@ from specscout.labels import _identity as file_identity
 from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
-from specscout.web.pool import PoolView
+from specscout.web.pool import Bounded, PoolView
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +72,6 @@ class AppConfig:
     session_hours: float = 12.0
     launch_token: str | None = None  # of the one-time link; made at random when None
     samp_web_port: int | None = 21012  # the annotator's hub (SAMP Web Profile); None: none
-
-
-class Bounded(OrderedDict):
-    """A dict that forgets its oldest entries beyond ``size``."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def __setitem__(self, key, value) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 class Logins:
@@ -199,7 +184,8 @@ class State:
         """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
         until a new batch or draw appears. A spectrum of the latest audit draw is left out of
         the query batch: it is labelled blind, on the audit page, and never trains."""
-        stamp = (self.labels.serial("queue"), self.labels.serial("audit_sample"))
+        serials = self.labels.serials()
+        stamp = (serials.get("queue", 0), serials.get("audit_sample", 0))
         cached = self._items.get(audit)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -215,7 +201,16 @@ class State:
                        "acquisition_score": None if q["strategy"] == SELECTION
                        else q["acquisition_score"]} for q in queue if q["row"] not in blind])
         self._items[audit] = (stamp, found)
+        # the batch's spectra read ahead, a part at a time, while the page shows the first
+        threading.Thread(target=self._keep_rows, args=([i["row"] for i in found[1]],),
+                         daemon=True).start()
         return found
+
+    def _keep_rows(self, rows: list[int]) -> None:
+        try:
+            self.pool.keep(rows)
+        except Exception as exc:  # read one by one then, as they are asked for
+            log.warning("could not read the batch's spectra ahead: %s", exc)
 
     def votes(self, audit: bool) -> dict[int, dict[str, str | None]]:
         """{row: {annotator: latest label}}, caught up with the labels appended since the

@@ -27,12 +27,14 @@ class LabelIn(Strict):
         lambda v: v if v is None else clean_text(v))
 
 
-def with_labels(state: State, items: list[dict], who: str, audit: bool) -> list[dict]:
+def with_labels(state: State, items: list[dict], who: str, audit: bool,
+                votes: dict | None = None) -> list[dict]:
     """Each item with this annotator's label, the others' labels (none for the audit, which is
     blind to them), and whether it is done (someone labelled it; "unsure" is not done). From
-    the labels kept in memory and caught up at each call: a query of every label of the
-    batch's rows cost most of the server's time under a team's load."""
-    latest = state.votes(audit)
+    the labels kept in memory and caught up at each call (or ``votes``, so caught up): a
+    query of every label of the batch's rows cost most of the server's time under a team's
+    load."""
+    latest = state.votes(audit) if votes is None else votes
     out = []
     for i in items:
         votes = latest.get(i["row"], {})
@@ -58,10 +60,13 @@ def next_item(who: Who, state: StateDep, audit: bool = False,
     """The first spectrum after rank ``after`` (wrapping round) that no one has labelled (a
     skipped one, marked unsure, comes round again), with everything the page shows."""
     _, items = state.items(audit)
-    todo = [i for i in with_labels(state, items, who, audit) if not i["done"]]
+    votes = state.votes(audit)
+    todo = [i for i in items  # labels only for the one sent: this runs at every label
+            if not any(v is not None for v in votes.get(i["row"], {}).values())]
     if not todo:
         return JSONResponse({"item": None, "remaining": 0})
-    item = next((i for i in todo if i["rank"] > after), todo[0])
+    item = with_labels(state, [next((i for i in todo if i["rank"] > after), todo[0])], who,
+                       audit, votes)[0]
     # Plain JSON: the payload is made of JSON types already (the hot path of the page).
     return JSONResponse({"item": item, "remaining": len(todo),
                          "spectrum": spectrum_payload(state, item["row"], who, audit)})
