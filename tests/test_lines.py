@@ -131,6 +131,17 @@ def test_the_star_velocity_has_an_error_and_a_core_is_on_the_line_within_it():
     assert classify(old)["kind_reason"] == "peak-beside-the-line"
 
 
+def test_the_velocity_error_is_where_the_chi_square_rises_by_one():
+    from specscout.spectra.photosphere import SHIFTS, _half_width
+
+    for sigma in (30.0, 60.0):  # a parabola of 1-sigma half width sigma, between grid steps
+        assert _half_width(((SHIFTS - 10.0) / sigma) ** 2) == pytest.approx(sigma, rel=0.1)
+    assert _half_width((SHIFTS / 5.0) ** 2) == 12.5  # sharper than the grid: half a step
+    assert _half_width(np.zeros(SHIFTS.size)) == math.inf  # flat: the flanks say nothing
+    assert _half_width(((SHIFTS - 150.0) / 10.0) ** 2) == math.inf  # its least at an end
+    assert _half_width(np.where(SHIFTS == 0, np.nan, SHIFTS**2)) == math.inf
+
+
 def test_a_filled_in_line_without_a_peak_is_not_emission():
     line = {"family": "single", "ew": -2.0, "sigma": 300.0}  # broad: fills, makes no peak
     _, noisy = star(A_STAR, line, snr=100)

@@ -289,12 +289,19 @@ def test_user_and_serve_commands(project, capsys):
 def test_the_spectra_kept_in_memory_are_those_of_the_store(client, project):
     """The batch's records and windows are read ahead and kept; what the page gets is what
     the store holds, and rows committed while serving are found."""
+    import time
+
     import numpy as np
 
     state = client.app.state.specscout
     store = project.store()
     first = client.get("/api/next").json()
-    state.pool.keep([5, 0, 2])
+    assert first["item"]["row"] == 5
+    # the next spectra of the batch are read ahead in the background, and kept
+    deadline = time.monotonic() + 10
+    while not (state.pool.kept(0) and state.pool.kept(2)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state.pool.kept(0) and state.pool.kept(2)
     for row in (5, 0, 2):
         got = client.get(f"/api/spectrum/{row}").json()
         assert got["record"]["id"] == store.record(row)["id"]

@@ -474,6 +474,16 @@ def test_every_answer_has_the_headers_a_500_and_the_api_uncached(project):
     assert r.headers["cache-control"] == "no-store"
     assert client.get("/api/queue").headers["cache-control"] == "no-store"
     assert "strict-transport-security" not in client.get("/api/queue").headers  # plain HTTP
+    # and on a refusal, a missing spectrum, and the page and its script
+    missing = client.get("/api/spectrum/999999")
+    anonymous = TestClient(client.app, base_url=BASE).get("/api/queue")
+    page, script = client.get("/"), client.get("/static/app.js")
+    assert (missing.status_code, anonymous.status_code, page.status_code,
+            script.status_code) == (404, 401, 200, 200)
+    for r in (missing, anonymous, page, script):
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert page.headers["cache-control"] == script.headers["cache-control"] == "no-cache"
 
 
 def test_logins_are_rate_limited_and_logout_deletes_the_cookie_as_it_was_set(project):

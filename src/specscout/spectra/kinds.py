@@ -25,10 +25,11 @@ measurement (:func:`specscout.spectra.measure.measure`). The rule, in order:
      a resolved line in net emission with [N II] too is stellar, flagged ``nebular``;
    - ``core`` otherwise (not in net emission; resolved or not, [N II] or not): a peak inside
      an absorption line (shell stars, weak Ae stars, chromospheres) at least 10 % deep at its
-     centre, at the line's own velocity (within half the instrument's FWHM, 75 km/s, or
-     twice the error of the absorption profile's velocity, of that velocity); a peak
-     elsewhere is ``none`` (``peak-without-absorption``, ``peak-beside-the-line``):
-     without net emission it is no line an observer would call one.
+     centre and seen on the line's flanks at 2 sigma (against no absorption at all), at
+     the line's own velocity (within half the instrument's FWHM, 75 km/s, or twice the
+     error of the absorption profile's velocity, of that velocity); a peak elsewhere is
+     ``none`` (``peak-without-absorption``, ``peak-beside-the-line``): without net
+     emission it is no line an observer would call one.
 4. Not in emission: ``artefact`` if the pixels show a run of zeros or non-finite values, a
    spike narrower than the line spread, or residuals of 5 sigma at two night-sky lines or
    more; ``none`` otherwise (``nebular-lines-without-halpha`` where [N II] alone is seen).
@@ -52,6 +53,9 @@ MIN_EMISSION_EW = 0.5
 #: km/s: an emission core is on its star's line within half the instrument's FWHM, or this
 #: (the absorption profile's velocity is known to about 25-50 km/s).
 ON_THE_LINE = 75.0
+#: The significance (sigma) at which the flanks must show that absorption against none: a
+#: fit of the photospheres to noise alone finds depths of 0.3 (its flanks say 1.4-1.7 sigma)
+ABSORPTION_SEEN = 2.0
 #: The least depth of the star's own H-alpha absorption (its absorption profile at the line's
 #: centre) that an emission core sits in.
 CORE_DEPTH = 0.1
@@ -103,7 +107,8 @@ def classify(row: dict) -> dict:
             kind = "nebular"
         elif net:
             kind = "stellar"
-        elif not row["photosphere_depth"] >= CORE_DEPTH:  # no absorption line to sit in
+        elif not (row["photosphere_depth"] >= CORE_DEPTH  # no absorption line to sit in
+                  and row.get("photosphere_snr", math.inf) >= ABSORPTION_SEEN):
             return {**out, "kind": "none", "kind_reason": "peak-without-absorption"}
         elif _on_the_line(row):
             kind = "core"

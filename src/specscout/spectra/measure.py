@@ -84,6 +84,8 @@ COLUMNS: dict[str, tuple[str | None, str, str]] = {
                                  "its 1-sigma error (inf: the flanks do not bound it)"),
     "photosphere_depth": (None, "spect.line.intensity",
                           "depth of its H-alpha absorption at the line's centre (0-1)"),
+    "photosphere_snr": (None, "stat.snr",
+                        "significance of that absorption on the flanks, against none"),
     "ha_ew": ("Angstrom", "spect.line.eqWidth", "H-alpha net equivalent width (+-15 A)"),
     "ha_ew_err": ("Angstrom", "stat.error", "its 1-sigma error"),
     "ha_emission_ew": ("Angstrom", "spect.line.eqWidth",
@@ -336,6 +338,7 @@ def _measure(px: _Pixels, row: dict) -> None:
         region = wider
     row["photosphere"], row["photosphere_velocity"] = fit.name, velocity
     row["photosphere_velocity_err"] = fit.velocity_err
+    row["photosphere_snr"] = fit.significance
     line_centre = HALPHA_VACUUM * (1 + (velocity if math.isfinite(velocity) else 0) / C_KMS)
     row["photosphere_depth"] = float(1 - np.interp(line_centre, w, profile))
     row["ha_peak"], row["ha_peak_snr"] = peak, snr

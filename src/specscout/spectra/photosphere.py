@@ -87,6 +87,7 @@ class Photosphere(NamedTuple):
     velocity: float  # km/s: the mean of the best fits'
     velocity_err: float  # km/s, 1 sigma; inf where the flanks do not bound it
     spread: float  # A: the standard deviation of the best fits' EWs within the window
+    significance: float  # sigma: the best fit against no absorption at all, on the flanks
 
 
 def photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=None
@@ -108,7 +109,7 @@ def photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=
     for rest in NEIGHBOURS.values():
         use &= np.abs(w[at] - rest) > 1.5 * fwhm
     if use.sum() < 8:
-        return Photosphere(np.ones_like(w), "", math.nan, math.inf, 0.0)
+        return Photosphere(np.ones_like(w), "", math.nan, math.inf, 0.0, 0.0)
     depth, depth2 = _depths(resolving, w[at].tobytes())
     target = 1 - rel[at]
     inv = np.where(use, 1 / rel_sigma[at] ** 2, 0.0)
@@ -144,13 +145,18 @@ def photosphere(w, rel, rel_sigma, good, resolving, fwhm, emission=None, window=
         step = np.gradient(w)
         inside = window[near]
         spread = float(np.std([np.sum((1 - f[inside]) * step[near][inside]) for f in fits]))
-    return Photosphere(profile, names[t], float(np.mean(velocities)), velocity_err, spread)
+    # chi2 of the flat continuum (no absorption) less the best fit's, on the same pixels
+    gain = float(wt @ target**2) - float(chi2.min())
+    return Photosphere(profile, names[t], float(np.mean(velocities)), velocity_err, spread,
+                       math.sqrt(max(gain, 0.0)))
 
 
 def _half_width(chi2: np.ndarray) -> float:
     """Half the width (km/s) of the velocities of :data:`SHIFTS` where ``chi2`` lies within
     1 of its least (interpolated between the grid's steps; inf where it stays within 1 at
-    an end of the grid), at least half a step."""
+    an end of the grid, or where it is not finite), at least half a step."""
+    if not np.isfinite(chi2).all():
+        return math.inf
     level = float(chi2.min()) + 1.0
     k = int(np.argmin(chi2))
     ends = []

@@ -118,9 +118,9 @@ class SecurityHeaders:
         try:
             await self.app(scope, receive, with_headers)
         except Exception:  # a bug: logged here, and the answer keeps the headers above
-            log.exception("%s %s failed", scope.get("method"), scope["path"])
-            if started:
+            if started:  # too late for an answer of its own: the server logs it
                 raise
+            log.exception("%s %s failed", scope.get("method"), scope["path"])
             await JSONResponse({"detail": "internal error (logged by the server)"},
                                status_code=500)(scope, receive, with_headers)
 

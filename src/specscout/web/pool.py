@@ -78,15 +78,18 @@ class PoolView:
 
     @property
     def pool(self) -> Store:
-        """The pool as last committed (re-read when an ingest or a compaction commits)."""
-        stamp = _stamp(self.project.pool_path / "manifest.json")
+        """The pool as last committed."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[Store, tuple[int, int]]:
+        """(the pool as last committed, the stamp of its manifest). A commit (an ingest, a
+        compaction) opens it anew rather than changing the one in use: a reader keeps the
+        parts it began with, and what is kept in memory is keyed by the stamp read here."""
         with self._lock:
-            if self._store is None:
-                self._store = self.project.store("pool")
-            elif stamp != self._store_stamp:
-                self._store.refresh()
-            self._store_stamp = stamp
-            return self._store
+            stamp = _stamp(self.project.pool_path / "manifest.json")
+            if self._store is None or stamp != self._store_stamp:
+                self._store, self._store_stamp = self.project.store("pool"), stamp
+            return self._store, self._store_stamp
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -103,27 +106,38 @@ class PoolView:
         """The preprocessed window of pool row ``row`` (not to be changed: it is kept)."""
         return self._row(row)[1]
 
+    def kept(self, row: int) -> bool:
+        """Whether the record and window of ``row`` are in memory."""
+        return (self._current()[1], int(row)) in self._rows
+
     def keep(self, rows) -> None:
-        """Read the records and windows of ``rows`` (a queue batch: at most :data:`ROWS_KEPT`)
-        into memory at once, a part at a time, before the page asks for them one by one."""
-        pool, stamp = self.pool, self._store_stamp
+        """Read the records and windows of ``rows`` (at most :data:`ROWS_KEPT`) into memory at
+        once, a part at a time, before the page asks for them one by one."""
+        pool, stamp = self._current()
         rows = [int(r) for r in rows if (stamp, int(r)) not in self._rows][:ROWS_KEPT]
         rows = [r for r in rows if 0 <= r < len(pool)]
         if not rows:
             return
         flux = pool.flux(rows).astype(np.float32)
-        flux.flags.writeable = False
         records = {r["row"]: r for r in pool.records(rows).to_pylist()}
+        kept = {}
+        for k, r in enumerate(rows):
+            window = flux[k].copy()  # its own: a view would keep the whole read alive
+            window.flags.writeable = False
+            kept[stamp, r] = ({c: _finite(v) for c, v in records[r].items()}, window)
         with self._lock:
-            for k, r in enumerate(rows):
-                self._rows[stamp, r] = ({c: _finite(v) for c, v in records[r].items()},
-                                        flux[k])
+            for key, value in kept.items():
+                self._rows[key] = value
 
     def _row(self, row: int) -> tuple[dict, np.ndarray]:
-        pool = self.pool
-        self.check_row(row)
-        key = (self._store_stamp, row)
-        kept = self._rows.get(key)
+        pool, stamp = self._current()
+        if not 0 <= row < len(pool):
+            raise KeyError(f"no spectrum at row {row}: the pool has rows 0..{len(pool) - 1}")
+        key = (stamp, row)
+        with self._lock:
+            kept = self._rows.get(key)
+            if kept is not None:
+                self._rows.move_to_end(key)  # recently used: kept longest
         if kept is None:
             record = {k: _finite(v) for k, v in pool.record(row).items()}
             flux = pool.flux([row])[0].astype(np.float32)

@@ -50,6 +50,8 @@ LINES_PER_REQUEST = 30
 LINES_KEPT = 50_000
 LINES_AT_START = 5000
 LINES_SAVED_AT = 500  # measurements kept in the project this many at a time
+#: Spectra of the queue read ahead of the one the page shows (:meth:`State.read_ahead`).
+READ_AHEAD = 32
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +135,7 @@ class State:
         self._unsaved: list[dict] = []  # measured here, not yet kept in the project
         self._saved: set[int] = set()
         self._lock = threading.Lock()
+        self._reading = threading.Lock()  # held while spectra are read ahead
 
     def launch(self, token: str, open_session):
         """``open_session()`` if ``token`` is the one-time link's, which then works no more
@@ -201,16 +204,25 @@ class State:
                        "acquisition_score": None if q["strategy"] == SELECTION
                        else q["acquisition_score"]} for q in queue if q["row"] not in blind])
         self._items[audit] = (stamp, found)
-        # the batch's spectra read ahead, a part at a time, while the page shows the first
-        threading.Thread(target=self._keep_rows, args=([i["row"] for i in found[1]],),
-                         daemon=True).start()
         return found
 
-    def _keep_rows(self, rows: list[int]) -> None:
-        try:
-            self.pool.keep(rows)
-        except Exception as exc:  # read one by one then, as they are asked for
-            log.warning("could not read the batch's spectra ahead: %s", exc)
+    def read_ahead(self, rows: list[int]) -> None:
+        """Read the records and windows of ``rows`` (the spectra the page will ask for next)
+        in the background, a part at a time, unless they are in memory or a read is under
+        way: a few at a time, so that it never competes long with the requests."""
+        rows = [r for r in rows[:READ_AHEAD] if not self.pool.kept(r)]
+        if not rows or not self._reading.acquire(blocking=False):
+            return
+
+        def read() -> None:
+            try:
+                self.pool.keep(rows)
+            except Exception as exc:  # read one by one then, as they are asked for
+                log.warning("could not read the next spectra ahead: %s", exc)
+            finally:
+                self._reading.release()
+
+        threading.Thread(target=read, daemon=True).start()
 
     def votes(self, audit: bool) -> dict[int, dict[str, str | None]]:
         """{row: {annotator: latest label}}, caught up with the labels appended since the

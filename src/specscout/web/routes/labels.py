@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from specscout.labels.store import agreed
 from specscout.web.deps import StateDep, Strict, Who, Writer, clean_text, may_label
 from specscout.web.routes.spectra import spectrum_payload
-from specscout.web.state import State
+from specscout.web.state import READ_AHEAD, State
 
 router = APIRouter()
 
@@ -65,8 +65,9 @@ def next_item(who: Who, state: StateDep, audit: bool = False,
             if not any(v is not None for v in votes.get(i["row"], {}).values())]
     if not todo:
         return JSONResponse({"item": None, "remaining": 0})
-    item = with_labels(state, [next((i for i in todo if i["rank"] > after), todo[0])], who,
-                       audit, votes)[0]
+    k = next((k for k, i in enumerate(todo) if i["rank"] > after), 0)
+    item = with_labels(state, [todo[k]], who, audit, votes)[0]
+    state.read_ahead([i["row"] for i in todo[k + 1 : k + 1 + READ_AHEAD]])
     # Plain JSON: the payload is made of JSON types already (the hot path of the page).
     return JSONResponse({"item": item, "remaining": len(todo),
                          "spectrum": spectrum_payload(state, item["row"], who, audit)})
