@@ -19,8 +19,8 @@ import numpy as np
 
 from specscout.simulate.inject import effective_resolution
 from specscout.simulate.profiles import NII
+from specscout.spectra.artefacts import SKY
 from specscout.spectra.lines import HALPHA_AIR, HALPHA_VACUUM
-from specscout.spectra.measure import SKY
 from specscout.spectra.preprocess import FWHM_PER_SIGMA, vacuum_to_air
 from specscout.spectra.spectrum import Spectrum
 

@@ -73,3 +73,8 @@ def sideband_noise(wave: np.ndarray, flux: np.ndarray, centre: float = HALPHA_VA
     sb = _sidebands(wave, centre) & (np.isfinite(flux) if good is None else good)
     resid = flux[sb] / cont[sb] - 1.0
     return float(1.4826 * np.median(np.abs(resid - np.median(resid))))
+
+
+def gauss(w: np.ndarray, centre: float, sigma: float) -> np.ndarray:
+    """A Gaussian of height 1 at ``centre``, of standard deviation ``sigma``."""
+    return np.exp(-0.5 * ((w - centre) / sigma) ** 2)

@@ -36,7 +36,16 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from specscout.spectra.lines import C_KMS, HALPHA_VACUUM, NEIGHBOURS
+from specscout.spectra.artefacts import (
+    MAX_SPIKES,
+    SKY,
+    SPIKE,
+    find_spikes,
+    longest_run,
+    sky_explains,
+    sky_residual,
+)
+from specscout.spectra.lines import C_KMS, HALPHA_VACUUM, NEIGHBOURS, gauss
 from specscout.spectra.photosphere import PROFILE_REACH, photosphere, sidebands
 from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum
 from specscout.spectra.spectrum import Spectrum
@@ -46,20 +55,11 @@ from specscout.spectra.spectrum import Spectrum
 #: below the nominal 1800 of its files; other instruments: their files' nominal R.
 EFFECTIVE_R = {"LAMOST LRS": 1531.0}
 
-#: Night-sky lines near H-alpha (OH, air wavelengths of Osterbrock et al. 1996, in vacuum),
-#: where sky subtraction leaves residuals: bumps, dips, or both side by side where the
-#: sky's wavelengths and the star's differ a little.
-SKY = tuple(float(v) for v in air_to_vacuum(np.array([6533.04, 6553.62, 6568.78, 6577.18,
-                                                      6596.64])))
-
 REGION = (6470.0, 6790.0)  # what is measured (vacuum, rest)
 HALF_WIDTH = 15.0  # the H-alpha window, +-A
 PEAK_REACH = 12.0  # peaks of H-alpha are looked for within this (A)
 VELOCITY_MAX = 300.0  # the emission's centre is looked for within this (km/s)
 DETECTION = 3.0  # sigma
-SPIKE = 5.0  # sigma of a feature whose width is judged
-MAX_SPIKES = 3  # spikes left out of a spectrum at most: more are no cosmic rays
-SPIKE_MARGIN = 16.0  # chi-square by which one or two pixels alone must beat a line
 NOISE_WRONG = 1.5  # residuals this much wider than the file's noise say the noise is wrong
 MIN_NET_EW = 1.0  # A: net emission, as the training's positives
 
@@ -216,7 +216,7 @@ class _Pixels:
         # artefacts the pixels show by themselves: runs of zeros or non-finite values, left
         # out (a pipeline that did not mask them leaves them "good")
         zero = ~np.isfinite(f) | (f == 0)
-        run = _longest_run(zero & (w > 6490) & (w < 6760))
+        run = longest_run(zero & (w > 6490) & (w < 6760))
         self.artefacts = ([f"zero-run:{w[run[0]]:.0f}-{w[run[1]]:.0f}"]
                           if run[1] - run[0] >= 2 else [])
         good &= ~zero
@@ -297,7 +297,7 @@ def _measure(px: _Pixels, row: dict) -> None:
 
     # spikes narrower than the line spread (cosmic rays) are no light of the star: left out,
     # but on the line itself (there nothing would be left to measure: the kind says it)
-    spikes = _spikes(w, px.filled, rel_sigma, px.good, fwhm)
+    spikes = find_spikes(w, px.filled, rel_sigma, px.good, fwhm)
     if len(spikes) > MAX_SPIKES:  # not cosmic rays: features no photosphere explains
         artefacts.append(f"narrow-features:{len(spikes)}")
         spikes = []
@@ -358,7 +358,7 @@ def _measure(px: _Pixels, row: dict) -> None:
     nii48 = lines["nii_6548"]
     leak = np.zeros(w.size)
     if math.isfinite(nii48[0]) and -nii48[0] >= DETECTION * nii48[1]:
-        leak = -nii48[0] / (sigma_inst * math.sqrt(2 * math.pi)) * _gauss(
+        leak = -nii48[0] / (sigma_inst * math.sqrt(2 * math.pi)) * gauss(
             w, NEIGHBOURS["nii_6548"] * (1 + velocity0 / C_KMS), sigma_inst)
 
     # the net line and the emission above the photosphere
@@ -379,13 +379,13 @@ def _measure(px: _Pixels, row: dict) -> None:
     if region is not None:
         lines_near |= region
     residuals = [sky for sky in SKY
-                 if _sky_residual(w, excess, rel_sigma, good, sky, sigma_inst, fwhm,
+                 if sky_residual(w, excess, rel_sigma, good, sky, sigma_inst, fwhm,
                                   lines_near) >= SPIKE**2]
     if len(residuals) >= 2:  # one could be a star's own line; two are the sky's
         artefacts.append("sky:" + ",".join(f"{v:.0f}" for v in residuals))
     if seen:  # an emission next to a sky line that the line's residual explains better
         for sky in SKY:
-            if abs(sky - centre) < 1.5 * fwhm and _sky_explains(
+            if abs(sky - centre) < 1.5 * fwhm and sky_explains(
                     w, excess, rel_sigma, good, centre, sky, sigma_inst, fwhm):
                 artefacts.append(f"sky:{sky:.0f}")
     row["artefacts"] = ";".join(artefacts)  # kinds.classify decides what they mean
@@ -399,16 +399,6 @@ def _measure(px: _Pixels, row: dict) -> None:
         row["nii_ha_err"] = abs(ratio) * math.hypot(nii_err / nii if nii else math.inf,
                                                    ha_err / ha)
     row["notes"] = ";".join(notes + ([row["notes"]] if row["notes"] else []))
-
-
-def _longest_run(mask: np.ndarray) -> tuple[int, int]:
-    """(first, last) index of the longest run of True (last < first when none)."""
-    if not mask.any():
-        return 0, -1
-    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
-    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-    k = int(np.argmax(ends - starts))
-    return int(starts[k]), int(ends[k] - 1)
 
 
 def _continuum(w, f, sigma, good) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -479,10 +469,6 @@ def _fill(w: np.ndarray, values: np.ndarray, good: np.ndarray) -> np.ndarray:
     return np.interp(w, w[good], values[good])
 
 
-def _gauss(w: np.ndarray, centre: float, sigma: float) -> np.ndarray:
-    return np.exp(-0.5 * ((w - centre) / sigma) ** 2)
-
-
 def _amplitude(w, values, sigma, good, centre, sigma_inst, fwhm, exclude
                ) -> tuple[float, float]:
     """(amplitude, its error) of a Gaussian of width ``sigma_inst`` at ``centre`` on a local
@@ -495,7 +481,7 @@ def _amplitude(w, values, sigma, good, centre, sigma_inst, fwhm, exclude
     if use.sum() < 5 or not core.any():
         return math.nan, math.nan
     x = (w[use] - centre) / fwhm
-    a = np.stack([_gauss(w[use], centre, sigma_inst), np.ones_like(x), x, x * x], axis=1)
+    a = np.stack([gauss(w[use], centre, sigma_inst), np.ones_like(x), x, x * x], axis=1)
     wt = 1 / sigma[use] ** 2
     normal = a.T @ (a * wt[:, None])
     try:
@@ -504,47 +490,6 @@ def _amplitude(w, values, sigma, good, centre, sigma_inst, fwhm, exclude
         return math.nan, math.nan
     coef = cov @ (a.T @ (wt * values[use]))
     return float(coef[0]), float(math.sqrt(cov[0, 0]))
-
-
-def _sky_residual(w, excess, sigma, good, centre, sigma_inst, fwhm, exclude) -> float:
-    """The chi-square by which a sky line's residual (a Gaussian and its derivative at the
-    instrument's resolution, on a local straight line) improves on none; 0 when the line's
-    pixels are missing or are H-alpha's emission (``exclude``)."""
-    use = good & (np.abs(w - centre) < 2.5 * fwhm)
-    if exclude is not None:
-        use &= ~exclude
-    if use.sum() < 6 or not (use & (np.abs(w - centre) < fwhm / 2)).any():
-        return 0.0
-    x = w[use] - centre
-    g = _gauss(w[use], centre, sigma_inst)
-    a = np.stack([g, g * x / sigma_inst, np.ones_like(x), x], axis=1)
-    wt = 1 / sigma[use] ** 2
-    try:
-        cov = np.linalg.inv(a.T @ (a * wt[:, None]))
-    except np.linalg.LinAlgError:
-        return 0.0
-    coef = cov @ (a.T @ (wt * excess[use]))
-    both = coef[:2]
-    return float(both @ np.linalg.solve(cov[:2, :2], both))
-
-
-def _sky_explains(w, excess, sigma, good, centre: float, sky: float, sigma_inst, fwhm
-                  ) -> bool:
-    """Whether the excess near an emission at ``centre`` is fitted at least as well by the
-    residual of the sky line at ``sky`` (a Gaussian and its derivative, side by side bumps
-    and dips) as by a line at ``centre``; both on a local straight line."""
-    mid = 0.5 * (centre + sky)
-    use = good & (np.abs(w - mid) < 0.5 * abs(sky - centre) + 2 * fwhm)
-    if use.sum() < 8:
-        return False
-    x, y, wt = w[use] - mid, excess[use], 1 / sigma[use] ** 2
-    g = _gauss(w[use], sky, sigma_inst)
-    chi2 = []
-    for model in ([_gauss(w[use], centre, sigma_inst)], [g, g * (w[use] - sky) / sigma_inst]):
-        a = np.stack([*model, np.ones_like(x), x], axis=1)
-        coef, *_ = np.linalg.lstsq(a * np.sqrt(wt)[:, None], y * np.sqrt(wt), rcond=None)
-        chi2.append(float(np.sum(wt * (y - a @ coef) ** 2)))
-    return chi2[1] <= chi2[0]
 
 
 def _narrow_line(w, excess, sigma, good, centre, sigma_inst, fwhm, exclude
@@ -568,7 +513,7 @@ def _matched(w, excess, sigma, good, sigma_inst) -> tuple[float, float, float]:
     reach = HALPHA_VACUUM * VELOCITY_MAX / C_KMS
     centres = w[np.abs(w - HALPHA_VACUUM) < reach]
     near = np.nonzero(np.abs(w - HALPHA_VACUUM) < reach + 4 * sigma_inst)[0]
-    g = _gauss(w[near][None, :], centres[:, None], sigma_inst) * good[near]
+    g = gauss(w[near][None, :], centres[:, None], sigma_inst) * good[near]
     wt = 1 / sigma[near] ** 2
     den = g**2 @ wt
     ok = den > 0
@@ -684,40 +629,3 @@ def _crossing(w, values, start: int, direction: int, level: float) -> float:
     return math.nan
 
 
-def _spikes(w, filled, sigma, good, fwhm) -> list[int]:
-    """The pixels of spikes (cosmic rays): features of at least SPIKE sigma above the local
-    running median whose pixels are fitted better by one or two pixels standing alone than
-    by a line at the instrument's resolution (both on a local quadratic, weighted least
-    squares; the spike by :data:`SPIKE_MARGIN` in chi-square at least, so that a line whose
-    shape the noise hides is never taken for one)."""
-    from scipy.ndimage import median_filter
-
-    step = float(np.median(np.diff(w)))
-    per_fwhm = fwhm / step
-    resid = filled - median_filter(filled, size=max(5, int(3 * per_fwhm) | 1), mode="nearest")
-    z = np.where(good, resid / sigma, 0.0)
-    region = np.nonzero((w > 6500) & (w < 6740))[0]
-    peaks, _ = find_peaks(z[region], height=SPIKE)
-    reach = max(3, math.ceil(1.5 * per_fwhm))
-    sigma_inst = fwhm / FWHM_PER_SIGMA
-    found = []
-    for p in region[peaks]:
-        lo, hi = p - reach, p + reach + 1
-        if lo < 0 or hi > w.size or not good[lo:hi].all():
-            continue
-        x, y, wt = (w[lo:hi] - w[p]) / fwhm, filled[lo:hi], 1 / sigma[lo:hi] ** 2
-        base = [np.ones_like(x), x, x * x]
-        line = min(_chi2([_gauss(w[lo:hi], w[p] + d * step, sigma_inst), *base], y, wt)
-                   for d in (-0.5, 0.0, 0.5))
-        side = p + (1 if filled[p + 1] >= filled[p - 1] else -1)
-        alone = [(np.arange(lo, hi) == i).astype(float) for i in (p, side)]
-        if _chi2([*alone, *base], y, wt) + SPIKE_MARGIN < line:
-            found.append(int(p))
-    return found
-
-
-def _chi2(columns: list[np.ndarray], y: np.ndarray, wt: np.ndarray) -> float:
-    """The weighted least-squares chi-square of ``y`` on ``columns``."""
-    a = np.stack(columns, axis=1) * np.sqrt(wt)[:, None]
-    coef, *_ = np.linalg.lstsq(a, y * np.sqrt(wt), rcond=None)
-    return float(np.sum((y * np.sqrt(wt) - a @ coef) ** 2))
