@@ -115,37 +115,33 @@ class PoolView:
         once, a part at a time, before the page asks for them one by one."""
         pool, stamp = self._current()
         rows = [int(r) for r in rows if (stamp, int(r)) not in self._rows][:ROWS_KEPT]
-        rows = [r for r in rows if 0 <= r < len(pool)]
-        if not rows:
-            return
-        flux = pool.flux(rows).astype(np.float32)
-        records = {r["row"]: r for r in pool.records(rows).to_pylist()}
-        kept = {}
-        for k, r in enumerate(rows):
-            window = flux[k].copy()  # its own: a view would keep the whole read alive
-            window.flags.writeable = False
-            kept[stamp, r] = ({c: _finite(v) for c, v in records[r].items()}, window)
-        with self._lock:
-            for key, value in kept.items():
-                self._rows[key] = value
+        self._read(pool, stamp, [r for r in rows if 0 <= r < len(pool)])
 
     def _row(self, row: int) -> tuple[dict, np.ndarray]:
+        self.check_row(row)  # rows are only ever added: valid in the store read next too
         pool, stamp = self._current()
-        if not 0 <= row < len(pool):
-            raise KeyError(f"no spectrum at row {row}: the pool has rows 0..{len(pool) - 1}")
         key = (stamp, row)
         with self._lock:
             kept = self._rows.get(key)
             if kept is not None:
                 self._rows.move_to_end(key)  # recently used: kept longest
-        if kept is None:
-            record = {k: _finite(v) for k, v in pool.record(row).items()}
-            flux = pool.flux([row])[0].astype(np.float32)
-            flux.flags.writeable = False
-            kept = (record, flux)
-            with self._lock:
-                self._rows[key] = kept
-        return kept
+        return kept if kept is not None else self._read(pool, stamp, [row])[key]
+
+    def _read(self, pool: Store, stamp: tuple, rows: list[int]) -> dict:
+        """Read ``rows`` of ``pool`` and keep them under ``stamp``; returns what was read."""
+        if not rows:
+            return {}
+        flux = pool.flux(rows).astype(np.float32)
+        records = {r["row"]: r for r in pool.records(rows).to_pylist()}
+        read = {}
+        for k, r in enumerate(rows):
+            window = flux[k].copy()  # its own: a view would keep the whole read alive
+            window.flags.writeable = False
+            read[stamp, r] = ({c: _finite(v) for c, v in records[r].items()}, window)
+        with self._lock:
+            for key, value in read.items():
+                self._rows[key] = value
+        return read
 
     def original(self, row: int) -> dict:
         """The whole spectrum from its file (the one of this row, in a file of several), as
