@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the tests run in parallel processes (pyproject's addopts): one thread each for torch
+    # and BLAS, also in the commands they start; two threads a process on two cores made
+    # the suite a fifth slower than one process
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 
@@ -196,3 +202,16 @@ def scored_iteration(project, number: int, probabilities: np.ndarray) -> Path:
            TrainConfig(model="small-cnn")).save(path / "model.pt")
     np.save(path / "scores.npy", np.asarray(probabilities, dtype=np.float16))
     return path
+
+
+#: The modules with the longest tests, run first: parallel processes take whole modules,
+#: and one of these started last would leave the others idle at the end.
+FIRST = ("test_real_candidates", "test_demo", "test_docs_console", "test_references",
+         "test_candidates", "test_web_server", "test_engine", "test_web_properties",
+         "test_map", "test_ingest", "test_train", "test_domain_project", "test_cluster",
+         "test_mrs")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: k for k, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(FIRST)))

@@ -142,11 +142,19 @@ def test_the_velocity_error_is_where_the_chi_square_rises_by_one():
     assert _half_width(np.where(SHIFTS == 0, np.nan, SHIFTS**2)) == math.inf
 
 
-def test_a_filled_in_line_without_a_peak_is_not_emission():
-    line = {"family": "single", "ew": -2.0, "sigma": 300.0}  # broad: fills, makes no peak
+def test_an_absorption_line_filled_in_without_a_peak_is_a_core():
+    line = {"family": "core", "ew": -2.0, "sigma": 100.0}
     _, noisy = star(A_STAR, line, snr=100)
     m = classify(measure(noisy))
-    assert m["ha_ew"] > 0 and m["ha_peaks"] == 0 and m["kind"] == "none"
+    assert m["ha_ew"] > 0 and m["ha_peaks"] == 0  # still an absorption line, no peak
+    assert (m["kind"], m["kind_reason"], m["profile"]) == ("core", "filled", "filled-in")
+    assert m["ha_emission_ew"] == pytest.approx(-2.0, rel=0.2)
+    assert screen(noisy)[0] != "no"  # the quick look leaves it to the measurement
+    # a profile pinned at the end of the velocities tried: its "emission" is its own error
+    assert classify({**m, "photosphere_velocity": 150.0})["kind"] == "none"
+    # less than 1 A, or less than 3 sigma, above the profile: no filling
+    assert classify({**m, "ha_emission_ew": -0.9})["kind"] == "none"
+    assert classify({**m, "ha_emission_ew_err": 0.8})["kind"] == "none"
 
 
 def test_double_peaks_their_separation_and_v_over_r():

@@ -8,8 +8,11 @@ measurement (:func:`specscout.spectra.measure.measure`). The rule, in order:
      emission above the absorption profile is at least 0.5 A and significant at 3 sigma,
      counting the positions the search tried (:func:`~.measure.peak_threshold`: 3.3 sigma
      at LAMOST LRS's resolution, 3.7 at MRS's) ("peak"), or
+   - an absorption line filled in by emission with no peak of its own: at least 1 A above
+     the absorption profile at 3 sigma, its emission seen by the same search, and the
+     profile's velocity inside the velocities tried (one pinned at their end is a profile
+     the flanks do not bound, whose "emission" is its own error) ("filled"), or
    - that emission together with nebular lines.
-   A filled-in absorption line with no peak is not emission.
    Spikes narrower than the instrument's line spread (cosmic rays) and runs of zeros are
    left out of the measurement first, but on the line itself.
 3. In emission:
@@ -23,11 +26,12 @@ measurement (:func:`specscout.spectra.measure.measure`). The rule, in order:
      6718 sits beside [S II] 6716);
    - ``stellar`` if in net emission (resolved or not, single or double peaked, P Cygni ...);
      a resolved line in net emission with [N II] too is stellar, flagged ``nebular``;
-   - ``core`` otherwise (not in net emission; resolved or not, [N II] or not): a peak inside
-     an absorption line (shell stars, weak Ae stars, chromospheres) at least 10 % deep at its
-     centre and seen on the line's flanks at 2 sigma (against no absorption at all), at
-     the line's own velocity (within half the instrument's FWHM, 75 km/s, or twice the
-     error of the absorption profile's velocity, of that velocity); a peak elsewhere is
+   - ``core`` otherwise (not in net emission; resolved or not, [N II] or not): a peak or
+     a filling inside an absorption line (shell stars, weak Ae stars, chromospheres) at
+     least 10 % deep at its centre and seen on the line's flanks at 2 sigma (against no
+     absorption at all), at the line's own velocity (within half the instrument's FWHM,
+     75 km/s, or twice the error of the absorption profile's velocity, of that velocity);
+     a peak elsewhere is
      ``none`` (``peak-without-absorption``, ``peak-beside-the-line``): without net
      emission it is no line an observer would call one.
 4. Not in emission: ``artefact`` if the pixels show a run of zeros or non-finite values, a
@@ -39,7 +43,8 @@ The profile classes of Hou et al. (2016) for the emission kinds: ``single``,
 the flux on both sides of the emission lies 10 % and 3 sigma below the continuum on average:
 the emission sits in the star's own line), ``p-cygni`` (a trough below
 the absorption profile within 2 FWHM on the blue side of the emission only), and
-``inverse-p-cygni`` (red side only).
+``inverse-p-cygni`` (red side only); and ``filled-in`` for an absorption line filled in with
+no peak (not one of Hou et al.'s classes, which need a peak).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from __future__ import annotations
 import math
 
 from specscout.spectra.measure import DETECTION, MIN_NET_EW, peak_threshold
+from specscout.spectra.photosphere import SHIFTS
 
 #: The least emission above the absorption profile (A) that a peak must bring.
 MIN_EMISSION_EW = 0.5
@@ -64,7 +70,7 @@ KINDS = ("stellar", "nebular", "core", "artefact", "none", "unknown")
 #: The kinds that are H-alpha emission.
 EMISSION = ("stellar", "nebular", "core")
 PROFILES = ("single", "single-in-absorption", "double", "double-in-absorption", "p-cygni",
-            "inverse-p-cygni")
+            "inverse-p-cygni", "filled-in")
 
 
 def _emits(row: dict, name: str) -> bool:
@@ -76,6 +82,17 @@ def net_emission(row: dict) -> bool:
     """Whether H-alpha is in net emission: at least 1 A at 3 sigma."""
     ew, err = row["ha_ew"], row["ha_ew_err"]
     return bool(math.isfinite(ew) and ew <= -MIN_NET_EW and -ew >= DETECTION * err)
+
+
+def filled_in(row: dict) -> bool:
+    """Whether the absorption line is filled in by emission (at least 1 A above the
+    absorption profile at 3 sigma, its emission seen by the peak search) by a profile whose
+    velocity the velocities tried bound."""
+    ew, err = row["ha_emission_ew"], row["ha_emission_ew_err"]
+    return bool(math.isfinite(ew) and ew <= -MIN_NET_EW and -ew >= DETECTION * err
+                and math.isfinite(row["ha_peak_snr"])
+                and row["ha_peak_snr"] >= peak_threshold(row["resolving_power"])
+                and abs(row["photosphere_velocity"]) < SHIFTS.max())
 
 
 def classify(row: dict) -> dict:
@@ -94,9 +111,11 @@ def classify(row: dict) -> dict:
              and row["ha_emission_ew"] <= -MIN_EMISSION_EW)
     net = net_emission(row)
     peak = row["ha_peaks"] >= 1 and above
+    filled = not peak and filled_in(row)
     out = {**row, "nebular": bool(nebular), "profile": ""}
-    if net or peak or (above and nebular):
-        why = "net" if net else "peak" if peak else "nebular-lines"
+    if net or peak or filled or (above and nebular):
+        why = ("net" if net else "peak" if peak else "filled" if filled
+               else "nebular-lines")
         spike = [s for s in seen if s.startswith("spike-on-line:")]
         if spike:  # the emission is a cosmic ray on the line
             return {**out, "kind": "artefact", "kind_reason": spike[0]}
@@ -136,6 +155,8 @@ def _on_the_line(row: dict) -> bool:
 def profile(row: dict) -> str:
     """The profile class (:data:`PROFILES`) of an emission line."""
     trough = row.get("ha_pcygni") or ""
+    if row["ha_peaks"] == 0 and not net_emission(row) and filled_in(row):
+        return "filled-in"
     if trough:
         return "p-cygni" if trough == "blue" else "inverse-p-cygni"
     base = "double" if row["ha_peaks"] >= 2 else "single"
