@@ -7,9 +7,13 @@ from pathlib import Path
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # the tests run in parallel processes (pyproject's addopts): one thread each for torch
-    # and BLAS, also in the commands they start; two threads a process on two cores made
-    # the suite a fifth slower than one process
+    # and BLAS, also in the commands they start (the variable); two threads a process on two
+    # cores made the suite a fifth slower than one process. numpy may be loaded already (a
+    # plugin's import): its BLAS is limited in place.
+    from threadpoolctl import threadpool_limits
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threadpool_limits(1)
 
 import numpy as np
 import pytest
@@ -140,11 +144,10 @@ class LiveServer:
 
         import uvicorn
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        token = app.state.specscout.launch_token
-        self.launch_url = f"{self.url}/?token={token}" if token else self.url
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+        self.app = app
+        # port 0: the system gives a free port to the listening socket itself (a port found
+        # free and then bound could be taken by a test in another process meanwhile)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -154,6 +157,10 @@ class LiveServer:
         self.thread.start()
         for _ in range(200):
             if self.server.started:
+                self.port = self.server.servers[0].sockets[0].getsockname()[1]
+                self.url = f"http://127.0.0.1:{self.port}"
+                token = self.app.state.specscout.launch_token
+                self.launch_url = f"{self.url}/?token={token}" if token else self.url
                 return self
             time.sleep(0.02)
         raise RuntimeError("the server did not start")

@@ -155,6 +155,25 @@ def test_an_absorption_line_filled_in_without_a_peak_is_a_core():
     # less than 1 A, or less than 3 sigma, above the profile: no filling
     assert classify({**m, "ha_emission_ew": -0.9})["kind"] == "none"
     assert classify({**m, "ha_emission_ew_err": 0.8})["kind"] == "none"
+    # 1.2 A at 3.1 sigma of the noise above a 4.9 A profile (a real B star's core that its
+    # photospheres miss): within 5 % of the profile, no filling
+    star_ = {**m, "ha_ew": 3.64, "ha_emission_ew": -1.21, "ha_emission_ew_err": 0.39}
+    assert classify(star_)["kind"] == "none"
+    assert classify({**star_, "ha_ew": 1.0, "ha_emission_ew": -1.5})["kind"] == "core"
+    # a filling away from the star's line (known to 12.5 km/s) is no core of it
+    aside = {**m, "ha_velocity": m["photosphere_velocity"] + 300.0,
+             "photosphere_velocity_err": 12.5}
+    assert (classify(aside)["kind"], classify(aside)["kind_reason"]) == (
+        "none", "filling-beside-the-line")
+
+
+def test_a_broad_line_lifting_the_absorption_is_no_core():
+    # a broad line (FWHM 700 km/s) lifts the flanks as much as the core and pulls the
+    # absorption profile's fitted velocity aside: no filling of the star's own line
+    line = {"family": "single", "ew": -2.0, "sigma": 300.0}
+    _, noisy = star(A_STAR, line, snr=100)
+    m = classify(measure(noisy))
+    assert m["ha_ew"] > 0 and m["ha_peaks"] == 0 and m["kind"] == "none"
 
 
 def test_double_peaks_their_separation_and_v_over_r():

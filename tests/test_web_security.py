@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import ssl
 import subprocess
 import sys
@@ -19,11 +20,12 @@ from fastapi.testclient import TestClient
 from test_candidates import make_project
 from test_web import BASE, client_for, enqueue
 
+from specscout.errors import SpecscoutError
 from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 from specscout.web.app import COOKIE, MAX_BODY, Bounded
 
-from conftest import free_port, log_in, printed
+from conftest import LiveServer, free_port, log_in, printed
 
 
 @pytest.fixture
@@ -414,6 +416,10 @@ def test_urls_for_vo_tools_are_signed_for_one_item_and_expire(project, monkeypat
     assert tool.get(url).status_code == 200
     assert tool.get(url.replace("/spectrum/2.fits", "/spectrum/3.fits")).status_code == 404
     expires = int(url.split("/samp/")[1].split("/")[0])
+    # a time that is no time: "²" (a digit to str.isdigit, not to int) and 5,000 digits
+    # (past int()'s limit on digit strings)
+    for odd in ("\u00b2", "9" * 5000):
+        assert tool.get(url.replace(f"/samp/{expires}/", f"/samp/{odd}/")).status_code == 404
     monkeypatch.setattr(samp.time, "time", lambda: expires + 1)
     assert tool.get(url).status_code == 404  # expired
 
@@ -504,3 +510,50 @@ def test_logins_are_rate_limited_and_logout_deletes_the_cookie_as_it_was_set(pro
     deletion = out.headers["set-cookie"]
     assert "Max-Age=0" in deletion or "expires=" in deletion.lower()
     assert "HttpOnly" in deletion and "SameSite=strict" in deletion
+
+
+def test_a_slow_read_is_answered_at_its_deadline_and_a_write_always_finishes(project):
+    from specscout.web.app import GIVEN_UP
+
+    app = create_app(project, AppConfig(annotator="ana", samp=False, deadline_s=0.3))
+    state = app.state.specscout
+    search, add = state.pool.search, state.labels.add
+    ended = []
+
+    def slow_search(text):
+        time.sleep(1.5)
+        ended.append(text)
+        return search(text)
+
+    def slow_add(*args, **kwargs):
+        time.sleep(0.6)
+        return add(*args, **kwargs)
+
+    state.pool.search = slow_search
+    with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
+        client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
+        secret = client.post("/api/launch", json={"token": state.launch_token}).json()
+        client.headers["X-Session-Secret"] = secret["secret"]
+        start = time.perf_counter()
+        r = client.get("/api/search", params={"q": "x"})
+        assert r.status_code == 503 and "took over 0.3 s" in r.text
+        assert time.perf_counter() - start < 1.2  # answered at the deadline, not the end
+        assert r.headers["cache-control"] == "no-store"  # with the headers of the rest
+        assert client.get("/api/queue").status_code == 200  # the next one served as ever
+        # reads given up hold their threads: past GIVEN_UP of them, a read is refused at once
+        for k in range(GIVEN_UP - 1):
+            assert client.get("/api/search", params={"q": f"x{k}"}).status_code == 503
+        start = time.perf_counter()
+        r = client.get("/api/queue")
+        assert r.status_code == 503 and "still at work" in r.text
+        assert time.perf_counter() - start < 0.25
+        # a write is never cut off, also while the reads given up still run
+        state.labels.add = slow_add
+        before = stored(project)
+        r = client.post("/api/labels", json={"row": 0, "label": "other"})
+        assert r.status_code == 200 and stored(project) == before + 1
+        time.sleep(1.6)  # the work given up ends on its own, and reads are served again
+        assert len(ended) == GIVEN_UP and client.get("/api/queue").status_code == 200
+    for bad in (0, -1, math.nan, 3601, True, "30"):
+        with pytest.raises(SpecscoutError, match="deadline_s"):
+            AppConfig(deadline_s=bad)

@@ -19,6 +19,7 @@ client never names a file, and is never told a server path: spectra are addresse
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -57,6 +58,9 @@ __all__ = ["COOKIE", "LOOPBACK_HOSTS", "MAX_BODY", "AppConfig", "Bounded", "crea
 
 #: Request bodies larger than this are refused (a label is a few hundred bytes).
 MAX_BODY = 64 * 1024
+#: Reads given up at their deadline that may still run before new reads are refused (of
+#: the 40 threads that serve the endpoints).
+GIVEN_UP = 4
 
 
 class BodyLimit:
@@ -125,6 +129,55 @@ class SecurityHeaders:
                                status_code=500)(scope, receive, with_headers)
 
 
+class Deadline:
+    """A read (GET, HEAD) that takes longer than ``seconds`` is answered 503 then: the
+    annotator hears at once, and the work goes on in its thread to its end (each endpoint's
+    limits bound it), its own answer dropped. While :data:`GIVEN_UP` such reads still run,
+    a new read is answered 503 at once, so that reads given up cannot take every thread
+    from the writes. Writes always finish: a label cut off would leave its sender not
+    knowing whether it was kept."""
+
+    def __init__(self, app, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+        self.running: set[asyncio.Future] = set()  # reads given up, still at work
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        if len(self.running) >= GIVEN_UP:
+            return await JSONResponse(
+                {"detail": f"{len(self.running)} earlier requests are still at work: try "
+                           f"again in a moment"}, status_code=503)(scope, receive, send)
+        started, late = False, False
+
+        async def unless_late(message) -> None:
+            nonlocal started
+            if late:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        work = asyncio.ensure_future(self.app(scope, receive, unless_late))
+        done, _ = await asyncio.wait({work}, timeout=self.seconds)
+        if done or started:
+            return await work
+        late = True
+        self.running.add(work)
+        work.add_done_callback(self._ended)
+        log.warning("%s %s took over %g s: answered 503", scope["method"], scope["path"],
+                    self.seconds)
+        await JSONResponse({"detail": f"this took over {self.seconds:g} s and was given up: "
+                                      f"try a smaller request"},
+                           status_code=503)(scope, receive, send)
+
+    def _ended(self, work: asyncio.Future) -> None:
+        self.running.discard(work)
+        if not work.cancelled() and work.exception() is not None:
+            exc = work.exception()
+            log.error("a request given up at its deadline then failed",
+                      exc_info=(type(exc), exc, exc.__traceback__))
+
+
 def warm(state: State) -> None:
     """What the first pages need, made at start-up: the candidate list at the default
     threshold (about a second on a pool of millions), the labelled spectra's features for
@@ -183,6 +236,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     policy = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
               f"connect-src 'self'{hub}; frame-ancestors 'none'")
 
+    app.add_middleware(Deadline, seconds=config.deadline_s)
     app.add_middleware(SecurityHeaders, policy=policy)
 
     for module in (session, labels, spectra, candidates, pool_map, samp):

@@ -74,6 +74,15 @@ class AppConfig:
     session_hours: float = 12.0
     launch_token: str | None = None  # of the one-time link; made at random when None
     samp_web_port: int | None = 21012  # the annotator's hub (SAMP Web Profile); None: none
+    #: Seconds a read (GET) may take before it is answered 503 (its work, bounded by the
+    #: limits of each endpoint, ends on its own); writes always finish.
+    deadline_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.deadline_s, bool) or not (
+                isinstance(self.deadline_s, int | float) and 0 < self.deadline_s <= 3600):
+            raise SpecscoutError(f"deadline_s must be a number of seconds in (0, 3600], not "
+                                 f"{self.deadline_s!r}")
 
 
 class Logins:

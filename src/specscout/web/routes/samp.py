@@ -79,7 +79,8 @@ def samp_url(state: State, request: Request, path: str) -> str:
 
 def check_signature(state: State, path: str, expires: str, sig: str) -> None:
     """404 unless ``sig`` is the signature of ``path`` and it has not expired."""
-    ok = expires.isdigit() and secrets.compare_digest(
+    # ASCII digits, as many as a time has: "²" is a digit to str.isdigit but not to int()
+    ok = expires.isascii() and expires.isdigit() and len(expires) <= 12 and secrets.compare_digest(
         sig.encode(), signature(state, path, int(expires)).encode())
     if not ok or int(expires) < time.time():
         raise HTTPException(404, "not found (or the link has expired)")
