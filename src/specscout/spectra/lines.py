@@ -15,6 +15,11 @@ HALPHA_VACUUM = 6564.614
 HALPHA_AIR = 6562.801
 #: The speed of light (km/s), for Doppler shifts.
 C_KMS = 299792.458
+#: The line measurement's H-alpha window (+-A), the reach of its peaks (A), and the
+#: significance (sigma) at which it calls something seen.
+HALF_WIDTH = 15.0
+PEAK_REACH = 12.0
+DETECTION = 3.0
 #: The neighbours of H-alpha, at their vacuum wavelengths (air values from NIST).
 NEIGHBOURS = {name: float(air_to_vacuum(np.array(air)))
               for name, air in (("nii_6548", 6548.050), ("nii_6583", 6583.454),

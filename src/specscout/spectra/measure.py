@@ -19,7 +19,7 @@ One spectrum in, one row of columns out (:data:`COLUMNS`); pure numpy and scipy.
    instrument's resolution and significance, FWHM, centroid velocity;
 6. **peaks**: local maxima of the observed flux (lightly smoothed) within the emission, of 3
    sigma prominence (scipy's ``find_peaks``): their number, separation and V/R, whether the
-   emission sits in absorption or has a P Cygni trough beside it;
+   emission sits in absorption or has a P Cygni trough beside it (:mod:`.shape`);
 7. the **neighbouring lines**: the amplitude of a Gaussian at the instrument's resolution on a
    local quadratic, by linear least squares, at the lines' wavelengths shifted with H-alpha's
    emission.
@@ -45,9 +45,18 @@ from specscout.spectra.artefacts import (
     sky_explains,
     sky_residual,
 )
-from specscout.spectra.lines import C_KMS, HALPHA_VACUUM, NEIGHBOURS, gauss
+from specscout.spectra.lines import (
+    C_KMS,
+    DETECTION,
+    HALF_WIDTH,
+    HALPHA_VACUUM,
+    NEIGHBOURS,
+    PEAK_REACH,
+    gauss,
+)
 from specscout.spectra.photosphere import PROFILE_REACH, photosphere, sidebands
 from specscout.spectra.preprocess import FWHM_PER_SIGMA, air_to_vacuum
+from specscout.spectra.shape import shape, span
 from specscout.spectra.spectrum import Spectrum
 
 #: The resolving power of a line as the survey's pixels record it. LAMOST LRS: the effective
@@ -56,10 +65,7 @@ from specscout.spectra.spectrum import Spectrum
 EFFECTIVE_R = {"LAMOST LRS": 1531.0}
 
 REGION = (6470.0, 6790.0)  # what is measured (vacuum, rest)
-HALF_WIDTH = 15.0  # the H-alpha window, +-A
-PEAK_REACH = 12.0  # peaks of H-alpha are looked for within this (A)
 VELOCITY_MAX = 300.0  # the emission's centre is looked for within this (km/s)
-DETECTION = 3.0  # sigma
 NOISE_WRONG = 1.5  # residuals this much wider than the file's noise say the noise is wrong
 MIN_NET_EW = 1.0  # A: net emission, as the training's positives
 
@@ -333,7 +339,7 @@ def _measure(px: _Pixels, row: dict) -> None:
         if not seen:
             region = None
             break
-        wider = _span(w, smooth_excess, smooth_sigma, centre, fwhm)
+        wider = span(w, smooth_excess, smooth_sigma, centre, fwhm)
         if region is not None and not (wider & ~region).any():
             break
         region = wider
@@ -370,7 +376,7 @@ def _measure(px: _Pixels, row: dict) -> None:
 
     # shape: peaks of the observed flux within the emission, its width and centroid
     if region is not None:
-        _shape(w, smooth, smooth_excess, smooth_sigma, win, step, fwhm,
+        shape(w, smooth, smooth_excess, smooth_sigma, win, step, fwhm,
                FWHM_PER_SIGMA * px.smooth_px * float(np.median(step[win])), region, row)
 
     # features at sky lines
@@ -522,111 +528,3 @@ def _matched(w, excess, sigma, good, sigma_inst) -> tuple[float, float, float]:
     snr = np.where(ok, amp * np.sqrt(den), 0.0)
     k = int(np.argmax(snr))
     return float(centres[k]), float(amp[k]), float(snr[k])
-
-
-def _span(w, smooth_excess, smooth_sigma, centre: float, fwhm: float) -> np.ndarray:
-    """The pixels of the emission centred at ``centre``: outwards while the smoothed excess
-    stays above half its noise, across a dip of up to one FWHM where it rises again to 2
-    sigma (the two peaks of a line), at most PEAK_REACH away; widened by half a FWHM."""
-    i = int(np.argmin(np.abs(w - centre)))
-    above = smooth_excess > 0.5 * smooth_sigma
-    strong = smooth_excess > 2 * smooth_sigma
-    bounds = []
-    for direction in (-1, 1):
-        j = i
-        while True:
-            k = j + direction
-            if not (0 <= k < w.size) or abs(w[k] - centre) > PEAK_REACH:
-                break
-            if above[k]:
-                j = k
-                continue
-            ahead = np.nonzero((np.abs(w - w[k]) <= fwhm) & (np.sign(w - w[k]) == direction)
-                               & (np.abs(w - centre) <= PEAK_REACH) & strong)[0]
-            if not ahead.size:
-                break
-            j = int(ahead.min() if direction > 0 else ahead.max())
-        bounds.append(w[j])
-    return (w >= bounds[0] - fwhm / 2) & (w <= bounds[1] + fwhm / 2)
-
-
-def _shape(w, smooth, smooth_excess, smooth_sigma, win, step, fwhm, smoothing: float,
-           region: np.ndarray, row: dict) -> None:
-    """Peaks of the observed flux within the emission's pixels ``region`` (3-sigma
-    prominence), the emission's FWHM and centroid, V/R, and absorption beside the emission
-    (into ``row``); ``smoothing``: the FWHM (A) of the smoothing of ``smooth``."""
-    at = np.nonzero(win)[0]
-    peaks, props = find_peaks(smooth[at], prominence=DETECTION * float(smooth_sigma[at].min()))
-    peaks, prominence = at[peaks], props["prominences"]
-    # prominent against the noise where they are (a pipeline's variance may rise at the line)
-    keep = region[peaks] & (prominence >= DETECTION * smooth_sigma[peaks])
-    peaks, prominence = peaks[keep], prominence[keep]
-    row["ha_peaks"] = int(peaks.size)
-    if peaks.size >= 2:  # the two most prominent, in wavelength order
-        v, r_ = np.sort(peaks[np.argsort(-prominence)[:2]])
-        row["ha_peak_separation"] = float((w[r_] - w[v]) / HALPHA_VACUUM * C_KMS)
-        hv, hr = smooth_excess[v], smooth_excess[r_]
-        row["ha_vr"] = float(hv / hr) if hr > 0 and hv > 0 else math.nan
-    span = np.nonzero(region & win)[0]
-    top = int(span[np.argmax(smooth_excess[span])])
-    height = smooth_excess[top]
-    # the outermost half heights within the emission (both peaks of a double line)
-    half = span[smooth_excess[span] >= height / 2]
-    left = _crossing(w, smooth_excess, int(half.min()), -1, height / 2)
-    right = _crossing(w, smooth_excess, int(half.max()), 1, height / 2)
-    if math.isfinite(left) and math.isfinite(right):
-        # the light smoothing taken out, in quadrature
-        width = math.sqrt(max((right - left) ** 2 - smoothing**2, 0.0))
-        row["ha_fwhm"] = width / HALPHA_VACUUM * C_KMS
-        row["ha_resolved"] = bool(width > 1.25 * fwhm)
-    else:  # half its height lies beyond the window: far broader than the instrument
-        row["ha_resolved"] = True
-        row["notes"] = "ha_fwhm:wider-than-the-window"
-    e = np.clip(smooth_excess[span], 0, None)
-    if e.sum() > 0:
-        centroid = float(np.sum(w[span] * e * step[span]) / np.sum(e * step[span]))
-        row["ha_velocity"] = (centroid / HALPHA_VACUUM - 1) * C_KMS
-    # absorption beside the emission, within 2 FWHM of its half height, blue and red of it
-    lo = left if math.isfinite(left) else w[span[0]]
-    hi = right if math.isfinite(right) else w[span[-1]]
-    blue = at[(w[at] < lo) & (w[at] > lo - 2 * fwhm)]
-    red = at[(w[at] > hi) & (w[at] < hi + 2 * fwhm)]
-    below = tuple(_absorbed(smooth[side], smooth_sigma[side]) for side in (blue, red))
-    row["ha_absorption"] = {(True, True): "both", (True, False): "blue",
-                            (False, True): "red", (False, False): "none"}[below]
-    # a P Cygni trough: below the absorption profile by 3 sigma within 2 FWHM of the
-    # emission, on one side only
-    trough = []
-    for side in (blue, red):
-        trough.append(bool(side.size and np.any(smooth_excess[side]
-                                                  < -DETECTION * smooth_sigma[side])))
-    row["ha_pcygni"] = {(True, False): "blue", (False, True): "red"}.get(tuple(trough), "")
-
-
-#: The mean depth below the continuum that makes the flux beside an emission "in
-#: absorption": a line's own absorption (an A star's H-alpha), not a cool star's metal lines.
-ABSORBED = 0.1
-
-
-def _absorbed(flux: np.ndarray, sigma: np.ndarray) -> bool:
-    """Whether the (smoothed) ``flux`` beside an emission lies in an absorption line: its
-    mean at least :data:`ABSORBED` below the continuum, and 3 sigma below it."""
-    if not flux.size:
-        return False
-    deficit = 1 - float(np.mean(flux))
-    return deficit >= ABSORBED and deficit >= DETECTION * float(np.sqrt(np.mean(sigma**2)))
-
-
-def _crossing(w, values, start: int, direction: int, level: float) -> float:
-    """Where ``values`` falls below ``level`` going from ``start`` in ``direction``,
-    interpolated; NaN if it does not within the window."""
-    i = start
-    while 0 <= i + direction < w.size and abs(w[i + direction] - HALPHA_VACUUM) <= HALF_WIDTH:
-        j = i + direction
-        if values[j] < level:
-            t = (values[i] - level) / (values[i] - values[j])
-            return float(w[i] + t * (w[j] - w[i]))
-        i = j
-    return math.nan
-
-
