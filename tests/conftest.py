@@ -87,14 +87,6 @@ def synthetic_pair(seed: int) -> tuple[Spectrum, Spectrum]:
     return source, target
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def printed(proc, pattern: str, timeout: float = 60):
     """The first match of ``pattern`` in what the process ``proc`` prints (its stdout, read in
     a thread that keeps draining it), within ``timeout`` seconds; AssertionError if none."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def test_workers_in_another_directory_ingest_and_score(tmp_path, monkeypatch):
     from specscout.cli import main
     from specscout.spectra.writers import write_lamost
 
-    from conftest import free_port, lamost_meta, star_flux
+    from conftest import lamost_meta, star_flux
 
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     here.mkdir()
@@ -40,14 +41,19 @@ def test_workers_in_another_directory_ingest_and_score(tmp_path, monkeypatch):
     for i in range(30):
         (here / "survey" / f"spec-{i}.fits.gz").write_bytes(data)
     (here / "spec-0.fits.gz").unlink()
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     bin_dir = Path(sys.executable).parent
+    found = elsewhere / "scheduler.json"  # where it says which port it took
     procs = [subprocess.Popen([bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port",
-                               str(port), "--no-dashboard"], cwd=elsewhere,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                               "0", "--no-dashboard", "--scheduler-file", str(found)],
+                              cwd=elsewhere, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
     try:
-        time.sleep(2)
+        for _ in range(600):
+            try:
+                address = json.loads(found.read_text())["address"]
+                break
+            except (OSError, ValueError):  # not written yet, or not whole yet
+                time.sleep(0.1)
         procs += [subprocess.Popen([bin_dir / "dask", "worker", address, "--nthreads", "1",
                                     "--no-dashboard", "--local-directory", str(elsewhere)],
                                    cwd=elsewhere, stdout=subprocess.DEVNULL,

@@ -279,3 +279,25 @@ def test_a_project_from_before_kinds_still_loads_scores_and_lists(project):
     assert set(_kinds(build(old))) == {"stellar", "nebular", "core"}
     scores = score_step(old, 1)  # its network, loaded as it was saved, scores the pool
     assert len(scores.probabilities) == len(POOL)
+
+
+def test_the_app_measures_its_candidates_at_start_up_in_its_worker(project):
+    """At start-up the candidates' lines are measured, and kept in the project, by the
+    app's worker process: the server's own interpreter stays free for the annotators."""
+    import os
+
+    from specscout.catalogue.lines import cached
+    from specscout.web import AppConfig, create_app
+    from specscout.web.app import warm
+
+    state = create_app(project, AppConfig(annotator="ana", samp=False)).state.specscout
+    state.lines = None  # not measured in the server's process
+    try:
+        warm(state)
+        kept = cached(project, np.arange(len(POOL)))
+        assert sorted(kept["id"].to_pylist()) == sorted(f"spec-{n}" for n in POOL)
+        assert dict(zip(kept["id"].to_pylist(), kept["kind"].to_pylist(), strict=True))[
+            "spec-nebular"] == "nebular"
+        assert state.worker.pid() not in (None, os.getpid())
+    finally:
+        state.worker.close()

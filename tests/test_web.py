@@ -211,6 +211,32 @@ def test_search(client):
     assert wide.status_code == 422 and "at most 3600 arcsec" in wide.json()["detail"]
 
 
+def test_a_search_runs_in_the_apps_worker_process(project):
+    """Searches run in a process of the app's own, which another starts if it dies, and
+    which ends with the app."""
+    import os
+    import signal
+
+    with TestClient(create_app(project, AppConfig(annotator="ana", samp=False)),
+                    base_url=BASE) as client:
+        log_in(client)
+        state = client.app.state.specscout
+        state.pool.search = None  # not searched in this process
+        assert [h["row"] for h in client.get("/api/search", params={"q": "spec-3"}).json()[
+            "items"]] == [3]
+        worker = state.worker.pid()
+        assert worker is not None and worker != os.getpid()
+        os.kill(worker, signal.SIGKILL)
+        answers = [client.get("/api/search", params={"q": "spec-4"}) for _ in range(2)]
+        # 503 if the search was sent before its death was seen; then a new process serves
+        assert answers[0].status_code in (200, 503) and answers[1].status_code == 200
+        assert answers[-1].json()["items"][0]["row"] == 4
+        assert state.worker.pid() not in (None, worker)
+        last = state.worker.pid()
+    with pytest.raises(ProcessLookupError):  # ended with the app
+        os.kill(last, 0)
+
+
 def test_candidates_progress_and_original(project, tmp_path):
     client = client_for(project, catalogues=(str(tmp_path / "ref.csv"),))
     c = client.get("/api/candidates").json()

@@ -25,7 +25,7 @@ from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 from specscout.web.app import COOKIE, MAX_BODY, Bounded
 
-from conftest import LiveServer, free_port, log_in, printed
+from conftest import LiveServer, log_in, printed
 
 
 @pytest.fixture
@@ -374,17 +374,16 @@ def test_served_over_tls(project, tmp_path):
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "specscout.cli", "serve", str(project.path), "--port",
-         str(port), "--no-samp", "--certfile", str(tmp_path / "server.pem"), "--keyfile",
+        [sys.executable, "-m", "specscout.cli", "serve", str(project.path), "--port", "0",
+         "--no-samp", "--certfile", str(tmp_path / "server.pem"), "--keyfile",
          str(tmp_path / "server.pem")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
         m = printed(proc, r"(https://127\.0\.0\.1:\d+/\?token=\S+)")
         trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
         with httpx.Client(verify=trusted, timeout=5) as client:
-            base = f"https://127.0.0.1:{port}"
+            base = m.group(1).split("/?token=")[0]
             for _ in range(200):
                 try:
                     csrf = client.get(f"{base}/api/session").json()["csrf"]
@@ -400,7 +399,7 @@ def test_served_over_tls(project, tmp_path):
             client.headers["X-Session-Secret"] = r.json()["secret"]
             assert client.get(f"{base}/api/queue").status_code == 200
         with pytest.raises(httpx.TransportError):  # plain HTTP is not spoken
-            httpx.get(f"http://127.0.0.1:{port}/api/session", timeout=2)
+            httpx.get(base.replace("https:", "http:") + "/api/session", timeout=2)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -469,11 +468,11 @@ def test_every_answer_has_the_headers_a_500_and_the_api_uncached(project):
                                base_url=BASE))
     state = client.app.state.specscout
 
-    def broken(text):
+    def broken(row):
         raise RuntimeError("a bug")
 
-    state.pool.search = broken
-    r = client.get("/api/search", params={"q": "x"})
+    state.pool.original = broken
+    r = client.get("/api/spectrum/0/original")
     assert r.status_code == 500 and "a bug" not in r.text
     assert r.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
@@ -517,32 +516,32 @@ def test_a_slow_read_is_answered_at_its_deadline_and_a_write_always_finishes(pro
 
     app = create_app(project, AppConfig(annotator="ana", samp=False, deadline_s=0.3))
     state = app.state.specscout
-    search, add = state.pool.search, state.labels.add
+    original, add = state.pool.original, state.labels.add
     ended = []
 
-    def slow_search(text):
+    def slow_original(row):
         time.sleep(1.5)
-        ended.append(text)
-        return search(text)
+        ended.append(row)
+        return original(row)
 
     def slow_add(*args, **kwargs):
         time.sleep(0.6)
         return add(*args, **kwargs)
 
-    state.pool.search = slow_search
+    state.pool.original = slow_original
     with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
         client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
         secret = client.post("/api/launch", json={"token": state.launch_token}).json()
         client.headers["X-Session-Secret"] = secret["secret"]
         start = time.perf_counter()
-        r = client.get("/api/search", params={"q": "x"})
+        r = client.get("/api/spectrum/0/original")
         assert r.status_code == 503 and "took over 0.3 s" in r.text
         assert time.perf_counter() - start < 1.2  # answered at the deadline, not the end
         assert r.headers["cache-control"] == "no-store"  # with the headers of the rest
         assert client.get("/api/queue").status_code == 200  # the next one served as ever
         # reads given up hold their threads: past GIVEN_UP of them, a read is refused at once
         for k in range(GIVEN_UP - 1):
-            assert client.get("/api/search", params={"q": f"x{k}"}).status_code == 503
+            assert client.get(f"/api/spectrum/{k}/original").status_code == 503
         start = time.perf_counter()
         r = client.get("/api/queue")
         assert r.status_code == 503 and "still at work" in r.text
@@ -557,3 +556,25 @@ def test_a_slow_read_is_answered_at_its_deadline_and_a_write_always_finishes(pro
     for bad in (0, -1, math.nan, 3601, True, "30"):
         with pytest.raises(SpecscoutError, match="deadline_s"):
             AppConfig(deadline_s=bad)
+
+
+def test_the_app_stops_only_once_reads_given_up_have_ended(project):
+    """What a read given up at its deadline uses (the label database, the worker) is closed
+    only after it ends, when the app stops."""
+    app = create_app(project, AppConfig(annotator="ana", samp=False, deadline_s=0.2))
+    state = app.state.specscout
+    original, ended = state.pool.original, []
+
+    def slow_original(row):
+        time.sleep(1.0)
+        ended.append(row)
+        return original(row)
+
+    state.pool.original = slow_original
+    with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
+        client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf"]
+        secret = client.post("/api/launch", json={"token": state.launch_token}).json()
+        client.headers["X-Session-Secret"] = secret["secret"]
+        assert client.get("/api/spectrum/0/original").status_code == 503
+        assert ended == [] and len(state.given_up) == 1
+    assert ended == [0] and not state.given_up  # stopped after it, not under it

@@ -16,7 +16,7 @@ from test_candidates import ROWS, make_project
 from specscout.labels import label_store
 from specscout.web import AppConfig, create_app
 
-from conftest import annotate_at_once, free_port, printed
+from conftest import annotate_at_once, printed
 
 CLASSES = ("other", "emission", "double-peak")
 
@@ -56,18 +56,19 @@ def test_concurrent_annotators_lose_no_label(tmp_path):
             assert h["spectrum"] == f"spec-{ack['row']}"
 
 
-def _start(project_path, port: int) -> tuple[subprocess.Popen, str]:
-    """``specscout serve`` in a process of its own; and the one-time link it prints."""
+def _start(project_path) -> tuple[subprocess.Popen, str, str]:
+    """``specscout serve`` in a process of its own on a free port; the one-time link it
+    prints, and the server's address."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "specscout.cli", "serve", str(project_path), "--port",
-         str(port), "--no-samp", "--annotator", "ana"],
+        [sys.executable, "-m", "specscout.cli", "serve", str(project_path), "--port", "0",
+         "--no-samp", "--annotator", "ana"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     link = printed(proc, r"(http://127\.0\.0\.1:\d+/\?token=\S+)").group(1)
-    url = f"http://127.0.0.1:{port}"
+    url = link.split("/?token=")[0]
     for _ in range(300):
         try:
             httpx.get(f"{url}/api/session", timeout=1)
-            return proc, link
+            return proc, link, url
         except httpx.TransportError:
             if proc.poll() is not None:
                 raise RuntimeError(proc.stdout.read()) from None
@@ -90,9 +91,7 @@ def _logged_in(client, link: str) -> str:
 
 def test_killed_server_keeps_every_acknowledged_label(tmp_path):
     project = make_project(tmp_path)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc, link = _start(project.path, port)
+    proc, link, url = _start(project.path)
     acked: list[dict] = []
     stop = threading.Event()
 
@@ -125,7 +124,7 @@ def test_killed_server_keeps_every_acknowledged_label(tmp_path):
         assert (h["row"], h["label"], h["comment"]) == (ack["row"], ack["label"],
                                                          ack["comment"])
     # Restarted, the app serves the same labels and takes new ones.
-    proc, link = _start(project.path, port)
+    proc, link, url = _start(project.path)
     try:
         with httpx.Client(base_url=url, timeout=5) as client:
             csrf = _logged_in(client, link)

@@ -23,7 +23,7 @@ from specscout.labels import close_label_stores, label_store
 from specscout.labels import users as users_module
 from specscout.web import AppConfig, create_app
 
-from conftest import free_port, printed
+from conftest import printed
 
 
 @pytest.fixture
@@ -146,8 +146,7 @@ def test_a_read_only_label_database_is_refused_at_start(project, capsys):
     try:
         with pytest.raises(Exception, match="read-only"):
             create_app(project, AppConfig(annotator="ana", samp=False))
-        assert main(["serve", str(project.path), "--no-samp", "--port",
-                     str(free_port())]) == 2
+        assert main(["serve", str(project.path), "--no-samp", "--port", "0"]) == 2
         assert "read-only" in capsys.readouterr().err
     finally:
         db.chmod(0o600)
@@ -174,14 +173,13 @@ def test_the_one_time_link_is_spent_only_once_its_session_is_stored(project, mon
 
 
 def test_the_server_stops_on_sigterm_while_requests_are_in_flight(project):
-    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "specscout.cli", "serve", str(project.path), "--port",
-         str(port), "--no-samp"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "specscout.cli", "serve", str(project.path), "--port", "0",
+         "--no-samp"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         link = printed(proc, r"(http://127\.0\.0\.1:\d+/\?token=\S+)").group(1)
-        url = f"http://127.0.0.1:{port}"
+        url = link.split("/?token=")[0]
         served = threading.Event()
         stop = threading.Event()
         login = httpx.Client(base_url=url, timeout=30)

@@ -83,7 +83,7 @@ class Device(click.ParamType):
 #: Types of the options that several commands share, bounded where they enter.
 WORKERS = click.IntRange(1, 1024)
 SEED = click.IntRange(0, 2**32 - 1)
-PORT = click.IntRange(1, 65535)
+PORT = click.IntRange(0, 65535)  # 0: a free one
 ITERATION = click.IntRange(1, 10**6)
 PROBABILITY = Finite(0.0, 1.0)
 THRESHOLD = Finite(0.0, 1.0, min_open=True)

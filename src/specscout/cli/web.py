@@ -19,7 +19,8 @@ from specscout.cli.common import (
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind (any other than loopback requires every annotator to "
                    "log in, and TLS)")
-@click.option("--port", type=PORT, default=8765, show_default=True, help="port to serve on")
+@click.option("--port", type=PORT, default=8765, show_default=True,
+              help="port to serve on (0: a free one, named in the link printed)")
 @click.option("--annotator", default=None,
               help="name written with labels of the one-time link's session (default: your "
                    "login)")

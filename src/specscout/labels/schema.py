@@ -145,9 +145,17 @@ def sqlite_warning(url: str) -> str | None:
     return None
 
 
+#: Connections an engine keeps open (made as needed): the web app's request threads.
+POOL_SIZE = 40
+
+
 def connect(url: str) -> sa.Engine:
     """An engine on the label database at ``url``, its tables created or upgraded."""
-    engine = sa.create_engine(url, future=True)
+    memory = url.startswith("sqlite") and sa.make_url(url).database in (None, "", ":memory:")
+    # a connection for each of the app's request threads (40) at once: beyond the pool's
+    # size each is opened and closed again per request
+    engine = sa.create_engine(url, future=True, **({} if memory else {
+        "pool_size": POOL_SIZE, "max_overflow": 16}))
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         _private(Path(engine.url.database))
     if engine.dialect.name == "sqlite":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import socket
 
 from specscout.archive.project import Project
 from specscout.errors import SpecscoutError
@@ -39,6 +40,9 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
                        require_login=require_login or not loopback,
                        allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp,
                        catalogues=tuple(catalogues), auth=auth, samp_web_port=samp_web_port)
+    # bound before the link is printed: the link names the port (0: a free one) and works
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
     app = create_app(project, config)
     # SIGTERM or Ctrl-C: requests in flight get a few seconds, then the server stops
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
@@ -61,6 +65,22 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
                 f"{config.annotator!r}) " if launch else "")
              + "(Ctrl-C stops it)")
     try:
-        server.run()
+        server.run(sockets=[sock])
     except OSError as exc:
         raise SpecscoutError(f"cannot serve on {host}:{port}: {exc}") from None
+    finally:
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening address for the server (as uvicorn binds one, but a port in use is an
+    error to report, not an exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise SpecscoutError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import re
 import threading
+from concurrent.futures.process import BrokenProcessPool
 
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
@@ -37,19 +38,20 @@ from specscout.archive.project import Project
 from specscout.catalogue.samp import SampLink
 from specscout.errors import SpecscoutError
 from specscout.labels.store import agreed
+from specscout.web import work
 from specscout.web.deps import COOKIE
 from specscout.web.routes import candidates, labels, pool_map, samp, session, spectra
 from specscout.web.routes.session import STATIC
 from specscout.web.state import (
     DEFAULT_THRESHOLD,
     LINES_AT_START,
-    LINES_PER_REQUEST,
     LOOPBACK_HOSTS,
     AppConfig,
     Bounded,
     State,
     is_loopback,
 )
+from specscout.web.work import WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ MAX_BODY = 64 * 1024
 #: Reads given up at their deadline that may still run before new reads are refused (of
 #: the 40 threads that serve the endpoints).
 GIVEN_UP = 4
+#: Seconds the app waits, as it stops, for reads given up at their deadline to end.
+STOP_WAIT_S = 5
 
 
 class BodyLimit:
@@ -137,9 +141,9 @@ class Deadline:
     from the writes. Writes always finish: a label cut off would leave its sender not
     knowing whether it was kept."""
 
-    def __init__(self, app, seconds: float) -> None:
+    def __init__(self, app, seconds: float, running: set[asyncio.Future]) -> None:
         self.app, self.seconds = app, seconds
-        self.running: set[asyncio.Future] = set()  # reads given up, still at work
+        self.running = running  # reads given up, still at work (the app waits for them)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
@@ -184,12 +188,16 @@ def warm(state: State) -> None:
     the neighbours (seconds with thousands of labels: the cheaper one first), then the line
     measurements of the most probable candidates (kept in the project). A failure is logged,
     and shows on the first request that needs it."""
-    def lines() -> None:  # the candidates' lines, most probable first, a batch at a time
+    def lines() -> None:  # the candidates' lines, most probable first, in the worker
         _, live = state.candidates(DEFAULT_THRESHOLD)
-        rows = live.rows[live.order[:LINES_AT_START]]
-        for i in range(0, len(rows), LINES_PER_REQUEST):
-            state.lines(rows[i : i + LINES_PER_REQUEST])
-        state.keep_lines()
+        rows = live.rows[live.order[:LINES_AT_START]].tolist()
+        for i in range(0, len(rows), work.LINES_TASK):  # a task at a time: searches go too
+            try:
+                state.worker.submit(work.measure_lines, rows[i : i + work.LINES_TASK]).result()
+            except (WorkerLost, BrokenProcessPool):
+                if state.worker.closed:
+                    return  # the app is stopping
+                raise
 
     for name, make in (("candidate list", lambda: state.candidates(DEFAULT_THRESHOLD)[1].page(
             agreed(state.votes(False)))), ("neighbours", state.neighbours),
@@ -219,6 +227,9 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
                 state.samp.connect()
         threading.Thread(target=warm, args=(state,), daemon=True).start()
         yield
+        if state.given_up:  # reads given up at their deadline end before what they use
+            await asyncio.wait(set(state.given_up), timeout=STOP_WAIT_S)
+        state.worker.close()
         state.keep_lines()
         if state.samp is not None:
             state.samp.close()
@@ -236,7 +247,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
     policy = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
               f"connect-src 'self'{hub}; frame-ancestors 'none'")
 
-    app.add_middleware(Deadline, seconds=config.deadline_s)
+    app.add_middleware(Deadline, seconds=config.deadline_s, running=state.given_up)
     app.add_middleware(SecurityHeaders, policy=policy)
 
     for module in (session, labels, spectra, candidates, pool_map, samp):

@@ -25,6 +25,7 @@ from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
 from specscout.web.pool import Bounded, PoolView
+from specscout.web.work import Worker
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class State:
         self._label_identity = file_identity(f"sqlite:///{self._label_file}") if (
             self._label_file) else None
         self.pool = PoolView(project)
+        self.worker = Worker(project)  # searches, and the start-up's line measurements
+        self.given_up: set = set()  # reads answered at their deadline, still at work
         self.logins = Logins()
         # CSRF tokens are HMACs of sessions under a secret of the project's (0600), so that
         # the pages open at a restart keep working
@@ -131,7 +134,7 @@ class State:
         self._versions: dict[int, str] = Bounded(64)
         self._candidates: dict[tuple, LiveCandidates] = Bounded(CANDIDATE_LISTS)
         self._candidates_lock = threading.Lock()
-        self._votes: dict[bool, tuple[int, dict, dict]] = {}
+        self._votes: dict[bool, tuple[int, dict, dict, frozenset[int]]] = {}
         self._reread = 0 if self.labels.engine.dialect.name == "sqlite" else REREAD
         self._items: dict[bool, tuple] = {}
         self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
@@ -196,6 +199,11 @@ class State:
         """(iteration, items) of the latest query batch, or of the latest audit draw. Kept
         until a new batch or draw appears. A spectrum of the latest audit draw is left out of
         the query batch: it is labelled blind, on the audit page, and never trains."""
+        iteration, items, _ = self.batch(audit)
+        return iteration, items
+
+    def batch(self, audit: bool) -> tuple[int | None, list[dict], dict[int, dict]]:
+        """(iteration, items, {row: item}) as :meth:`items`."""
         serials = self.labels.serials()
         stamp = (serials.get("queue", 0), serials.get("audit_sample", 0))
         cached = self._items.get(audit)
@@ -203,15 +211,16 @@ class State:
             return cached[1]
         if audit:
             sample = self.labels.audit_samples.sample()
-            found = (sample[0]["iteration"] if sample else None,
-                     [{"rank": i, "row": s["row"], "id": s["spectrum"]}
-                      for i, s in enumerate(sample)])
+            iteration = sample[0]["iteration"] if sample else None
+            items = [{"rank": i, "row": s["row"], "id": s["spectrum"]}
+                     for i, s in enumerate(sample)]
         else:
             queue, blind = self.labels.queue.batch(), self.blind()
-            found = (queue[0]["iteration"] if queue else None,
-                     [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
-                       "acquisition_score": None if q["strategy"] == SELECTION
-                       else q["acquisition_score"]} for q in queue if q["row"] not in blind])
+            iteration = queue[0]["iteration"] if queue else None
+            items = [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
+                      "acquisition_score": None if q["strategy"] == SELECTION
+                      else q["acquisition_score"]} for q in queue if q["row"] not in blind]
+        found = (iteration, items, {i["row"]: i for i in items})
         self._items[audit] = (stamp, found)
         return found
 
@@ -237,13 +246,23 @@ class State:
         """{row: {annotator: latest label}}, caught up with the labels appended since the
         last call. The dict is never changed once returned: a caller may read it while labels
         arrive."""
-        return self.votes_seen(audit)[1]
+        return self._caught_up(audit)[1]
+
+    def votes_and_done(self, audit: bool) -> tuple[dict, frozenset[int]]:
+        """(:meth:`votes`, the rows someone has labelled: "unsure" is no label), at once."""
+        _, votes, _, done = self._caught_up(audit)
+        return votes, done
 
     def votes_seen(self, audit: bool) -> tuple[int, dict[int, dict[str, str | None]]]:
         """(id of the newest label read, :meth:`votes`)."""
+        return self._caught_up(audit)[:2]
+
+    def _caught_up(self, audit: bool) -> tuple[int, dict, dict, frozenset[int]]:
+        """(id of the newest label read, votes, {id: (row, annotator)} of the labels read
+        within the re-read window, done rows), caught up with the database."""
         window = self._reread
         with self._lock:
-            last, votes, recent = self._votes.get(audit, (0, {}, {}))
+            last, votes, recent, done = self._votes.get(audit, (0, {}, {}, frozenset()))
             new = [r for r in self.labels.since(max(last - window, 0), audit)
                    if r[0] not in recent]
             if new:
@@ -251,15 +270,19 @@ class State:
                 shown: dict[tuple, int] = {}  # (row, annotator) -> id of its label shown
                 for label_id, key in recent.items():
                     shown[key] = max(shown.get(key, 0), label_id)
+                changed = set()
                 for label_id, row, who, label in new:
                     recent[label_id] = (row, who)
                     if label_id > shown.get((row, who), 0):  # not a late commit of an older
                         shown[row, who] = label_id
                         votes[row] = {**votes.get(row, {}), who: label}
+                        changed.add(row)
+                labelled = {r for r in changed if any(v is not None for v in votes[r].values())}
+                done = (done - changed) | labelled
                 last = max(last, *(r[0] for r in new))
                 recent = {i: k for i, k in recent.items() if i > last - window}
-                self._votes[audit] = (last, votes, recent)
-            return last, votes
+                self._votes[audit] = (last, votes, recent, done)
+            return last, votes, recent, done
 
     def candidates(self, threshold: float) -> tuple[int, LiveCandidates]:
         """(iteration, the candidate list) of the latest scored iteration at ``threshold``

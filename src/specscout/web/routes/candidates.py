@@ -9,9 +9,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from specscout.catalogue.candidates import listed_kinds
 from specscout.labels.store import agreed
+from specscout.web import work
 from specscout.web.deps import StateDep, Who
 from specscout.web.pool import TooWide
 from specscout.web.state import DEFAULT_THRESHOLD
+from specscout.web.work import WorkerLost
 
 router = APIRouter()
 
@@ -67,9 +69,13 @@ def thumb(wave: np.ndarray, flux: np.ndarray, points: int = 70) -> list[int]:
 
 
 @router.get("/api/search")
-def search(who: Who, state: StateDep,
-           q: str = Query(..., min_length=1, max_length=200)) -> dict:
+async def search(who: Who, state: StateDep,
+                 q: str = Query(..., min_length=1, max_length=200)) -> dict:
+    # in the app's worker process: a cone's records, read from many parts, would hold up
+    # every other request here
     try:
-        return {"query": q, "items": state.pool.search(q)}
+        return {"query": q, "items": await state.worker.run(work.search, q)}
     except TooWide as exc:
         raise HTTPException(422, str(exc)) from None
+    except WorkerLost as exc:
+        raise HTTPException(503, str(exc)) from None

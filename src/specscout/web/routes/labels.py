@@ -60,9 +60,8 @@ def next_item(who: Who, state: StateDep, audit: bool = False,
     """The first spectrum after rank ``after`` (wrapping round) that no one has labelled (a
     skipped one, marked unsure, comes round again), with everything the page shows."""
     _, items = state.items(audit)
-    votes = state.votes(audit)
-    todo = [i for i in items  # labels only for the one sent: this runs at every label
-            if not any(v is not None for v in votes.get(i["row"], {}).values())]
+    votes, done = state.votes_and_done(audit)
+    todo = [i for i in items if i["row"] not in done]  # this runs at every label
     if not todo:
         return JSONResponse({"item": None, "remaining": 0})
     k = next((k for k, i in enumerate(todo) if i["rank"] > after), 0)
@@ -80,12 +79,15 @@ def add_label(body: LabelIn, caller: Writer, state: StateDep) -> dict:
     if body.label is not None and body.label not in state.classes:
         raise HTTPException(422, f"unknown class {body.label!r}: the project's classes are "
                                  f"{state.classes}")
+    # a spectrum of the batch is known by its item; another is read from the pool
+    iteration, _, by_row = state.batch(body.audit)
+    item = by_row.get(body.row)
     try:
-        record = state.pool.record(body.row)
+        spectrum = item["id"] if item else state.pool.record(body.row)["id"]
     except KeyError as exc:
         raise HTTPException(404, str(exc.args[0])) from None
-    if body.spectrum is not None and body.spectrum != record["id"]:
-        raise HTTPException(409, f"row {body.row} holds {record['id']!r}, not "
+    if body.spectrum is not None and body.spectrum != spectrum:
+        raise HTTPException(409, f"row {body.row} holds {spectrum!r}, not "
                                  f"{body.spectrum!r}: reload the page")
     # The audit stays apart from training: a spectrum of the latest draw is labelled blind,
     # on the audit page, and an audit label is for a spectrum of that draw.
@@ -96,15 +98,14 @@ def add_label(body: LabelIn, caller: Writer, state: StateDep) -> dict:
     if body.audit and not drawn:
         raise HTTPException(409, f"row {body.row} is not in the latest audit sample: reload "
                                  f"the page")
-    iteration, items = state.items(body.audit)
-    score = next((i.get("acquisition_score") for i in items if i["row"] == body.row), None)
+    score = item.get("acquisition_score") if item else None
     number = iteration if iteration is not None else state.pool.scores()[0]
     label_id = state.labels.add(
-        record["id"], body.row, body.label, who, iteration=number,
+        spectrum, body.row, body.label, who, iteration=number,
         model_version=None if body.audit else state.model_version(number),
         acquisition_score=score, comment=body.comment, audit=body.audit)
     state.check_labels()  # the file went while it was written: not acknowledged
-    return {"id": label_id, "row": body.row, "spectrum": record["id"], "label": body.label,
+    return {"id": label_id, "row": body.row, "spectrum": spectrum, "label": body.label,
             "annotator": who, "audit": body.audit}
 
 
