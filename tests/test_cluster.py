@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from specscout.archive.cluster import dask_client
 
 
@@ -54,6 +56,8 @@ def test_workers_in_another_directory_ingest_and_score(tmp_path, monkeypatch):
                 break
             except (OSError, ValueError):  # not written yet, or not whole yet
                 time.sleep(0.1)
+        else:
+            pytest.fail("the scheduler did not say its address within 60 s")
         procs += [subprocess.Popen([bin_dir / "dask", "worker", address, "--nthreads", "1",
                                     "--no-dashboard", "--local-directory", str(elsewhere)],
                                    cwd=elsewhere, stdout=subprocess.DEVNULL,

@@ -291,7 +291,6 @@ def test_the_app_measures_its_candidates_at_start_up_in_its_worker(project):
     from specscout.web.app import warm
 
     state = create_app(project, AppConfig(annotator="ana", samp=False)).state.specscout
-    state.lines = None  # not measured in the server's process
     try:
         warm(state)
         kept = cached(project, np.arange(len(POOL)))
@@ -299,5 +298,7 @@ def test_the_app_measures_its_candidates_at_start_up_in_its_worker(project):
         assert dict(zip(kept["id"].to_pylist(), kept["kind"].to_pylist(), strict=True))[
             "spec-nebular"] == "nebular"
         assert state.worker.pid() not in (None, os.getpid())
+        # and handed to the server, which holds them without keeping them again
+        assert sorted(state._lines) == list(range(len(POOL))) and not state._unsaved
     finally:
         state.worker.close()

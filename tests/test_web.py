@@ -237,7 +237,50 @@ def test_a_search_runs_in_the_apps_worker_process(project):
         os.kill(last, 0)
 
 
-def test_candidates_progress_and_original(project, tmp_path):
+def test_a_search_waiting_for_a_busy_worker_is_answered_before_the_deadline(project):
+    """A search the worker cannot take in time is answered 503 by its endpoint, never left
+    to hold a place among the reads given up; past a queue of waiting searches, at once."""
+    import time
+
+    from specscout.web import work
+
+    with TestClient(create_app(project, AppConfig(annotator="ana", samp=False,
+                                                  deadline_s=1.0)), base_url=BASE) as client:
+        log_in(client)
+        state = client.app.state.specscout
+        state.worker.submit(time.sleep, 0).result()  # started (seconds: not timed here)
+        assert client.get("/api/search", params={"q": "spec-3"}).status_code == 200
+        busy = state.worker.submit(time.sleep, 3)  # the worker at a long task
+        r = client.get("/api/search", params={"q": "spec-3"})
+        assert r.status_code == 503 and "took over 0.8 s" in r.text
+        assert not state.given_up
+        state.worker._waiting = work.QUEUED  # as many searches as may wait, waiting
+        r = client.get("/api/search", params={"q": "spec-3"})
+        assert r.status_code == 503 and "searches are waiting" in r.text
+        state.worker._waiting = 0
+        busy.result()
+        assert client.get("/api/search", params={"q": "spec-3"}).status_code == 200
+
+
+def test_a_worker_that_cannot_start_is_not_started_for_every_search(project, tmp_path):
+    import asyncio
+
+    from specscout.web import work
+
+    worker = work.Worker(project)
+    project.path.rename(tmp_path / "moved")  # the worker's start cannot open the project
+    try:
+        with pytest.raises(work.WorkerLost, match="ended during this request"):
+            asyncio.run(worker.run(work.search, "spec-1", timeout=60))
+        with pytest.raises(work.WorkerLost, match="could not start"):  # for RETRY_S
+            asyncio.run(worker.run(work.search, "spec-1", timeout=60))
+        assert worker.pid() is None
+    finally:
+        worker.close()
+
+
+def test_candidates_progress_and_original(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the pool's paths are relative: its files are written here
     client = client_for(project, catalogues=(str(tmp_path / "ref.csv"),))
     c = client.get("/api/candidates").json()
     assert sorted(i["row"] for i in c["items"]) == [0, 1, 2, 3] and c["objects"] == 3

@@ -559,8 +559,8 @@ def test_a_slow_read_is_answered_at_its_deadline_and_a_write_always_finishes(pro
 
 
 def test_the_app_stops_only_once_reads_given_up_have_ended(project):
-    """What a read given up at its deadline uses (the label database, the worker) is closed
-    only after it ends, when the app stops."""
+    """When the app stops, what a read given up at its deadline uses (the worker, the line
+    measurements held) is put away only after that read ends."""
     app = create_app(project, AppConfig(annotator="ana", samp=False, deadline_s=0.2))
     state = app.state.specscout
     original, ended = state.pool.original, []

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 from test_candidates import ROWS, make_project
 
 from specscout.labels import label_store
@@ -89,16 +91,33 @@ def _logged_in(client, link: str) -> str:
     return csrf
 
 
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux)."""
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    if not found.exists():
+        pytest.skip("no /proc here to find a process's children")
+    return [int(p) for p in found.read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (ended, not yet reaped by whoever adopted it) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_killed_server_keeps_every_acknowledged_label(tmp_path):
     project = make_project(tmp_path)
     proc, link, url = _start(project.path)
     acked: list[dict] = []
+    searched: list[int] = []
     stop = threading.Event()
 
     def annotate() -> None:
-        with httpx.Client(base_url=url, timeout=5) as client:
+        with httpx.Client(base_url=url, timeout=60) as client:
             csrf = _logged_in(client, link)
-            k = 0
+            searched.append(client.get("/api/search", params={"q": "spec-1"}).status_code)
+            k = 0  # (the search started the app's worker process)
             while not stop.is_set():
                 body = {"row": k % len(ROWS), "label": CLASSES[k % 3], "comment": f"k{k}"}
                 try:
@@ -113,10 +132,18 @@ def test_killed_server_keeps_every_acknowledged_label(tmp_path):
     worker.start()
     while len(acked) < 150:
         time.sleep(0.01)
+    assert searched == [200]
+    children = _children(proc.pid)
+    assert children  # the worker (and its resource tracker)
     os.kill(proc.pid, signal.SIGKILL)  # mid-session, requests in flight
     proc.wait()
     stop.set()
     worker.join()
+    for _ in range(100):  # the worker ends with the server that started it
+        if not any(_alive(pid) for pid in children):
+            break
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
 
     history = {h["id"]: h for h in label_store(project).history()}
     for ack in acked:

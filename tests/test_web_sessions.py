@@ -193,15 +193,17 @@ def test_the_server_stops_on_sigterm_while_requests_are_in_flight(project):
                        headers={"X-CSRF-Token": csrf})
         secret = r.json()["secret"]
 
+        answers: list[tuple[float, int]] = []  # (when it came, status)
+
         def search() -> None:  # the widest search there is, again and again
             with httpx.Client(base_url=url, timeout=30, cookies=login.cookies,
                               headers={"X-Session-Secret": secret}) as c:
                 while not stop.is_set():
                     try:
-                        assert c.get("/api/search", params={"q": "10 10 3600"}).status_code \
-                            == 200
+                        code = c.get("/api/search", params={"q": "10 10 3600"}).status_code
                     except httpx.TransportError:
                         return
+                    answers.append((time.monotonic(), code))
                     served.set()
 
         threads = [threading.Thread(target=search) for _ in range(4)]
@@ -215,6 +217,9 @@ def test_the_server_stops_on_sigterm_while_requests_are_in_flight(project):
         stop.set()
         for t in threads:
             t.join(10)
+        # served until told to stop; then answered, or refused as the app stops, or cut off
+        assert {code for at, code in answers if at < began} == {200}
+        assert {code for at, code in answers if at >= began} <= {200, 503}
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -126,6 +126,18 @@ def measured(project: Project, rows: np.ndarray, *, workers: int | None = None,
     those kept, and the others measured now (at most ``budget`` of them; on Dask with
     ``workers`` local processes or at ``scheduler`` when there are more than
     :data:`IN_PROCESS`) and, with ``keep``, kept."""
+    have, new = measure_missing(project, rows, workers=workers, scheduler=scheduler,
+                                progress=progress, budget=budget)
+    if keep:
+        keep_rows(project, new)
+    return joined(have, new)
+
+
+def measure_missing(project: Project, rows: np.ndarray, *, workers: int | None = None,
+                    scheduler: str | None = None, progress: bool = False,
+                    budget: int | None = None) -> tuple[pa.Table, list[dict]]:
+    """(the kept measurements of pool ``rows``, the others measured now: at most ``budget``,
+    not kept), as :func:`measured` makes them."""
     rows = np.unique(np.asarray(rows, np.int64))
     pool = project.store("pool")
     records = pool.records(rows, columns=["id", "path"]).to_pylist() if rows.size else []
@@ -138,8 +150,11 @@ def measured(project: Project, rows: np.ndarray, *, workers: int | None = None,
             new = measure_records(todo)
         else:
             new = _on_dask(todo, workers, scheduler, progress)
-        if keep:
-            keep_rows(project, new)
+    return have, new
+
+
+def joined(have: pa.Table, new: list[dict]) -> pa.Table:
+    """Kept and new measurements (:func:`measure_missing`) as one table, sorted by row."""
     table = pa.concat_tables([_classified(have), pa.Table.from_pylist(new, schema=schema())])
     return table.sort_by("row")
 
@@ -199,14 +214,17 @@ def _merge(project: Project) -> None:
             small.append(path)
     if len(small) < MERGE_AFTER:
         return
-    tables = []
-    for path in small:
+    tables, read = [], []
+    for path in small:  # one that cannot be read now (removed meanwhile) is left as it is
         try:
             tables.append(pq.read_table(path, schema=schema()))
+            read.append(path)
         except (OSError, pa.ArrowException):
-            small.remove(path)
+            continue
+    if not tables:
+        return
     merged = pa.concat_tables(tables)
     write_with(project.path / DIRECTORY / f"part-{uuid.uuid4().hex}.parquet",
                lambda fh: pq.write_table(merged, fh))
-    for path in small + stale:
+    for path in read + stale:
         path.unlink(missing_ok=True)

@@ -145,17 +145,18 @@ def sqlite_warning(url: str) -> str | None:
     return None
 
 
-#: Connections an engine keeps open (made as needed): the web app's request threads.
-POOL_SIZE = 40
+#: Connections an engine keeps open, made as needed, and at most (the web app's 40 request
+#: threads, each with one): on PostgreSQL, mind the server's max_connections.
+POOL_SIZE, POOL_MOST = 32, 40
 
 
 def connect(url: str) -> sa.Engine:
     """An engine on the label database at ``url``, its tables created or upgraded."""
     memory = url.startswith("sqlite") and sa.make_url(url).database in (None, "", ":memory:")
-    # a connection for each of the app's request threads (40) at once: beyond the pool's
-    # size each is opened and closed again per request
+    # a connection for each of the app's request threads at once: beyond the pool's size
+    # each is opened (its pragmas run) and closed again per request
     engine = sa.create_engine(url, future=True, **({} if memory else {
-        "pool_size": POOL_SIZE, "max_overflow": 16}))
+        "pool_size": POOL_SIZE, "max_overflow": POOL_MOST - POOL_SIZE}))
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         _private(Path(engine.url.database))
     if engine.dialect.name == "sqlite":

@@ -40,34 +40,36 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765,
                        require_login=require_login or not loopback,
                        allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None, samp=samp,
                        catalogues=tuple(catalogues), auth=auth, samp_web_port=samp_web_port)
-    # bound before the link is printed: the link names the port (0: a free one) and works
+    # listening before the link is printed: the link names the port (0: a free one) and
+    # works at once (connections wait until the app has started)
     sock = _bind(host, port)
-    port = sock.getsockname()[1]
-    app = create_app(project, config)
-    # SIGTERM or Ctrl-C: requests in flight get a few seconds, then the server stops
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           ssl_certfile=certfile, ssl_keyfile=keyfile,
-                                           timeout_graceful_shutdown=GRACE_S))
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    shown = f"[{shown.strip('[]')}]" if ":" in shown else shown  # an IPv6 address
-    url = f"{'https' if tls else 'http'}://{shown}:{port}/"
-    if not auth:
-        on_ready(f"WARNING: --no-auth: every user of this machine can label as "
-                 f"{config.annotator!r} at {url}")
-    elif not loopback:
-        on_ready(f"bound to {host}: every annotator logs in with a token from 'specscout user "
-                 f"add'" + ("" if tls else "; WARNING: --insecure-http, tokens cross the "
-                            "network in clear text"))
-    launch = app.state.specscout.launch_token
-    link = f"{url}?token={launch}" if launch else url
-    on_ready(f"specscout: labelling {project.path} at {link} "
-             + ("(a one-time link: it opens a session as "
-                f"{config.annotator!r}) " if launch else "")
-             + "(Ctrl-C stops it)")
     try:
-        server.run(sockets=[sock])
-    except OSError as exc:
-        raise SpecscoutError(f"cannot serve on {host}:{port}: {exc}") from None
+        port = sock.getsockname()[1]
+        app = create_app(project, config)
+        # SIGTERM or Ctrl-C: requests in flight get a few seconds, then the server stops
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                               ssl_certfile=certfile, ssl_keyfile=keyfile,
+                                               timeout_graceful_shutdown=GRACE_S))
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown.strip('[]')}]" if ":" in shown else shown  # an IPv6 address
+        url = f"{'https' if tls else 'http'}://{shown}:{port}/"
+        if not auth:
+            on_ready(f"WARNING: --no-auth: every user of this machine can label as "
+                     f"{config.annotator!r} at {url}")
+        elif not loopback:
+            on_ready(f"bound to {host}: every annotator logs in with a token from 'specscout user "
+                     f"add'" + ("" if tls else "; WARNING: --insecure-http, tokens cross the "
+                                "network in clear text"))
+        launch = app.state.specscout.launch_token
+        link = f"{url}?token={launch}" if launch else url
+        on_ready(f"specscout: labelling {project.path} at {link} "
+                 + ("(a one-time link: it opens a session as "
+                    f"{config.annotator!r}) " if launch else "")
+                 + "(Ctrl-C stops it)")
+        try:
+            server.run(sockets=[sock])
+        except OSError as exc:
+            raise SpecscoutError(f"cannot serve on {host}:{port}: {exc}") from None
     finally:
         sock.close()
 
@@ -80,6 +82,7 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
+        sock.listen(2048)  # as uvicorn's backlog
     except OSError as exc:
         sock.close()
         raise SpecscoutError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import re
 import threading
-from concurrent.futures.process import BrokenProcessPool
 
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
@@ -192,12 +191,17 @@ def warm(state: State) -> None:
         _, live = state.candidates(DEFAULT_THRESHOLD)
         rows = live.rows[live.order[:LINES_AT_START]].tolist()
         for i in range(0, len(rows), work.LINES_TASK):  # a task at a time: searches go too
+            # (a page meanwhile measures its own: it is not left waiting for the worker)
+            task = rows[i : i + work.LINES_TASK]
             try:
-                state.worker.submit(work.measure_lines, rows[i : i + work.LINES_TASK]).result()
-            except (WorkerLost, BrokenProcessPool):
+                measured, kept = state.worker.submit(work.measure_lines, task).result()
+                state.hold_lines(measured, kept)
+            except Exception as exc:  # these candidates are left to the pages
                 if state.worker.closed:
                     return  # the app is stopping
-                raise
+                log.warning("could not measure candidates' lines at start-up: %s", exc)
+                if isinstance(exc, WorkerLost):
+                    return
 
     for name, make in (("candidate list", lambda: state.candidates(DEFAULT_THRESHOLD)[1].page(
             agreed(state.votes(False)))), ("neighbours", state.neighbours),

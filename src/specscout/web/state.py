@@ -137,6 +137,7 @@ class State:
         self._votes: dict[bool, tuple[int, dict, dict, frozenset[int]]] = {}
         self._reread = 0 if self.labels.engine.dialect.name == "sqlite" else REREAD
         self._items: dict[bool, tuple] = {}
+        self._batch_lock = threading.Lock()
         self._blind: tuple[int, frozenset[int]] = (-1, frozenset())
         self._map: tuple | None = None
         self._neighbours: tuple | None = None
@@ -209,6 +210,15 @@ class State:
         cached = self._items.get(audit)
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        with self._batch_lock:  # made once, whichever request sees the change first
+            cached = self._items.get(audit)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            found = self._read_batch(audit)
+            self._items[audit] = (stamp, found)
+            return found
+
+    def _read_batch(self, audit: bool) -> tuple[int | None, list[dict], dict[int, dict]]:
         if audit:
             sample = self.labels.audit_samples.sample()
             iteration = sample[0]["iteration"] if sample else None
@@ -220,9 +230,18 @@ class State:
             items = [{"rank": q["rank"], "row": q["row"], "id": q["spectrum"],
                       "acquisition_score": None if q["strategy"] == SELECTION
                       else q["acquisition_score"]} for q in queue if q["row"] not in blind]
-        found = (iteration, items, {i["row"]: i for i in items})
-        self._items[audit] = (stamp, found)
-        return found
+        # A label of the batch takes its spectrum's id from here: checked against the pool
+        # once per batch (a queue of another pool's rows is refused, not attached).
+        pool = self.pool.pool
+        ok = [i for i in items if 0 <= i["row"] < len(pool)]
+        for item, pooled in zip(ok, pool.ids([i["row"] for i in ok]), strict=True):
+            if item["id"] != pooled:
+                log.warning("the %s holds row %d as %r, but the pool has %r there: "
+                            "left out", "audit draw" if audit else "query batch",
+                            item["row"], item["id"], pooled)
+                item["row"] = -1
+        items = [i for i in ok if i["row"] >= 0]
+        return iteration, items, {i["row"]: i for i in items}
 
     def read_ahead(self, rows: list[int]) -> None:
         """Read the records and windows of ``rows`` (the spectra the page will ask for next)
@@ -353,7 +372,7 @@ class State:
         start-up's measuring of the candidate list). What this server measures is kept in
         the project a few hundred at a time (:meth:`keep_lines`); a file it cannot read is
         tried again by a later request."""
-        from specscout.catalogue.lines import measured
+        from specscout.catalogue.lines import joined, measure_missing
 
         rows = [int(r) for r in rows]
         with self._lines_lock:
@@ -363,21 +382,29 @@ class State:
             self._measuring.update(todo)
         try:
             if todo:
-                table = measured(self.project, np.array(todo, np.int64), keep=False,
-                                 budget=budget)
-                found = {r["row"]: r for r in table.to_pylist()}
-                fresh = [r for r in found.values() if r["status"] != "unreadable"]
-                with self._lines_lock:
-                    self._lines.update({r["row"]: r for r in fresh})
-                    self._unsaved.extend(r for r in fresh if r["row"] not in self._saved)
-                    self._saved.update(r["row"] for r in fresh)
-                out.update(found)
+                have, new = measure_missing(self.project, np.array(todo, np.int64),
+                                            budget=budget)
+                table, fresh = joined(have, new).to_pylist(), {r["row"] for r in new}
+                self.hold_lines([r for r in table if r["row"] not in fresh], kept=True)
+                self.hold_lines([r for r in table if r["row"] in fresh], kept=False)
+                out.update({r["row"]: r for r in table})
         finally:
             with self._lines_lock:
                 self._measuring.difference_update(todo)
         if len(self._unsaved) >= LINES_SAVED_AT:
             self.keep_lines()
         return out
+
+    def hold_lines(self, measured: list[dict], kept: bool) -> None:
+        """Hold line measurements in memory (a file that cannot be read now is left out: a
+        later request tries it again); those not ``kept`` in the project yet are kept by
+        :meth:`keep_lines`."""
+        fresh = [r for r in measured if r["status"] != "unreadable"]
+        with self._lines_lock:
+            self._lines.update({r["row"]: r for r in fresh})
+            if not kept:
+                self._unsaved.extend(r for r in fresh if r["row"] not in self._saved)
+            self._saved.update(r["row"] for r in fresh)
 
     def keep_lines(self) -> None:
         """Keep in the project what this server has measured (a read-only project: they

@@ -13,9 +13,12 @@ from specscout.web import work
 from specscout.web.deps import StateDep, Who
 from specscout.web.pool import TooWide
 from specscout.web.state import DEFAULT_THRESHOLD
-from specscout.web.work import WorkerLost
+from specscout.web.work import WorkerBusy, WorkerLost
 
 router = APIRouter()
+
+#: Of the app's deadline, what a search may wait for the worker.
+SEARCH_WAIT = 0.8
 
 
 @router.get("/api/candidates")
@@ -72,10 +75,15 @@ def thumb(wave: np.ndarray, flux: np.ndarray, points: int = 70) -> list[int]:
 async def search(who: Who, state: StateDep,
                  q: str = Query(..., min_length=1, max_length=200)) -> dict:
     # in the app's worker process: a cone's records, read from many parts, would hold up
-    # every other request here
+    # every other request here; given up here before the app's deadline, so that a search
+    # waiting for the worker never counts among the reads that hold a thread
+    wait = SEARCH_WAIT * state.config.deadline_s
     try:
-        return {"query": q, "items": await state.worker.run(work.search, q)}
+        return {"query": q, "items": await state.worker.run(work.search, q, timeout=wait)}
     except TooWide as exc:
         raise HTTPException(422, str(exc)) from None
-    except WorkerLost as exc:
+    except (WorkerLost, WorkerBusy) as exc:
         raise HTTPException(503, str(exc)) from None
+    except TimeoutError:
+        raise HTTPException(503, f"this search took over {wait:g} s and was given up: try "
+                                 f"again in a moment") from None
