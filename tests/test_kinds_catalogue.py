@@ -299,6 +299,6 @@ def test_the_app_measures_its_candidates_at_start_up_in_its_worker(project):
             "spec-nebular"] == "nebular"
         assert state.worker.pid() not in (None, os.getpid())
         # and handed to the server, which holds them without keeping them again
-        assert sorted(state._lines) == list(range(len(POOL))) and not state._unsaved
+        assert sorted(state.lines._held) == list(range(len(POOL))) and not state.lines._unsaved
     finally:
         state.worker.close()

@@ -39,11 +39,11 @@ from specscout.errors import SpecscoutError
 from specscout.labels.store import agreed
 from specscout.web import work
 from specscout.web.deps import COOKIE
+from specscout.web.lines import AT_START
 from specscout.web.routes import candidates, labels, pool_map, samp, session, spectra
 from specscout.web.routes.session import STATIC
 from specscout.web.state import (
     DEFAULT_THRESHOLD,
-    LINES_AT_START,
     LOOPBACK_HOSTS,
     AppConfig,
     Bounded,
@@ -189,13 +189,13 @@ def warm(state: State) -> None:
     and shows on the first request that needs it."""
     def lines() -> None:  # the candidates' lines, most probable first, in the worker
         _, live = state.candidates(DEFAULT_THRESHOLD)
-        rows = live.rows[live.order[:LINES_AT_START]].tolist()
+        rows = live.rows[live.order[:AT_START]].tolist()
         for i in range(0, len(rows), work.LINES_TASK):  # a task at a time: searches go too
             # (a page meanwhile measures its own: it is not left waiting for the worker)
             task = rows[i : i + work.LINES_TASK]
             try:
                 measured, kept = state.worker.submit(work.measure_lines, task).result()
-                state.hold_lines(measured, kept)
+                state.lines.hold(measured, kept)
             except Exception as exc:  # these candidates are left to the pages
                 if state.worker.closed:
                     return  # the app is stopping
@@ -234,7 +234,7 @@ def create_app(project: Project, config: AppConfig | None = None) -> FastAPI:
         if state.given_up:  # reads given up at their deadline end before what they use
             await asyncio.wait(set(state.given_up), timeout=STOP_WAIT_S)
         state.worker.close()
-        state.keep_lines()
+        state.lines.keep()
         if state.samp is not None:
             state.samp.close()
 

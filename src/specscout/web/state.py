@@ -24,6 +24,7 @@ from specscout.labels import _identity as file_identity
 from specscout.labels.queue import SELECTION
 from specscout.labels.store import agreed
 from specscout.learn.iterations import iteration_path
+from specscout.web.lines import Lines
 from specscout.web.pool import Bounded, PoolView
 from specscout.web.work import Worker
 
@@ -44,13 +45,6 @@ CANDIDATE_LISTS = 4
 DEFAULT_THRESHOLD = 0.5
 #: The lowest threshold a page may ask for: below it every spectrum would be a candidate.
 MIN_THRESHOLD = 0.05
-#: Spectra a request may have measured from their files (5-40 ms each, the file read and
-#: the measurement); line measurements kept in memory; candidates measured at start-up,
-#: most probable first.
-LINES_PER_REQUEST = 30
-LINES_KEPT = 50_000
-LINES_AT_START = 5000
-LINES_SAVED_AT = 500  # measurements kept in the project this many at a time
 #: Spectra of the queue read ahead of the one the page shows (:meth:`State.read_ahead`).
 READ_AHEAD = 32
 
@@ -142,11 +136,7 @@ class State:
         self._map: tuple | None = None
         self._neighbours: tuple | None = None
         self._neighbours_lock = threading.Lock()
-        self._lines: dict[int, dict] = Bounded(LINES_KEPT)
-        self._lines_lock = threading.Lock()
-        self._measuring: set[int] = set()  # rows a request is measuring now
-        self._unsaved: list[dict] = []  # measured here, not yet kept in the project
-        self._saved: set[int] = set()
+        self.lines = Lines(project)  # line measurements held
         self._lock = threading.Lock()
         self._reading = threading.Lock()  # held while spectra are read ahead
 
@@ -364,59 +354,6 @@ class State:
                 found.add(np.fromiter(current, np.int64, len(current)))
                 self._neighbours = (iteration, found, seen)
         return found, current
-
-    def lines(self, rows, budget: int = LINES_PER_REQUEST) -> dict[int, dict]:
-        """The line measurements of pool ``rows`` that are known (kept in the project, or
-        made by this server), and of at most ``budget`` more measured now from their files
-        (a page is never held up long; the rest come with later requests, or from the
-        start-up's measuring of the candidate list). What this server measures is kept in
-        the project a few hundred at a time (:meth:`keep_lines`); a file it cannot read is
-        tried again by a later request."""
-        from specscout.catalogue.lines import joined, measure_missing
-
-        rows = [int(r) for r in rows]
-        with self._lines_lock:
-            out = {r: self._lines[r] for r in rows if r in self._lines}
-            busy = set(self._measuring)
-            todo = [r for r in rows if r not in out and r not in busy]
-            self._measuring.update(todo)
-        try:
-            if todo:
-                have, new = measure_missing(self.project, np.array(todo, np.int64),
-                                            budget=budget)
-                table, fresh = joined(have, new).to_pylist(), {r["row"] for r in new}
-                self.hold_lines([r for r in table if r["row"] not in fresh], kept=True)
-                self.hold_lines([r for r in table if r["row"] in fresh], kept=False)
-                out.update({r["row"]: r for r in table})
-        finally:
-            with self._lines_lock:
-                self._measuring.difference_update(todo)
-        if len(self._unsaved) >= LINES_SAVED_AT:
-            self.keep_lines()
-        return out
-
-    def hold_lines(self, measured: list[dict], kept: bool) -> None:
-        """Hold line measurements in memory (a file that cannot be read now is left out: a
-        later request tries it again); those not ``kept`` in the project yet are kept by
-        :meth:`keep_lines`."""
-        fresh = [r for r in measured if r["status"] != "unreadable"]
-        with self._lines_lock:
-            self._lines.update({r["row"]: r for r in fresh})
-            if not kept:
-                self._unsaved.extend(r for r in fresh if r["row"] not in self._saved)
-            self._saved.update(r["row"] for r in fresh)
-
-    def keep_lines(self) -> None:
-        """Keep in the project what this server has measured (a read-only project: they
-        stay in memory only)."""
-        from specscout.catalogue.lines import keep_rows
-
-        with self._lines_lock:
-            rows, self._unsaved = self._unsaved, []
-        try:
-            keep_rows(self.project, rows)
-        except OSError as exc:
-            log.warning("could not keep the line measurements in the project: %s", exc)
 
     def _ids(self, rows: np.ndarray) -> list[str]:
         """The ids of pool ``rows``, in the order given."""

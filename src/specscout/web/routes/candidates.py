@@ -30,7 +30,7 @@ def candidates(who: Who, state: StateDep,
     iteration, live = state.candidates(threshold)
     page = live.page(agreed(state.votes(False)), limit)
     rows = [it["row"] for it in page["items"]]
-    found = state.lines(rows)
+    found = state.lines.of(rows)
     flux = state.pool.pool.flux(np.array(rows, np.int64)) if rows else []
     targets = state.project.config.targets
     for it, f in zip(page["items"], flux, strict=True):

@@ -65,7 +65,7 @@ def lines(row: int, who: Who, state: StateDep) -> dict:
 
     if not 0 <= row < len(state.pool.pool):
         raise HTTPException(404, f"no row {row} in the pool")
-    m = state.lines([row], budget=1).get(row)
+    m = state.lines.of([row], budget=1).get(row)
     if m is None:
         raise HTTPException(503, "not measured: try again")
     return {"row": row, **{k: _plain(v) for k, v in m.items() if k not in ("row", "id")}}
